@@ -1,0 +1,120 @@
+"""Orders: what the engine intends to trade, and what the exchange says happened."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+from crypto_bot.markets import Side
+from crypto_bot.money import ZERO
+
+
+class Purpose(StrEnum):
+    """Why an order exists; also the phase of the cycle it belongs to."""
+
+    EXIT = "exit"  # a strategy went flat: sell its whole ledger amount
+    SELL_DOWN = "sell_down"  # boost: an active strategy above its target gives capital back
+    ENTRY = "entry"  # a strategy went long: buy its allocation
+
+
+class OrderStatus(StrEnum):
+    """An exchange order's state, normalized from the venue's vocabulary."""
+
+    OPEN = "open"
+    CLOSED = "closed"  # fully filled
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not OrderStatus.OPEN
+
+
+@dataclass(frozen=True)
+class Fee:
+    cost: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class Balance:
+    free: Decimal = ZERO
+    used: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.used
+
+
+@dataclass(frozen=True)
+class ExchangeOrder:
+    """An order as the exchange reports it, in exact decimals."""
+
+    id: str
+    client_order_id: str | None
+    symbol: str
+    side: Side
+    amount: Decimal
+    price: Decimal
+    status: OrderStatus
+    filled: Decimal = ZERO
+    cost: Decimal = ZERO  # quote spent or received by the fills, fees excluded
+    fees: tuple[Fee, ...] = ()
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.amount - self.filled
+
+    @property
+    def average(self) -> Decimal | None:
+        return self.cost / self.filled if self.filled else None
+
+    def fee_in(self, currency: str) -> Decimal:
+        return sum((f.cost for f in self.fees if f.currency == currency), ZERO)
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """One order the engine means to place. Its id makes placement idempotent.
+
+    For buys ``amount`` is already sized from the notional and the free balance.
+    """
+
+    intent_id: str
+    cycle_id: str
+    strategy: str
+    symbol: str
+    side: Side
+    purpose: Purpose
+    amount: Decimal
+    limit_price: Decimal
+    notional: Decimal
+    signal_keys: tuple[str, ...] = field(default=())
+
+    def client_order_id(self, attempt: int = 0) -> str:
+        """Derive the exchange client order id; attempt N is a chase re-placement.
+
+        Short and alphanumeric so that every major venue accepts it (Binance: 36 chars).
+        """
+        return f"cb{self.intent_id[:24]}a{attempt}"
+
+
+def intent_id(cycle_id: str, purpose: Purpose, strategy: str) -> str:
+    """Derive a stable intent id: the same cycle, purpose and strategy give the same id."""
+    return hashlib.sha256(f"{cycle_id}|{purpose.value}|{strategy}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An order the engine decided not to send, with the reason."""
+
+    strategy: str
+    symbol: str
+    side: Side
+    purpose: Purpose
+    reason: str
+    amount: Decimal = ZERO
+    limit_price: Decimal = ZERO

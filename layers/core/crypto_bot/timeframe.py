@@ -1,0 +1,60 @@
+"""Timeframes and the cycle schedule: when bars close and when a cycle runs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+_PATTERN = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Timeframe:
+    """A bar length such as ``15m``, ``8h`` or ``1d``; bars are aligned to UTC midnight."""
+
+    seconds: int
+    label: str
+
+    @classmethod
+    def parse(cls, text: str) -> Timeframe:
+        """Parse ``<n>m``, ``<n>h`` or ``<n>d``; raise ValueError naming the text otherwise."""
+        match = _PATTERN.match(text)
+        if not match:
+            raise ValueError(f"timeframe {text!r} is not of the form <n>m, <n>h or <n>d (e.g. 15m, 8h, 1d)")
+        count, unit = int(match.group(1)), match.group(2)
+        seconds = count * _UNITS[unit]
+        if seconds <= 0:
+            raise ValueError(f"timeframe {text!r} must be longer than zero")
+        if 86400 % seconds and seconds % 86400:
+            raise ValueError(f"timeframe {text!r} does not divide a day evenly, so bars would drift")
+        return cls(seconds=seconds, label=f"{count}{unit}")
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Cycle ticks: every bar close of ``timeframe`` plus ``offset`` (default one minute)."""
+
+    timeframe: Timeframe
+    offset: timedelta = timedelta(minutes=1)
+
+    def __post_init__(self) -> None:
+        if not timedelta(0) <= self.offset < self.timeframe.delta:
+            raise ValueError(f"schedule offset {self.offset} must be in [0, {self.timeframe.label})")
+
+    def tick_at_or_after(self, moment: datetime) -> datetime:
+        """Return the first cycle tick at or after ``moment`` (an aware datetime)."""
+        if moment.tzinfo is None:
+            raise ValueError(f"time {moment.isoformat()} has no timezone")
+        shifted = moment.astimezone(UTC) - self.offset - EPOCH
+        bars = shifted // self.timeframe.delta
+        tick = EPOCH + bars * self.timeframe.delta + self.offset
+        if tick < moment:
+            tick += self.timeframe.delta
+        return tick
