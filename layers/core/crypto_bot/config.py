@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -125,7 +125,9 @@ def _parse_strategy(key: str, entry: object, quote: str, problems: list[FieldPro
     try:
         base, symbol_quote = split_symbol(symbol.strip())
     except ValueError:
-        problems.append(FieldProblem(f"{where}.exchange_symbol", symbol, "is not of the form BASE/QUOTE (e.g. BTC/USD)"))
+        problems.append(
+            FieldProblem(f"{where}.exchange_symbol", symbol, "is not of the form BASE/QUOTE (e.g. BTC/USD)")
+        )
         return None
     if symbol_quote != quote:
         problems.append(
@@ -180,73 +182,105 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from environment variables (``os.environ`` by default)."""
-        env = os.environ if env is None else env
-        problems: list[str] = []
+        """Build settings from environment variables (``os.environ`` by default).
 
-        def required(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                problems.append(f"{name} is required but not set")
-            return value
-
-        def optional(name: str, default: str) -> str:
-            value = env.get(name)
-            return default if value is None or not value.strip() else value.strip()
-
-        exchange = required("EXCHANGE_NAME").lower()
-        timeframe_text = required("TIMEFRAME")
-        quote = optional("QUOTE_CURRENCY", "USD").upper()
-        values: dict[str, Any] = {}
-        if timeframe_text:
+        Every problem is collected and reported at once, each with the variable's name.
+        """
+        reader = _EnvReader(os.environ if env is None else env)
+        exchange = reader.required("EXCHANGE_NAME").lower()
+        timeframe = reader.parse("TIMEFRAME", None, Timeframe.parse)
+        quote = reader.optional("QUOTE_CURRENCY", "USD").upper()
+        increment = reader.parse("INCREMENT_PCT", "0.001", _increment)
+        mode = reader.parse("EXECUTION_STRATEGY", "boost", _mode)
+        sandbox = reader.parse("SANDBOX", "false", parse_bool)
+        paper = reader.parse("PAPER_TRADING", "false", parse_bool)
+        options = reader.parse("EXCHANGE_OPTIONS", "{}", _json_object)
+        offset = reader.parse("SCHEDULE_OFFSET", "1m", parse_duration)
+        pattern = reader.parse("STOP_LOSS_PATTERN", DEFAULT_STOP_LOSS_PATTERN, _regex)
+        if timeframe is not None and offset is not None:
             try:
-                values["timeframe"] = Timeframe.parse(timeframe_text)
+                Schedule(timeframe, offset)
             except ValueError as e:
-                problems.append(f"TIMEFRAME: {e}")
+                reader.problems.append(f"SCHEDULE_OFFSET: {e}")
+        if reader.problems:
+            raise ConfigError("invalid settings: " + "; ".join(reader.problems))
+        return cls(
+            exchange_name=exchange,
+            timeframe=_parsed(timeframe),
+            quote_currency=quote,
+            increment_pct=_parsed(increment),
+            execution_mode=_parsed(mode),
+            sandbox=_parsed(sandbox),
+            paper_trading=_parsed(paper),
+            exchange_options=_parsed(options),
+            schedule_offset=_parsed(offset),
+            stop_loss_pattern=_parsed(pattern),
+        )
+
+
+def _parsed[T](value: T | None) -> T:
+    """Narrow a setting that parsed without a problem (None only ever comes with one)."""
+    if value is None:
+        raise ConfigError("invalid settings: a value failed to parse without a reported problem")
+    return value
+
+
+class _EnvReader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def required(self, name: str) -> str:
+        value = self.env.get(name, "").strip()
+        if not value:
+            self.problems.append(f"{name} is required but not set")
+        return value
+
+    def optional(self, name: str, default: str) -> str:
+        value = self.env.get(name)
+        return default if value is None or not value.strip() else value.strip()
+
+    def parse[T](self, name: str, default: str | None, parser: Callable[[str], T]) -> T | None:
+        text = self.required(name) if default is None else self.optional(name, default)
+        if not text:
+            return None
         try:
-            increment = parse_decimal(optional("INCREMENT_PCT", "0.001"))
-            if not ZERO <= increment < Decimal("0.1"):
-                raise ValueError("must be a fraction in [0, 0.1) (0.001 means 0.1%)")
-            values["increment_pct"] = increment
+            return parser(text)
         except ValueError as e:
-            problems.append(f"INCREMENT_PCT={env.get('INCREMENT_PCT')!r}: {e}")
-        mode_text = optional("EXECUTION_STRATEGY", "boost").lower()
-        try:
-            values["execution_mode"] = ExecutionMode(mode_text)
-        except ValueError:
-            problems.append(f"EXECUTION_STRATEGY={mode_text!r}: must be one of boost, multi")
-        for name, key in (("SANDBOX", "sandbox"), ("PAPER_TRADING", "paper_trading")):
-            try:
-                values[key] = parse_bool(optional(name, "false"))
-            except ValueError as e:
-                problems.append(f"{name}: {e}")
-        options_text = optional("EXCHANGE_OPTIONS", "{}")
-        try:
-            options = json.loads(options_text)
-            if not isinstance(options, dict):
-                raise ValueError(f"must be a JSON object, got {type(options).__name__}")
-            values["exchange_options"] = options
-        except (json.JSONDecodeError, ValueError) as e:
-            problems.append(f"EXCHANGE_OPTIONS: {e}")
-        offset_text = optional("SCHEDULE_OFFSET", "1m")
-        try:
-            values["schedule_offset"] = parse_duration(offset_text)
-        except ValueError as e:
-            problems.append(f"SCHEDULE_OFFSET: {e}")
-        pattern = optional("STOP_LOSS_PATTERN", DEFAULT_STOP_LOSS_PATTERN)
-        try:
-            re.compile(pattern)
-            values["stop_loss_pattern"] = pattern
-        except re.error as e:
-            problems.append(f"STOP_LOSS_PATTERN={pattern!r}: not a valid regular expression ({e})")
-        if problems:
-            raise ConfigError("invalid settings: " + "; ".join(problems))
-        settings = cls(exchange_name=exchange, quote_currency=quote, **values)
-        try:
-            settings.schedule  # noqa: B018 - validates offset against timeframe
-        except ValueError as e:
-            raise ConfigError(f"invalid settings: SCHEDULE_OFFSET: {e}") from e
-        return settings
+            self.problems.append(f"{name}={text!r}: {e}")
+            return None
+
+
+def _increment(text: str) -> Decimal:
+    value = parse_decimal(text)
+    if not ZERO <= value < Decimal("0.1"):
+        raise ValueError("must be a fraction in [0, 0.1) (0.001 means 0.1%)")
+    return value
+
+
+def _mode(text: str) -> ExecutionMode:
+    try:
+        return ExecutionMode(text.lower())
+    except ValueError:
+        raise ValueError("must be one of boost, multi") from None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON: {e.msg}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise ValueError(f"not a valid regular expression ({e})") from None
+    return text
 
 
 _TRUE = {"1", "true", "yes", "on"}

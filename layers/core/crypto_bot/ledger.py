@@ -203,9 +203,7 @@ class Ledger:
         """
         assets = {p.base for p in self.positions.values()} | set(self.dust)
         held = self.amounts_by_asset()
-        return {
-            asset: balances.get(asset, Balance()).total - held.get(asset, ZERO) for asset in sorted(assets)
-        }
+        return {asset: balances.get(asset, Balance()).total - held.get(asset, ZERO) for asset in sorted(assets)}
 
     def to_dict(self) -> dict[str, Any]:
         return {

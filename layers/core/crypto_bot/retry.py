@@ -5,11 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from crypto_bot.errors import TransientExchangeError
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -28,7 +25,7 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1)
 
 
-def call_with_retry(
+def call_with_retry[T](
     fn: Callable[[], T],
     policy: RetryPolicy,
     *,

@@ -73,9 +73,7 @@ def is_stop_loss_comment(comment: str, pattern: re.Pattern[str] = DEFAULT_STOP_L
     return pattern.search(comment) is not None
 
 
-def dedupe_key(
-    strategy: str, action: Side, time: datetime, price: Decimal, comment: str, order_id: str | None
-) -> str:
+def dedupe_key(strategy: str, action: Side, time: datetime, price: Decimal, comment: str, order_id: str | None) -> str:
     """Hash the normalized identity of an alert; two identical deliveries hash the same."""
     identity = [
         strategy,
@@ -102,78 +100,37 @@ def parse_signal(
     if not isinstance(payload, Mapping):
         raise SignalRejected([FieldProblem("body", payload, "must be a JSON object")])
     problems: list[FieldProblem] = []
+    ticker = _text(payload, "ticker", problems, required=True)
+    action_text = _text(payload, "order_action", problems, required=True)
+    comment = _text(payload, "order_comment", problems, required=True)
+    strategy_key = _text(payload, "strategy", problems, required=False) or ticker
+    order_id = _text(payload, "order_id", problems, required=False)
+    interval = _text(payload, "interval", problems, required=False)
+    position_text = _text(payload, "market_position", problems, required=False)
 
-    def text(name: str, *, required: bool) -> str | None:
-        value = payload.get(name, MISSING)
-        if value is MISSING or value is None:
-            if required:
-                problems.append(FieldProblem(name, MISSING, "is required"))
-            return None
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            problems.append(FieldProblem(name, value, "must be a string"))
-            return None
-        result = str(value).strip()
-        if not result:
-            if required:
-                problems.append(FieldProblem(name, value, "must not be blank"))
-            return None
-        return result
-
-    ticker = text("ticker", required=True)
-    action_text = text("order_action", required=True)
-    comment = text("order_comment", required=True)
-    strategy_key = text("strategy", required=False) or ticker
-    order_id = text("order_id", required=False)
-    interval = text("interval", required=False)
-
-    action: Side | None = None
-    if action_text is not None:
-        try:
-            action = Side(action_text.lower())
-        except ValueError:
-            problems.append(FieldProblem("order_action", payload["order_action"], "must be buy or sell"))
-
-    moment: datetime | None = None
-    raw_time = payload.get("time", MISSING)
-    if raw_time is MISSING or raw_time is None or (isinstance(raw_time, str) and not raw_time.strip()):
-        problems.append(FieldProblem("time", raw_time, "is required"))
-    else:
-        try:
-            moment = parse_time(raw_time)
-        except ValueError as e:
-            problems.append(FieldProblem("time", raw_time, str(e)))
-
+    action = _enum_field(payload, "order_action", action_text, Side, "must be buy or sell", problems)
+    position = _enum_field(
+        payload, "market_position", position_text, Desired, "must be long or flat (spot cannot short)", problems
+    )
+    moment = _time_field(payload, problems)
     price = _positive_decimal(payload, "order_price", problems, required=True)
     contracts = _positive_decimal(payload, "contracts", problems, required=False)
-
-    position: Desired | None = None
-    position_text = text("market_position", required=False)
-    if position_text is not None:
-        try:
-            position = Desired(position_text.lower())
-        except ValueError:
-            problems.append(
-                FieldProblem(
-                    "market_position", payload["market_position"], "must be long or flat (spot trading cannot short)"
-                )
-            )
-
     if strategy_key is not None:
-        strategy = config.get(strategy_key)
-        field_name = "strategy" if payload.get("strategy") else "ticker"
-        if strategy is None:
-            known = ", ".join(sorted(config.strategies)) or "none"
-            problems.append(FieldProblem(field_name, strategy_key, f"is not a configured strategy (known: {known})"))
-        elif not strategy.enabled:
-            problems.append(FieldProblem(field_name, strategy_key, "is disabled (its percentage is 0)"))
-
+        _check_strategy(payload, strategy_key, config, problems)
     stop = comment is not None and is_stop_loss_comment(comment, stop_loss_regex)
     if stop and action is Side.BUY:
         problems.append(FieldProblem("order_comment", comment, "marks a stop loss, but only a sell can be a stop loss"))
 
-    if problems:
+    if (
+        problems
+        or strategy_key is None
+        or ticker is None
+        or action is None
+        or moment is None
+        or price is None
+        or comment is None
+    ):
         raise SignalRejected(problems)
-    assert strategy_key and ticker and action and moment and price and comment is not None  # for mypy
     return Signal(
         strategy=strategy_key,
         ticker=ticker,
@@ -189,6 +146,62 @@ def parse_signal(
         dedupe_key=dedupe_key(strategy_key, action, moment, price, comment, order_id),
         payload=dict(payload),
     )
+
+
+def _text(payload: Mapping[str, Any], name: str, problems: list[FieldProblem], *, required: bool) -> str | None:
+    value = payload.get(name, MISSING)
+    if value is MISSING or value is None:
+        if required:
+            problems.append(FieldProblem(name, MISSING, "is required"))
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        problems.append(FieldProblem(name, value, "must be a string"))
+        return None
+    result = str(value).strip()
+    if not result:
+        if required:
+            problems.append(FieldProblem(name, value, "must not be blank"))
+        return None
+    return result
+
+
+def _enum_field[E: StrEnum](
+    payload: Mapping[str, Any],
+    name: str,
+    text: str | None,
+    enum: type[E],
+    message: str,
+    problems: list[FieldProblem],
+) -> E | None:
+    if text is None:
+        return None
+    try:
+        return enum(text.lower())
+    except ValueError:
+        problems.append(FieldProblem(name, payload[name], message))
+        return None
+
+
+def _time_field(payload: Mapping[str, Any], problems: list[FieldProblem]) -> datetime | None:
+    raw = payload.get("time", MISSING)
+    if raw is MISSING or raw is None or (isinstance(raw, str) and not raw.strip()):
+        problems.append(FieldProblem("time", raw, "is required"))
+        return None
+    try:
+        return parse_time(raw)
+    except ValueError as e:
+        problems.append(FieldProblem("time", raw, str(e)))
+        return None
+
+
+def _check_strategy(payload: Mapping[str, Any], key: str, config: StrategyConfig, problems: list[FieldProblem]) -> None:
+    strategy = config.get(key)
+    field_name = "strategy" if payload.get("strategy") else "ticker"
+    if strategy is None:
+        known = ", ".join(sorted(config.strategies)) or "none"
+        problems.append(FieldProblem(field_name, key, f"is not a configured strategy (known: {known})"))
+    elif not strategy.enabled:
+        problems.append(FieldProblem(field_name, key, "is disabled (its percentage is 0)"))
 
 
 def _positive_decimal(

@@ -1,0 +1,1 @@
+"""Exchange adapters: ccxt for real venues, paper for dry runs."""

@@ -1,0 +1,434 @@
+"""The paper exchange: a real dry-run venue with balances, markets, fees and matching.
+
+It implements the same :class:`crypto_bot.ports.Exchange` port as the ccxt adapter
+and enforces what a real venue enforces: precision, minimums, funds (locked while an
+order rests) and unique client order ids. Marketable limit orders fill at the current
+price as takers; others rest and fill at their limit, as makers, once the price
+crosses. Partial fills and fault modes exist so tests can exercise the reconcile path.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from crypto_bot.errors import (
+    BadSymbol,
+    ConfigError,
+    ExchangeError,
+    InsufficientFunds,
+    InvalidOrder,
+    OrderNotFound,
+)
+from crypto_bot.markets import Market, Side, split_symbol
+from crypto_bot.money import ONE, ZERO, parse_decimal
+from crypto_bot.orders import Balance, ExchangeOrder, Fee, OrderStatus
+from crypto_bot.signals import parse_time
+
+DEFAULT_AMOUNT_STEP = Decimal("0.00000001")
+DEFAULT_PRICE_STEP = Decimal("0.01")
+DEFAULT_MIN_COST = Decimal("1")
+
+
+def default_market(symbol: str, fee: Decimal = ZERO) -> Market:
+    """A permissive spot market: 1e-8 lots, 0.01 ticks, 1 quote minimum order."""
+    base, quote = split_symbol(symbol)
+    return Market(
+        symbol=symbol,
+        base=base,
+        quote=quote,
+        amount_step=DEFAULT_AMOUNT_STEP,
+        price_step=DEFAULT_PRICE_STEP,
+        min_amount=DEFAULT_AMOUNT_STEP,
+        min_cost=DEFAULT_MIN_COST,
+        maker_fee=fee,
+        taker_fee=fee,
+    )
+
+
+_MARKET_FIELDS = {"amount_step", "price_step", "min_amount", "min_cost", "maker_fee", "taker_fee"}
+
+
+def load_markets_file(path: str | Path, fee: Decimal = ZERO) -> dict[str, Market]:
+    """Read paper market overrides: ``{"BTC/USD": {"amount_step": "0.0001", ...}}``.
+
+    Fields not given keep the defaults of :func:`default_market` (with ``fee``).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+    except OSError as e:
+        raise ConfigError(f"cannot read markets file {path}: {e.strerror}") from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON at line {e.lineno}: {e.msg}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected an object keyed by symbol")
+    markets: dict[str, Market] = {}
+    for symbol, spec in data.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: [{symbol!r}] must be an object of {', '.join(sorted(_MARKET_FIELDS))}")
+        unknown = set(spec) - _MARKET_FIELDS
+        if unknown:
+            raise ConfigError(f"{path}: [{symbol!r}] has unknown fields {sorted(unknown)}")
+        try:
+            values: dict[str, Any] = {str(k): parse_decimal(v) for k, v in spec.items()}
+            markets[symbol] = replace(default_market(symbol, fee), **values)
+        except ValueError as e:
+            raise ConfigError(f"{path}: [{symbol!r}]: {e}") from e
+    return markets
+
+
+@dataclass
+class _PaperOrder:
+    id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    amount: Decimal
+    price: Decimal
+    status: OrderStatus = OrderStatus.OPEN
+    filled: Decimal = ZERO
+    cost: Decimal = ZERO
+    fee: Decimal = ZERO
+    fee_currency: str = ""
+    locked: Decimal = ZERO  # funds still reserved for the unfilled part
+    created_at: datetime | None = None
+
+    def snapshot(self) -> ExchangeOrder:
+        fees = (Fee(self.fee, self.fee_currency),) if self.fee_currency else ()
+        return ExchangeOrder(
+            id=self.id,
+            client_order_id=self.client_order_id,
+            symbol=self.symbol,
+            side=self.side,
+            amount=self.amount,
+            price=self.price,
+            status=self.status,
+            filled=self.filled,
+            cost=self.cost,
+            fees=fees,
+        )
+
+
+Operation = Literal[
+    "create_limit_order", "fetch_order", "cancel_order", "fetch_balances", "fetch_last_price", "find_order"
+]
+
+
+@dataclass
+class Fault:
+    """An injected failure: ``error`` is raised by the next ``operation`` call.
+
+    With ``after_effect`` the operation takes effect first and *then* raises, like a
+    timeout after the exchange accepted an order.
+    """
+
+    operation: Operation
+    error: ExchangeError
+    after_effect: bool = False
+    times: int = 1
+
+
+@dataclass
+class PaperExchange:
+    """An in-memory exchange. State survives as long as the object (a store comes later)."""
+
+    balances: dict[str, Decimal]
+    markets: dict[str, Market] = field(default_factory=dict)
+    prices: dict[str, Decimal] = field(default_factory=dict)
+    # "quote": every fee is charged in the quote currency; "received": in the asset
+    # received (base on buys, quote on sells), as Binance does without BNB.
+    fee_mode: Literal["quote", "received"] = "quote"
+    partial_fill_ratio: Decimal | None = None  # marketable orders fill only this share at once
+    default_fee: Decimal = ZERO
+    name: str = "paper"
+    faults: list[Fault] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+    _orders: dict[str, _PaperOrder] = field(default_factory=dict)
+    _by_client_id: dict[str, str] = field(default_factory=dict)
+    _locked: dict[str, Decimal] = field(default_factory=dict)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    # -- the Exchange port -------------------------------------------------------
+
+    def load_markets(self, symbols: Iterable[str]) -> Mapping[str, Market]:
+        self._call("load_markets")
+        result = {}
+        for symbol in symbols:
+            if symbol not in self.markets:
+                self.markets[symbol] = default_market(symbol, self.default_fee)
+            result[symbol] = self.markets[symbol]
+        return result
+
+    def fetch_balances(self) -> Mapping[str, Balance]:
+        self._call("fetch_balances")
+        assets = set(self.balances) | set(self._locked)
+        return {
+            a: Balance(free=self.balances.get(a, ZERO), used=self._locked.get(a, ZERO))
+            for a in sorted(assets)
+            if self.balances.get(a, ZERO) or self._locked.get(a, ZERO)
+        }
+
+    def fetch_last_price(self, symbol: str) -> Decimal:
+        self._call("fetch_last_price")
+        return self._price(symbol)
+
+    def create_limit_order(
+        self, symbol: str, side: Side, amount: Decimal, price: Decimal, client_order_id: str
+    ) -> ExchangeOrder:
+        fault = self._call("create_limit_order")
+        if fault is not None and not fault.after_effect:
+            raise fault.error
+        market = self._market(symbol)
+        if client_order_id in self._by_client_id:
+            raise InvalidOrder(f"duplicate client order id {client_order_id}")
+        if market.amount_to_precision(amount) != amount:
+            raise InvalidOrder(f"amount {amount} is not a multiple of the lot size {market.amount_step}")
+        if market.price_to_precision(price) != price:
+            raise InvalidOrder(f"price {price} is not on the tick grid {market.price_step}")
+        reason = market.below_minimum(amount, price)
+        if reason:
+            raise InvalidOrder(reason)
+        asset, need = self._reservation(market, side, amount, price)
+        free = self.balances.get(asset, ZERO)
+        if need > free:
+            raise InsufficientFunds(f"order needs {need} {asset} but only {free} {asset} is free")
+        order = _PaperOrder(
+            id=f"paper-{next(self._ids)}",
+            client_order_id=client_order_id,
+            symbol=symbol,
+            side=side,
+            amount=amount,
+            price=price,
+            locked=need,
+        )
+        self._move(asset, -need, locked=need)
+        self._orders[order.id] = order
+        self._by_client_id[client_order_id] = order.id
+        last = self.prices.get(symbol)
+        if last is not None and self._marketable(order, last):
+            ratio = self.partial_fill_ratio
+            portion = amount if ratio is None else market.amount_to_precision(amount * ratio)
+            self._fill(order, portion, last, taker=True)
+        if fault is not None:
+            raise fault.error
+        return order.snapshot()
+
+    def fetch_order(self, order_id: str, symbol: str) -> ExchangeOrder:
+        fault = self._call("fetch_order")
+        if fault is not None:
+            raise fault.error
+        return self._order(order_id, symbol).snapshot()
+
+    def cancel_order(self, order_id: str, symbol: str) -> ExchangeOrder:
+        fault = self._call("cancel_order")
+        if fault is not None and not fault.after_effect:
+            raise fault.error
+        order = self._order(order_id, symbol)
+        if order.status is OrderStatus.OPEN:
+            self._release(order)
+            order.status = OrderStatus.CANCELED
+        if fault is not None:
+            raise fault.error
+        return order.snapshot()
+
+    def find_order_by_client_id(self, client_order_id: str, symbol: str) -> ExchangeOrder | None:
+        fault = self._call("find_order")
+        if fault is not None:
+            raise fault.error
+        order_id = self._by_client_id.get(client_order_id)
+        if order_id is None or self._orders[order_id].symbol != symbol:
+            return None
+        return self._orders[order_id].snapshot()
+
+    # -- market data and matching ------------------------------------------------
+
+    def set_price(self, symbol: str, price: Decimal) -> list[ExchangeOrder]:
+        """Move the last price of a symbol and fill the resting orders it crosses."""
+        if price <= 0:
+            raise ValueError(f"{symbol}: price must be positive, got {price}")
+        self.prices[symbol] = price
+        filled = []
+        for order in list(self._orders.values()):
+            if order.symbol == symbol and order.status is OrderStatus.OPEN and self._crossed(order, price):
+                self._fill(order, order.amount - order.filled, order.price, taker=False)
+                filled.append(order.snapshot())
+        return filled
+
+    def open_orders(self) -> list[ExchangeOrder]:
+        return [o.snapshot() for o in self._orders.values() if o.status is OrderStatus.OPEN]
+
+    def orders(self) -> list[ExchangeOrder]:
+        return [o.snapshot() for o in self._orders.values()]
+
+    def fill_resting(self, order_id: str, amount: Decimal | None = None) -> ExchangeOrder:
+        """Fill (part of) a resting order at its limit, as the market would (for tests and demos)."""
+        order = self._orders[order_id]
+        if order.status is not OrderStatus.OPEN:
+            raise InvalidOrder(f"order {order_id} is {order.status.value}, not open")
+        self._fill(order, amount if amount is not None else order.amount - order.filled, order.price, taker=False)
+        return order.snapshot()
+
+    def equity(self, quote: str) -> Decimal:
+        """Value of every balance, free and locked, in ``quote`` at the last prices."""
+        total = ZERO
+        for asset, balance in self.fetch_balances().items():
+            if asset == quote:
+                total += balance.total
+            else:
+                total += balance.total * self._price(f"{asset}/{quote}")
+        return total
+
+    # -- internals ------------------------------------------------------------------
+
+    def _call(self, operation: str) -> Fault | None:
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+        for fault in self.faults:
+            if fault.operation == operation and fault.times > 0:
+                fault.times -= 1
+                if fault.times == 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def _market(self, symbol: str) -> Market:
+        if symbol not in self.markets:
+            raise BadSymbol(f"paper exchange has no market {symbol}; load_markets first")
+        return self.markets[symbol]
+
+    def _price(self, symbol: str) -> Decimal:
+        if symbol not in self.prices:
+            raise BadSymbol(f"paper exchange has no price for {symbol} yet")
+        return self.prices[symbol]
+
+    def _order(self, order_id: str, symbol: str) -> _PaperOrder:
+        order = self._orders.get(order_id)
+        if order is None or order.symbol != symbol:
+            raise OrderNotFound(f"no order {order_id} on {symbol}")
+        return order
+
+    def _fee_rate(self, market: Market, taker: bool) -> Decimal:
+        return market.taker_fee if taker else market.maker_fee
+
+    def _reservation(self, market: Market, side: Side, amount: Decimal, price: Decimal) -> tuple[str, Decimal]:
+        if side is Side.BUY:
+            fee = max(market.taker_fee, market.maker_fee) if self.fee_mode == "quote" else ZERO
+            return market.quote, amount * price * (ONE + fee)
+        return market.base, amount
+
+    @staticmethod
+    def _marketable(order: _PaperOrder, last: Decimal) -> bool:
+        return order.price >= last if order.side is Side.BUY else order.price <= last
+
+    @staticmethod
+    def _crossed(order: _PaperOrder, last: Decimal) -> bool:
+        return last <= order.price if order.side is Side.BUY else last >= order.price
+
+    def _move(self, asset: str, delta: Decimal, *, locked: Decimal = ZERO) -> None:
+        self.balances[asset] = self.balances.get(asset, ZERO) + delta
+        if locked:
+            self._locked[asset] = self._locked.get(asset, ZERO) + locked
+
+    def _fill(self, order: _PaperOrder, amount: Decimal, price: Decimal, *, taker: bool) -> None:
+        if amount <= 0:
+            return
+        market = self.markets[order.symbol]
+        cost = amount * price
+        rate = self._fee_rate(market, taker)
+        if order.side is Side.BUY:
+            reserved = order.locked * amount / (order.amount - order.filled)
+            self._locked[market.quote] -= reserved
+            order.locked -= reserved
+            if self.fee_mode == "quote":
+                fee, fee_currency = cost * rate, market.quote
+                self._move(market.quote, reserved - cost - fee)
+                self._move(market.base, amount)
+            else:
+                fee, fee_currency = amount * rate, market.base
+                self._move(market.quote, reserved - cost)
+                self._move(market.base, amount - fee)
+        else:
+            self._locked[market.base] -= amount
+            order.locked -= amount
+            fee, fee_currency = cost * rate, market.quote
+            self._move(market.quote, cost - fee)
+        order.filled += amount
+        order.cost += cost
+        order.fee += fee
+        order.fee_currency = fee_currency
+        if order.filled >= order.amount:
+            order.status = OrderStatus.CLOSED
+            self._release(order)
+
+    def _release(self, order: _PaperOrder) -> None:
+        if order.locked:
+            market = self.markets[order.symbol]
+            asset = market.quote if order.side is Side.BUY else market.base
+            self._locked[asset] -= order.locked
+            self._move(asset, order.locked)
+            order.locked = ZERO
+
+
+class CsvPrices:
+    """A price history from a CSV of ``time,symbol,price``: the last price at or before a time."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        series: dict[str, list[tuple[datetime, Decimal]]] = {}
+        try:
+            handle = self.path.open(newline="", encoding="utf-8-sig")
+        except OSError as e:
+            raise ConfigError(f"cannot read prices file {self.path}: {e.strerror}") from e
+        with handle:
+            reader = csv.DictReader(handle)
+            missing = {"time", "symbol", "price"} - set(reader.fieldnames or [])
+            if missing:
+                raise ConfigError(
+                    f"{self.path}: missing columns {sorted(missing)}; expected time,symbol,price "
+                    f"(found {reader.fieldnames})"
+                )
+            for line, row in enumerate(reader, start=2):
+                try:
+                    moment = parse_time(row["time"])
+                    price = parse_decimal(row["price"])
+                except ValueError as e:
+                    raise ConfigError(f"{self.path}: line {line}: {e} (row {dict(row)})") from e
+                if price <= 0:
+                    raise ConfigError(f"{self.path}: line {line}: price must be positive, got {row['price']!r}")
+                series.setdefault(row["symbol"].strip(), []).append((moment, price))
+        for points in series.values():
+            points.sort(key=lambda p: p[0])
+        self._series = series
+
+    def symbols(self) -> list[str]:
+        return sorted(self._series)
+
+    def at(self, symbol: str, moment: datetime) -> Decimal | None:
+        """Return the last price of ``symbol`` at or before ``moment``, or None."""
+        points = self._series.get(symbol)
+        if not points:
+            return None
+        index = bisect_right([p[0] for p in points], moment)
+        return points[index - 1][1] if index else None
+
+    def moments(self) -> list[datetime]:
+        return sorted({p[0] for points in self._series.values() for p in points})
+
+
+def paper_state(exchange: PaperExchange) -> dict[str, Any]:
+    """A JSON-ready snapshot of a paper account (balances and open orders)."""
+    return {
+        "balances": {a: {"free": str(b.free), "used": str(b.used)} for a, b in exchange.fetch_balances().items()},
+        "open_orders": [
+            {"id": o.id, "symbol": o.symbol, "side": o.side.value, "amount": str(o.amount), "price": str(o.price)}
+            for o in exchange.open_orders()
+        ],
+    }
