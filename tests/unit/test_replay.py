@@ -1,0 +1,268 @@
+"""Scenario tests: whole cycles through the engine and the paper exchange."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crypto_bot.config import ExecutionMode, StrategyConfig
+from crypto_bot.exchanges.paper import CsvPrices
+from crypto_bot.markets import Market
+from crypto_bot.replay import ReplayOptions, ReplayResult, read_alerts, replay, summarize
+from tests.conftest import load_event
+
+README_ALERTS = load_event("alerts/readme_example.jsonl")
+
+
+def run(
+    alerts: list[dict[str, Any]],
+    config: StrategyConfig,
+    mode: ExecutionMode = ExecutionMode.BOOST,
+    **options: Any,
+) -> ReplayResult:
+    values: dict[str, Any] = {"fee": D(0), "increment": D(0)}
+    values.update(options)
+    return replay(alerts, config, ReplayOptions(mode=mode, **values))
+
+
+def weights(result: ReplayResult) -> list[dict[str, D]]:
+    """Per cycle: each long strategy's weight and the cash weight, in percent to 2 places."""
+    table = []
+    for cycle in result.cycles:
+        row = {key: (p.weight * 100).quantize(D("0.01")) for key, p in cycle.positions.items()}
+        row["cash"] = (cycle.cash / cycle.equity * 100).quantize(D("0.01"))
+        table.append(row)
+    return table
+
+
+# The seed README's worked example, as published. Weights in percent.
+README_TABLE = {
+    ExecutionMode.BOOST: [
+        {"BTCUSD": D(95), "cash": D(5)},
+        {"BTCUSD": D(20), "ETHUSD": D(75), "cash": D(5)},
+        {"cash": D(100)},
+        {"BTCUSD": D(20), "SOLUSD": D(75), "cash": D(5)},
+        {"cash": D(100)},
+    ],
+    ExecutionMode.MULTI: [
+        {"BTCUSD": D(20), "cash": D(80)},
+        {"BTCUSD": D(20), "ETHUSD": D(25), "cash": D(55)},
+        {"cash": D(100)},
+        {"BTCUSD": D(20), "SOLUSD": D(50), "cash": D(30)},
+        {"cash": D(100)},
+    ],
+}
+
+
+@pytest.mark.parametrize("mode", list(ExecutionMode))
+def test_readme_worked_example_reproduces_the_published_table(
+    readme_config: StrategyConfig, mode: ExecutionMode
+) -> None:
+    result = run(README_ALERTS, readme_config, mode)
+    assert weights(result) == README_TABLE[mode]
+
+
+def test_readme_step_two_sells_down_btc_by_an_eighth_of_a_coin(readme_config: StrategyConfig) -> None:
+    step2 = run(README_ALERTS, readme_config).cycles[1].report.results
+    sell_down = next(r for r in step2 if r.side.value == "sell")
+    # 0.125 BTC before the lot truncation of the 95% entry; never more than that.
+    assert D("0.12499999") <= sell_down.filled <= D("0.125")
+
+
+@pytest.mark.parametrize("mode", list(ExecutionMode))
+def test_readme_example_ends_with_exactly_the_starting_cash_when_prices_are_flat(
+    readme_config: StrategyConfig, mode: ExecutionMode
+) -> None:
+    result = run(README_ALERTS, readme_config, mode)
+    assert result.cycles[-1].cash == D(10000)
+    assert result.exchange.fetch_balances().keys() == {"USD"}
+    assert result.ledger.long_positions() == []
+
+
+def test_cycles_run_at_the_8h_ticks_one_minute_after_bar_close(readme_config: StrategyConfig) -> None:
+    result = run(README_ALERTS, readme_config)
+    assert [c.to_json()["cycle"] for c in result.cycles] == [
+        "2024-08-10T08:01:00Z",
+        "2024-08-10T16:01:00Z",
+        "2024-08-11T00:01:00Z",
+        "2024-08-11T08:01:00Z",
+        "2024-08-11T16:01:00Z",
+    ]
+
+
+def alert(ticker: str, action: str, time: str, price: str, comment: str = "x") -> dict[str, Any]:
+    return {"time": time, "ticker": ticker, "order_action": action, "order_price": price, "order_comment": comment}
+
+
+def test_stop_loss_runs_its_own_cycle_at_once(readme_config: StrategyConfig) -> None:
+    alerts = [
+        alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000"),
+        alert("ETHUSD", "buy", "2024-08-10T09:00:00Z", "3000"),
+        alert("BTCUSD", "sell", "2024-08-10T11:17:00Z", "57000", "Stop loss"),
+    ]
+    result = run(alerts, readme_config)
+    ticks = [(c.to_json()["cycle"], c.report.urgent) for c in result.cycles]
+    assert ticks == [
+        ("2024-08-10T08:01:00Z", False),
+        ("2024-08-10T11:17:00Z", True),  # the stop, at its own time, before the 16:01 tick
+        ("2024-08-10T16:01:00Z", False),
+    ]
+    stop = result.cycles[1]
+    assert "BTCUSD" not in stop.positions
+    # Sold 0.15833333 BTC at 57,000 after buying at 60,000: the loss is realized.
+    assert result.ledger.positions["BTCUSD"].realized_pnl == D("0.15833333") * (57000 - 60000)
+    # The ETH entry at 16:01 sees V without BTC: 475.00 + 9,024.99981 … and boosts ETH.
+    assert weights(result)[2]["ETHUSD"] == D("95.00")
+
+
+def test_same_cycle_sell_and_buy_sells_first_and_sizes_from_the_freed_cash(readme_config: StrategyConfig) -> None:
+    alerts = [
+        alert("SOLUSD", "buy", "2024-08-10T02:30:00Z", "150"),
+        alert("SOLUSD", "sell", "2024-08-10T10:00:00Z", "150"),
+        alert("ETHUSD", "buy", "2024-08-10T10:00:05Z", "3000"),
+    ]
+    result = run(alerts, readme_config)
+    second = result.cycles[1]
+    assert [(r.strategy, r.side.value) for r in second.report.results] == [("SOLUSD", "sell"), ("ETHUSD", "buy")]
+    assert weights(result)[1] == {"ETHUSD": D("95.00"), "cash": D("5.00")}
+
+
+def test_buy_when_long_and_sell_when_flat_are_ignored_without_aborting_the_cycle(
+    readme_config: StrategyConfig,
+) -> None:
+    alerts = [
+        alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000"),
+        alert("BTCUSD", "buy", "2024-08-10T09:00:00Z", "60000"),  # already long
+        alert("ETHUSD", "sell", "2024-08-10T09:00:01Z", "3000"),  # already flat
+        alert("SOLUSD", "buy", "2024-08-10T09:00:02Z", "150"),
+    ]
+    result = run(alerts, readme_config)
+    ignored = [o for o in result.cycles[1].report.outcomes if o.status.value == "ignored"]
+    assert {(o.strategy, o.reason) for o in ignored} == {
+        ("BTCUSD", "buy ignored: strategy is already long"),
+        ("ETHUSD", "sell ignored: strategy is already flat"),
+    }
+    # SOL still enters: precedence over BTC, BTC sold down to 20%, SOL gets 50% + ETH's idle 25%.
+    assert weights(result)[1] == {"BTCUSD": D("20.00"), "SOLUSD": D("75.00"), "cash": D("5.00")}
+
+
+def test_ties_go_to_the_alphabetically_first_strategy() -> None:
+    config = StrategyConfig.from_mapping(
+        {
+            "ETH": {"exchange_symbol": "ETH/USD", "base_asset": "ETH", "percentage": "0.4"},
+            "BTC": {"exchange_symbol": "BTC/USD", "base_asset": "BTC", "percentage": "0.4"},
+            "SOL": {"exchange_symbol": "SOL/USD", "base_asset": "SOL", "percentage": "0.1"},
+        },
+        "USD",
+    )
+    alerts = [alert("ETH", "buy", "2024-08-10T02:30:00Z", "3000"), alert("BTC", "buy", "2024-08-10T02:31:00Z", "60000")]
+    assert weights(run(alerts, config)) == [{"BTC": D("50.00"), "ETH": D("40.00"), "cash": D("10.00")}]
+
+
+def test_account_value_excludes_unrealized_gains(readme_config: StrategyConfig) -> None:
+    alerts = [
+        alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000"),
+        alert("ETHUSD", "buy", "2024-08-10T09:00:00Z", "3000"),
+    ]
+    # BTC doubles before the ETH entry.
+    prices = {"BTC/USD": [("2024-08-10T08:00:00Z", "60000"), ("2024-08-10T16:00:00Z", "120000")]}
+    result = run(alerts, readme_config, prices=price_table(prices))
+    plan = result.cycles[1].report.entry_plan
+    assert plan is not None
+    # V = cash 500.0002 + BTC cost basis 9,499.9998, not its 19,000 market value.
+    assert plan.account_value == D("10000.0000")
+    eth = result.cycles[1].positions["ETHUSD"]
+    assert eth.cost_basis == D("7500")
+
+
+def price_table(prices: dict[str, list[tuple[str, str]]]) -> CsvPrices:
+    import tempfile
+
+    rows = ["time,symbol,price"] + [f"{t},{s},{p}" for s, points in prices.items() for t, p in points]
+    handle = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False)  # noqa: SIM115
+    with handle:
+        handle.write("\n".join(rows))
+    return CsvPrices(handle.name)
+
+
+def test_fees_are_charged_and_capitalized_in_the_cost_basis(readme_config: StrategyConfig) -> None:
+    alerts = [alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")]
+    result = run(alerts, readme_config, fee=D("0.001"), increment=D("0.001"))
+    (order,) = result.cycles[0].report.results
+    assert order.limit_price == D("60060.00")
+    # Fills at last (60,000) as a taker; the fee is 0.1% of the cost, in USD.
+    assert order.cost == order.filled * 60000
+    assert order.fee_total("USD") == order.cost * D("0.001")
+    position = result.ledger.positions["BTCUSD"]
+    assert position.cost_basis == order.cost + order.fee_total("USD")
+    assert result.cycles[0].cash == D(10000) - position.cost_basis
+
+
+def test_lot_size_rounding_truncates_and_never_overspends(readme_config: StrategyConfig) -> None:
+    coarse = {
+        "BTC/USD": Market(
+            "BTC/USD", "BTC", "USD", amount_step=D("0.01"), price_step=D("1"), min_amount=D("0.01"), min_cost=D(10)
+        )
+    }
+    result = run([alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")], readme_config, markets=coarse)
+    (order,) = result.cycles[0].report.results
+    assert order.filled == D("0.15")  # 9,500 / 60,000 = 0.1583… → 0.15
+    assert result.cycles[0].cash == D(1000)
+
+
+def test_order_below_market_minimum_is_skipped_with_the_reason(readme_config: StrategyConfig) -> None:
+    # 95% of 1 USD is below the 1 USD minimum order.
+    result = run([alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")], readme_config, cash=D("1"))
+    (order,) = result.cycles[0].report.results
+    assert order.status.value == "skipped"
+    assert "below the market minimum 1 USD" in order.reason
+    (outcome,) = result.cycles[0].report.outcomes
+    assert outcome.status.value == "ignored"
+
+
+def test_duplicate_alert_is_ignored_once_and_trades_once(readme_config: StrategyConfig) -> None:
+    one = alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")
+    result = run([one, dict(one), dict(one)], readme_config)
+    assert len(result.cycles[0].report.results) == 1
+    assert [o.reason for o in result.outcomes if "duplicate" in o.reason] == ["alert 2: duplicate alert"] + [
+        "alert 3: duplicate alert"
+    ]
+
+
+def test_bad_alerts_are_reported_and_the_rest_still_trade(readme_config: StrategyConfig, tmp_path: Path) -> None:
+    path = tmp_path / "alerts.jsonl"
+    lines = [
+        "{not json",
+        json.dumps(alert("DOGE", "buy", "2024-08-10T02:30:00Z", "1")),
+        json.dumps(alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")),
+    ]
+    path.write_text("\n".join(lines) + "\n\n")
+    result = replay(read_alerts(path), readme_config, ReplayOptions(fee=D(0), increment=D(0)))
+    assert [r.source for r in result.rejected] == ["alerts.jsonl:1", "alerts.jsonl:2"]
+    assert "is not a configured strategy" in result.rejected[1].reason()
+    assert "BTCUSD" in result.cycles[0].positions
+
+
+def test_json_output_has_exactly_the_documented_shape(readme_config: StrategyConfig) -> None:
+    cycle = run(README_ALERTS, readme_config).cycles[0].to_json()
+    assert set(cycle) == {"cycle", "orders", "cash", "equity", "positions"}
+    assert set(cycle["orders"][0]) == {"strategy", "symbol", "side", "amount", "price", "filled", "cost", "fee", "status"}
+    assert set(cycle["positions"]["BTCUSD"]) == {"symbol", "amount", "cost_basis", "value", "weight"}
+    assert all(isinstance(cycle[k], int | float) for k in ("cash", "equity"))
+
+
+def test_summary_reports_drawdown_turnover_and_fees(readme_config: StrategyConfig) -> None:
+    alerts = [
+        alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000"),
+        alert("BTCUSD", "sell", "2024-08-10T10:30:00Z", "54000"),
+    ]
+    summary = summarize(run(alerts, readme_config, fee=D("0.001")))
+    assert summary.orders == 2
+    assert summary.max_drawdown > D("0.09")  # 95% of the account lost 10%, plus fees
+    # 9,500 / 60,000 truncated to 1e-8 BTC, bought at 60,000 and sold at 54,000.
+    assert summary.turnover == D("0.15833333") * 60000 + D("0.15833333") * 54000
+    assert summary.fees == summary.turnover * D("0.001")
