@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import ROUND_DOWN
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,7 @@ def test_summary_reports_drawdown_turnover_and_fees(readme_config: StrategyConfi
     summary = summarize(run(alerts, readme_config, fee=D("0.001")))
     assert summary.orders == 2
     assert summary.max_drawdown > D("0.09")  # 95% of the account lost 10%, plus fees
-    # 9,500 / 60,000 truncated to 1e-8 BTC, bought at 60,000 and sold at 54,000.
-    assert summary.turnover == D("0.15833333") * 60000 + D("0.15833333") * 54000
+    # The fee comes out of the allocation: 9,500 / (60,000 × 1.001), truncated to 1e-8 BTC.
+    amount = (D(9500) / D(60060)).quantize(D("1e-8"), rounding=ROUND_DOWN)
+    assert summary.turnover == amount * 60000 + amount * 54000
     assert summary.fees == summary.turnover * D("0.001")

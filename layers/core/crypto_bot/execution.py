@@ -18,11 +18,11 @@ from crypto_bot.config import Strategy
 from crypto_bot.errors import ExchangeError, PermanentExchangeError, TransientExchangeError
 from crypto_bot.ledger import Ledger
 from crypto_bot.markets import Market, Side
-from crypto_bot.money import ZERO
+from crypto_bot.money import ZERO, plain
 from crypto_bot.orders import ExchangeOrder, Fee, OrderIntent, OrderStatus, Purpose
 from crypto_bot.ports import Exchange
 from crypto_bot.retry import RetryPolicy, call_with_retry
-from crypto_bot.sizing import limit_price, size_buy
+from crypto_bot.sizing import affordable_amount, limit_price
 
 
 @dataclass(frozen=True)
@@ -193,24 +193,23 @@ def execute_intent(
             result.reason = ""
             break
         if attempt == policy.max_reprice_attempts:
-            result.reason = f"{remaining} {market.base} unfilled after {attempt + 1} placements; remainder cancelled"
+            result.reason = f"{plain(remaining)} {market.base} unfilled after {attempt + 1} placements; remainder cancelled"
             break
         try:
             last = call_with_retry(partial(exchange.fetch_last_price, intent.symbol), policy.retry, sleep=sleep)
             price = limit_price(last, intent.side, increment * (attempt + 2), market)
+            amount = market.amount_to_precision(remaining)
             if intent.side is Side.BUY:
-                free_quote = exchange.fetch_balances().get(market.quote)
-                sized = size_buy(remaining * price, price, free_quote.free if free_quote else ZERO, market)
-                amount, reason = sized.amount, sized.reason
-            else:
-                amount = market.amount_to_precision(remaining)
-                reason = market.below_minimum(amount, price)
+                # Funds locked by the cancelled order are free again; re-check what they cover.
+                quote = exchange.fetch_balances().get(market.quote)
+                amount = min(amount, affordable_amount(quote.free if quote else ZERO, price, market))
+            reason = market.below_minimum(amount, price)
         except ExchangeError as e:
             result.reason = f"could not re-price the remainder: {type(e).__name__}: {e}"
             failed = True
             break
         if reason is not None:
-            result.reason = f"remainder {remaining} {market.base} not re-placed: {reason}"
+            result.reason = f"remainder {plain(remaining)} {market.base} not re-placed: {reason}"
             break
 
     if result.filled >= intent.amount:

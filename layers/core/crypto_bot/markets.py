@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from crypto_bot.money import ZERO, floor_to_step, round_to_step
+from crypto_bot.money import ZERO, floor_to_step, plain, round_to_step
 
 
 class Side(StrEnum):
@@ -51,12 +51,12 @@ class Market:
     def below_minimum(self, amount: Decimal, price: Decimal) -> str | None:
         """Say why an order of ``amount`` at ``price`` is below this market's minimums, or None."""
         if amount <= 0:
-            return f"amount {amount} rounds to nothing at lot size {self.amount_step}"
+            return f"amount {plain(amount)} rounds to nothing at lot size {plain(self.amount_step)}"
         if amount < self.min_amount:
-            return f"amount {amount} is below the market minimum {self.min_amount} {self.base}"
+            return f"amount {plain(amount)} is below the market minimum {plain(self.min_amount)} {self.base}"
         cost = amount * price
         if cost < self.min_cost:
-            return f"cost {cost} {self.quote} is below the market minimum {self.min_cost} {self.quote}"
+            return f"cost {plain(cost)} {self.quote} is below the market minimum {plain(self.min_cost)} {self.quote}"
         return None
 
 

@@ -56,3 +56,9 @@ def to_json_number(value: Decimal) -> int | float:
     if value == value.to_integral_value():
         return int(value)
     return float(value)
+
+
+def plain(value: Decimal) -> str:
+    """Show a Decimal without exponent or trailing zeros: ``1.50000`` → ``1.5``."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text

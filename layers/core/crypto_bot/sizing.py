@@ -38,16 +38,26 @@ def buy_cost_with_fee(amount: Decimal, price: Decimal, market: Market) -> Decima
 
 
 def size_buy(notional: Decimal, price: Decimal, free_quote: Decimal, market: Market) -> Sized:
-    """Size a buy of ``notional`` quote at ``price``, capped so cost + fee fits ``free_quote``."""
+    """Size a buy whose cost plus taker fee spends at most ``notional`` and at most ``free_quote``.
+
+    The fee comes out of the strategy's own allocation, so its cost basis (fees
+    included) never exceeds its target.
+    """
     if notional <= 0:
         return Sized(ZERO, f"nothing to buy: notional {notional}")
-    wanted = notional / price
-    affordable = max(free_quote, ZERO) / (price * (ONE + market.taker_fee))
+    per_unit = price * (ONE + market.taker_fee)
+    wanted = notional / per_unit
+    affordable = max(free_quote, ZERO) / per_unit
     amount = market.amount_to_precision(min(wanted, affordable))
     reason = market.below_minimum(amount, price)
     if reason and affordable < wanted:
         reason = f"{reason} (free {market.quote} {free_quote} covers only {affordable:.8f} {market.base})"
     return Sized(amount if reason is None else ZERO, reason)
+
+
+def affordable_amount(free_quote: Decimal, price: Decimal, market: Market) -> Decimal:
+    """The largest lot-size amount whose cost plus taker fee fits ``free_quote``."""
+    return market.amount_to_precision(max(free_quote, ZERO) / (price * (ONE + market.taker_fee)))
 
 
 def size_sell(wanted: Decimal, free_base: Decimal, price: Decimal, market: Market) -> Sized:

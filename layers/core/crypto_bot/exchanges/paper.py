@@ -29,7 +29,7 @@ from crypto_bot.errors import (
     OrderNotFound,
 )
 from crypto_bot.markets import Market, Side, split_symbol
-from crypto_bot.money import ONE, ZERO, parse_decimal
+from crypto_bot.money import ONE, ZERO, parse_decimal, plain
 from crypto_bot.orders import Balance, ExchangeOrder, Fee, OrderStatus
 from crypto_bot.signals import parse_time
 
@@ -200,7 +200,7 @@ class PaperExchange:
         asset, need = self._reservation(market, side, amount, price)
         free = self.balances.get(asset, ZERO)
         if need > free:
-            raise InsufficientFunds(f"order needs {need} {asset} but only {free} {asset} is free")
+            raise InsufficientFunds(f"order needs {plain(need)} {asset} but only {plain(free)} {asset} is free")
         order = _PaperOrder(
             id=f"paper-{next(self._ids)}",
             client_order_id=client_order_id,
