@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crypto_bot.cli import main
+from tests.conftest import EVENTS, ROOT
+
+ALERTS = str(EVENTS / "alerts" / "readme_example.jsonl")
+CONFIG = str(ROOT / "strategy_config.json")
+
+
+def test_replay_json_prints_one_object_per_cycle(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", ALERTS, "--config", CONFIG, "--fee", "0", "--increment", "0", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    cycles = [json.loads(line) for line in lines]
+    assert len(cycles) == 5
+    assert cycles[0]["positions"]["BTCUSD"]["weight"] == pytest.approx(0.95, abs=1e-6)
+    assert cycles[2]["positions"] == {}
+    assert cycles[2]["cash"] == 10000
+
+
+def test_replay_table_shows_each_cycle_and_the_portfolio(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", ALERTS, "--config", CONFIG, "--fee", "0", "--increment", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("cycle 2024-08-") == 5
+    assert "95.00%" in out
+    assert "equity" in out
+
+
+def test_compare_prints_both_modes_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", ALERTS, "--config", CONFIG, "--compare", "--mode", "multi"]) == 0
+    out = capsys.readouterr().out
+    assert "mode comparison" in out
+    assert out.index("multi mode") < out.index("boost mode")
+    assert "max drawdown" in out
+
+
+def test_missing_config_is_a_clear_error_with_exit_code_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["replay", ALERTS, "--config", str(tmp_path / "nope.json")]) == 2
+    assert "cannot read strategy config" in capsys.readouterr().err
+
+
+def test_bad_number_option_names_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["replay", ALERTS, "--cash", "lots"])
+    assert info.value.code == 2
+    assert "--cash 'lots': not a number" in capsys.readouterr().err
+
+
+def test_replay_needs_alerts_or_trades(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--config", CONFIG]) == 2
+    assert "give an ALERTS.jsonl file" in capsys.readouterr().err
+
+
+def test_trades_for_an_unknown_strategy_are_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["replay", "--config", CONFIG, "--trades", f"DOGE={tmp_path / 'x.csv'}"]) == 2
+    assert "DOGE is not a strategy" in capsys.readouterr().err
+
+
+def test_trade_list_export_replays(capsys: pytest.CaptureFixture[str]) -> None:
+    fixture = ROOT / "tests" / "fixtures" / "tradingview" / "BTCUSD_list_of_trades.csv"
+    assert main(["replay", "--config", CONFIG, "--trades", f"BTCUSD={fixture}", "--json"]) == 0
+    cycles = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert cycles
+    assert all(order["strategy"] == "BTCUSD" for c in cycles for order in c["orders"])
+
+
+def test_rejected_alerts_go_to_stderr_in_json_mode(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_text('{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSD", "order_action": "hodl"}\n')
+    assert main(["replay", str(alerts), "--config", CONFIG, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    rejection = json.loads(captured.err.strip())
+    assert rejection["rejected"] == "alerts.jsonl:1"
+    assert "order_action: must be buy or sell (got 'hodl')" in rejection["reason"]
