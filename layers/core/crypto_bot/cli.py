@@ -6,10 +6,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crypto_bot.config import ExecutionMode, StrategyConfig
 from crypto_bot.errors import ConfigError, CryptoBotError, InputError
@@ -37,6 +38,15 @@ def _timeframe(text: str) -> Timeframe:
         return Timeframe.parse(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _zone(text: str) -> tzinfo:
+    if text.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(f"--trades-tz {text!r}: not a known timezone (e.g. UTC, Europe/Berlin)") from None
 
 
 def _trades(text: str) -> tuple[str, Path]:
@@ -79,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=TRADES.csv",
         help="a TradingView strategy-tester list-of-trades export for strategy KEY (repeatable)",
     )
+    replay.add_argument(
+        "--trades-tz",
+        type=_zone,
+        default=UTC,
+        metavar="ZONE",
+        help="timezone of the times in --trades exports (TradingView uses the chart's; default UTC)",
+    )
     replay.add_argument("--json", action="store_true", help="print one JSON object per cycle")
     replay.add_argument("--compare", action="store_true", help="run both modes and compare them")
     replay.add_argument("--plot", type=Path, metavar="OUT.png", help="write both modes' equity curves to a PNG")
@@ -120,7 +137,7 @@ def _replay(args: argparse.Namespace) -> int:
                 text = path.read_text(encoding="utf-8-sig")
             except OSError as e:
                 raise ConfigError(f"cannot read trades file {path}: {e.strerror}") from e
-            payloads = alerts_from_trade_list(text, strategy=key, source=str(path))
+            payloads = alerts_from_trade_list(text, strategy=key, source=str(path), tz=args.trades_tz)
             alerts += [(f"{path.name}:{i + 1}", p) for i, p in enumerate(payloads)]
     try:
         schedule = Schedule(args.timeframe, timedelta(minutes=args.offset_minutes))

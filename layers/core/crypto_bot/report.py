@@ -25,34 +25,38 @@ def _amount(value: Decimal) -> str:
     return text if text != "-0" else "0"
 
 
+def console_for_output() -> Console:
+    """A console wide enough for the tables when output goes to a pipe or a file."""
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
 def print_replay(result: ReplayResult, config: StrategyConfig, console: Console | None = None) -> None:
     """Print each cycle's orders and the portfolio after it."""
-    console = console or Console()
+    console = console or console_for_output()
     console.rule(f"[bold]replay · {result.mode.value} mode · start {_fmt(result.starting_cash)} {config.quote}")
     for cycle in result.cycles:
         report = cycle.report
         kind = "stop-loss cycle" if report.urgent else "cycle"
-        title = f"{kind} {report.at:%Y-%m-%d %H:%M} UTC"
-        orders = Table(title=title, title_justify="left", expand=False)
-        for column in ("strategy", "side", "amount", "price", "filled", "cost", "fee", "status"):
-            orders.add_column(column, justify="right" if column not in ("strategy", "side", "status") else "left")
+        orders = Table(title=f"{kind} {report.at:%Y-%m-%d %H:%M} UTC", title_justify="left")
+        for column in ("strategy", "order", "filled", "limit", "cost", "fee", "status"):
+            orders.add_column(column, justify="left" if column in ("strategy", "order", "status") else "right")
         for r in report.results:
-            fee = sum((f.cost for f in r.fees), Decimal(0))
+            filled = _amount(r.filled) if r.filled == r.amount else f"{_amount(r.filled)} of {_amount(r.amount)}"
+            status = r.status.value + (f": {r.reason}" if r.reason else "")
             orders.add_row(
                 r.strategy,
-                f"{r.side.value} ({r.purpose.value})",
-                _amount(r.amount),
+                f"{r.side.value} {r.purpose.value.replace('_', '-')}",
+                filled,
                 _fmt(r.limit_price),
-                _amount(r.filled),
                 _fmt(r.cost),
-                _fmt(fee, 4),
-                r.status.value + (f": {r.reason}" if r.reason and r.status.value != "filled" else ""),
+                _fmt(sum((f.cost for f in r.fees), Decimal(0)), 4),
+                status,
             )
         for outcome in report.outcomes:
-            if outcome.status.value == "ignored":
-                orders.add_row(outcome.strategy, "-", "", "", "", "", "", f"ignored: {outcome.reason}")
+            if outcome.status.value == "ignored" and not any(r.strategy == outcome.strategy for r in report.results):
+                orders.add_row(outcome.strategy, "-", "", "", "", "", f"ignored: {outcome.reason}")
         console.print(orders)
-        portfolio = Table(show_header=True, expand=False)
+        portfolio = Table(show_header=True)
         for column in ("holding", "amount", "cost basis", "value", "weight"):
             portfolio.add_column(column, justify="left" if column == "holding" else "right")
         for key, p in cycle.positions.items():
@@ -79,7 +83,7 @@ def print_rejections_json(result: ReplayResult) -> None:
 
 def print_comparison(summaries: Sequence[Summary], quote: str, console: Console | None = None) -> None:
     """Print the headline figures of each mode side by side."""
-    console = console or Console()
+    console = console or console_for_output()
     table = Table(title="mode comparison", title_justify="left")
     table.add_column("")
     for s in summaries:
