@@ -16,7 +16,7 @@ from crypto_bot.errors import (
     RequestTimeout,
 )
 from crypto_bot.exchanges.paper import Fault, PaperExchange, default_market
-from crypto_bot.execution import ResultStatus, SettlePolicy, execute_intent, place_intent
+from crypto_bot.execution import OrderResult, ResultStatus, SettlePolicy, execute_intent, place_intent
 from crypto_bot.ledger import Ledger
 from crypto_bot.markets import Side
 from crypto_bot.orders import OrderIntent, OrderStatus, Purpose, intent_id
@@ -50,7 +50,9 @@ def intent(side: Side = Side.BUY, amount: str = "0.1", price: str = "60060") -> 
     )
 
 
-def execute(paper: PaperExchange, order: OrderIntent, ledger: Ledger | None = None, **policy: int) -> tuple:  # type: ignore[type-arg]
+def execute(
+    paper: PaperExchange, order: OrderIntent, ledger: Ledger | None = None, **policy: int
+) -> tuple[OrderResult, Ledger, list[float]]:
     ledger = ledger or Ledger()
     sleeps: list[float] = []
     values = {"fill_checks": 2, "max_reprice_attempts": 2}
@@ -124,7 +126,7 @@ def test_insufficient_funds_is_refused_by_the_paper_exchange(paper: PaperExchang
     result, _, _ = execute(paper, intent(amount="0.2"))  # 12,012 USD with fee > 10,000
     assert result.status is ResultStatus.FAILED
     assert "InsufficientFunds" in result.reason
-    assert paper.fetch_balances()["USD"] .free == D(10000)
+    assert paper.fetch_balances()["USD"].free == D(10000)
 
 
 def test_resting_order_is_chased_at_a_wider_price_until_filled(paper: PaperExchange) -> None:

@@ -31,9 +31,7 @@ class CheckedPaper(PaperExchange):
         super().__init__(**kwargs)
         self.placed: list[tuple[ExchangeOrder | None, D, D]] = []
 
-    def create_limit_order(
-        self, symbol: str, side: Side, amount: D, price: D, client_order_id: str
-    ) -> ExchangeOrder:
+    def create_limit_order(self, symbol: str, side: Side, amount: D, price: D, client_order_id: str) -> ExchangeOrder:
         market = self.markets[symbol]
         asset = market.quote if side is Side.BUY else market.base
         need = amount * price * (1 + market.taker_fee) if side is Side.BUY else amount
@@ -59,7 +57,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     keys = KEYS[:count]
     raw = draw(st.lists(st.integers(1, 60), min_size=count, max_size=count))
     scale = min(D(1), D(98) / sum(raw))
-    percentages = {k: (D(r) * scale / 100).quantize(D("0.01"), rounding="ROUND_DOWN") for k, r in zip(keys, raw, strict=True)}
+    percentages = {
+        k: (D(r) * scale / 100).quantize(D("0.01"), rounding="ROUND_DOWN") for k, r in zip(keys, raw, strict=True)
+    }
     percentages = {k: p if p > 0 else D("0.01") for k, p in percentages.items()}
     n_cycles = draw(st.integers(1, 8))
     cycles = [

@@ -251,7 +251,17 @@ def test_bad_alerts_are_reported_and_the_rest_still_trade(readme_config: Strateg
 def test_json_output_has_exactly_the_documented_shape(readme_config: StrategyConfig) -> None:
     cycle = run(README_ALERTS, readme_config).cycles[0].to_json()
     assert set(cycle) == {"cycle", "orders", "cash", "equity", "positions"}
-    assert set(cycle["orders"][0]) == {"strategy", "symbol", "side", "amount", "price", "filled", "cost", "fee", "status"}
+    assert set(cycle["orders"][0]) == {
+        "strategy",
+        "symbol",
+        "side",
+        "amount",
+        "price",
+        "filled",
+        "cost",
+        "fee",
+        "status",
+    }
     assert set(cycle["positions"]["BTCUSD"]) == {"symbol", "amount", "cost_basis", "value", "weight"}
     assert all(isinstance(cycle[k], int | float) for k in ("cash", "equity"))
 

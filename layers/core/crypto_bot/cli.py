@@ -46,7 +46,9 @@ def _zone(text: str) -> tzinfo:
     try:
         return ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
-        raise argparse.ArgumentTypeError(f"--trades-tz {text!r}: not a known timezone (e.g. UTC, Europe/Berlin)") from None
+        raise argparse.ArgumentTypeError(
+            f"--trades-tz {text!r}: not a known timezone (e.g. UTC, Europe/Berlin)"
+        ) from None
 
 
 def _trades(text: str) -> tuple[str, Path]:

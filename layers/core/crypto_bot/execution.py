@@ -193,7 +193,9 @@ def execute_intent(
             result.reason = ""
             break
         if attempt == policy.max_reprice_attempts:
-            result.reason = f"{plain(remaining)} {market.base} unfilled after {attempt + 1} placements; remainder cancelled"
+            result.reason = (
+                f"{plain(remaining)} {market.base} unfilled after {attempt + 1} placements; remainder cancelled"
+            )
             break
         try:
             last = call_with_retry(partial(exchange.fetch_last_price, intent.symbol), policy.retry, sleep=sleep)
