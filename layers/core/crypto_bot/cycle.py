@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from crypto_bot.allocation import (
     EntryPlan,
@@ -32,6 +33,7 @@ from crypto_bot.markets import Market
 from crypto_bot.money import ZERO
 from crypto_bot.orders import Balance, Purpose
 from crypto_bot.ports import Exchange
+from crypto_bot.retry import call_with_retry
 from crypto_bot.signals import Signal
 
 
@@ -68,7 +70,13 @@ class Engine:
         return self._markets
 
     def run_cycle(self, signals: Sequence[Signal], *, cycle_id: str, at: datetime, urgent: bool = False) -> CycleReport:
-        """Run one cycle over ``signals``; return the report. Exchange errors are recorded, not raised."""
+        """Run one cycle over ``signals`` and return its report.
+
+        Errors placing an order are recorded on that order. Reading balances or prices
+        is retried like any transient call; if it still fails the error propagates
+        before anything further is sent, and the cycle can be run again safely because
+        intent ids (and so client order ids) depend only on the cycle id.
+        """
         now: Callable[[], datetime] = self.clock or (lambda: at)
         markets = self.markets()
         is_long = {key: self.ledger.position(s).is_long for key, s in self.config.strategies.items()}
@@ -98,11 +106,18 @@ class Engine:
         return report
 
     def _context(self, cycle_id: str, netting: Netting, markets: Mapping[str, Market]) -> PlanContext:
-        balances: Mapping[str, Balance] = self.exchange.fetch_balances()
+        balances: Mapping[str, Balance] = call_with_retry(
+            self.exchange.fetch_balances, self.policy.retry, sleep=self.sleep
+        )
         # Prices of the strategies that can trade this cycle: the movers and every holder.
         keys = set(netting.exits) | set(netting.entries) | {p.strategy for p in self.ledger.long_positions()}
         symbols = sorted({self.config[k].symbol for k in keys if k in self.config.strategies})
-        prices = {symbol: self.exchange.fetch_last_price(symbol) for symbol in symbols}
+        prices = {
+            symbol: call_with_retry(
+                partial(self.exchange.fetch_last_price, symbol), self.policy.retry, sleep=self.sleep
+            )
+            for symbol in symbols
+        }
         quote = balances.get(self.config.quote, Balance())
         return PlanContext(
             cycle_id=cycle_id,

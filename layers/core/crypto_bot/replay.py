@@ -184,8 +184,9 @@ def replay(
         sleep=lambda _seconds: None,
     )
     cycles: list[CycleResult] = []
+    by_time = sorted(signals, key=lambda s: s.time)
     for at, urgent, batch in _cycles(signals, options.schedule):
-        _update_prices(exchange, config, signals, at, options.prices)
+        _update_prices(exchange, config, by_time, at, options.prices)
         cycle_id = at.isoformat() + ("/stop" if urgent else "")
         report = engine.run_cycle(batch, cycle_id=cycle_id, at=at, urgent=urgent)
         outcomes.extend(report.outcomes)
@@ -215,9 +216,10 @@ def _update_prices(
     prices: CsvPrices | None,
 ) -> None:
     latest: dict[str, Decimal] = {}
-    for signal in sorted(signals, key=lambda s: s.time):
-        if signal.time <= at:
-            latest[config[signal.strategy].symbol] = signal.price
+    for signal in signals:  # sorted by time
+        if signal.time > at:
+            break
+        latest[config[signal.strategy].symbol] = signal.price
     if prices is not None:
         for symbol in config.symbols():
             price = prices.at(symbol, at)
