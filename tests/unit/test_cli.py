@@ -77,3 +77,11 @@ def test_rejected_alerts_go_to_stderr_in_json_mode(capsys: pytest.CaptureFixture
     rejection = json.loads(captured.err.strip())
     assert rejection["rejected"] == "alerts.jsonl:1"
     assert "order_action: must be buy or sell (got 'hodl')" in rejection["reason"]
+
+
+def test_plot_writes_both_equity_curves_to_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "equity.png"
+    assert main(["replay", ALERTS, "--config", CONFIG, "--plot", str(out), "--json"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 10_000
+    assert f"wrote {out}" in capsys.readouterr().err

@@ -126,3 +126,29 @@ def test_bad_price_files_name_the_line(tmp_path: Path, text: str, message: str) 
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         CsvPrices(path)
+
+
+def test_price_feed_makes_a_live_dry_run_and_fills_crossed_orders() -> None:
+    quotes = iter([D(50000), D(48000)])
+    exchange = PaperExchange(
+        balances={"USD": D(1000)},
+        markets={"BTC/USD": default_market("BTC/USD")},
+        price_feed=lambda symbol: next(quotes),
+    )
+    assert exchange.fetch_last_price("BTC/USD") == D(50000)
+    order = exchange.create_limit_order("BTC/USD", Side.BUY, D("0.01"), D("49000"), "c1")
+    assert order.status is OrderStatus.OPEN
+    assert exchange.fetch_last_price("BTC/USD") == D(48000)
+    assert exchange.fetch_order(order.id, "BTC/USD").status is OrderStatus.CLOSED
+
+
+def test_injected_faults_fire_once_per_count(paper: PaperExchange) -> None:
+    from crypto_bot.errors import RateLimited
+    from crypto_bot.exchanges.paper import Fault
+
+    paper.faults.append(Fault("fetch_balances", RateLimited("429"), times=2))
+    for _ in range(2):
+        with pytest.raises(RateLimited):
+            paper.fetch_balances()
+    assert paper.fetch_balances()["USD"].free == D(1000)
+    assert paper.calls["fetch_balances"] == 3

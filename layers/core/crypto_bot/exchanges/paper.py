@@ -13,7 +13,7 @@ import csv
 import itertools
 import json
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -149,6 +149,10 @@ class PaperExchange:
     fee_mode: Literal["quote", "received"] = "quote"
     partial_fill_ratio: Decimal | None = None  # marketable orders fill only this share at once
     default_fee: Decimal = ZERO
+    # Where prices come from when asked: None means explicit set_price() updates only
+    # (alert prices, a CSV); a function such as a ccxt exchange's public ticker makes
+    # this a live dry run. A price read through the feed also fills crossed orders.
+    price_feed: Callable[[str], Decimal] | None = None
     name: str = "paper"
     faults: list[Fault] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
@@ -169,7 +173,9 @@ class PaperExchange:
         return result
 
     def fetch_balances(self) -> Mapping[str, Balance]:
-        self._call("fetch_balances")
+        fault = self._call("fetch_balances")
+        if fault is not None:
+            raise fault.error
         assets = set(self.balances) | set(self._locked)
         return {
             a: Balance(free=self.balances.get(a, ZERO), used=self._locked.get(a, ZERO))
@@ -178,7 +184,11 @@ class PaperExchange:
         }
 
     def fetch_last_price(self, symbol: str) -> Decimal:
-        self._call("fetch_last_price")
+        fault = self._call("fetch_last_price")
+        if fault is not None:
+            raise fault.error
+        if self.price_feed is not None:
+            self.set_price(symbol, self.price_feed(symbol))
         return self._price(symbol)
 
     def create_limit_order(
