@@ -68,6 +68,8 @@ class Snapshot:
     longs: frozenset[str]
     weights: Mapping[str, Fraction]
     ambiguous: str | None = None
+    notes: frozenset[str] = frozenset()
+    """Which rules the cycle exercised (for coverage statistics), e.g. ``sell-down``."""
 
     @property
     def cash_weight(self) -> Fraction:
@@ -135,11 +137,19 @@ def prices_at(alerts: Sequence[ModelAlert], at: datetime) -> dict[str, Fraction]
     return latest
 
 
-def net_signals(batch: Sequence[ModelAlert], longs: set[str]) -> set[str]:
-    """The strategies long at the end of the cycle (rule 1)."""
+def net_signals(batch: Sequence[ModelAlert], longs: set[str], notes: set[str] | None = None) -> set[str]:
+    """The strategies long at the end of the cycle (rule 1); ``notes`` collects what netting did."""
     desired = {key: True for key in longs}
+    changes: dict[str, int] = {}
     for alert in sorted(batch, key=lambda a: a.time):
+        if desired.get(alert.key, False) == alert.buy:
+            if notes is not None:
+                notes.add("redundant signal")
+        else:
+            changes[alert.key] = changes.get(alert.key, 0) + 1
         desired[alert.key] = alert.buy
+    if notes is not None and any(n >= 2 for n in changes.values()):
+        notes.add("flip and back")
     return {key for key, long in desired.items() if long}
 
 
@@ -153,11 +163,13 @@ def run_cycle(
     percentages: Mapping[str, Fraction],
     prices: Mapping[str, Fraction],
     boost: bool,
+    notes: set[str] | None = None,
 ) -> str | None:
     """Apply one cycle to ``account``; return why the result is ambiguous, if it is."""
+    notes = set() if notes is None else notes
     doubts: list[str] = []
     start = account.longs
-    end = net_signals(batch, start)
+    end = net_signals(batch, start, notes)
     for key in sorted(start - end):
         value = account.amount[key] * prices[key]
         if value < MIN_ORDER_COST + THRESHOLD_MARGIN:
@@ -173,6 +185,8 @@ def run_cycle(
     elif incoming:
         holders = incoming | active
         precedence = min(holders, key=lambda k: (-percentages[k], k))
+        if sum(1 for k in holders if percentages[k] == percentages[precedence]) > 1:
+            notes.add("precedence tie")
         idle = sum((p for k, p in percentages.items() if k not in holders), Fraction(0))
         target = {key: value_v * percentages[key] for key in holders}
         target[precedence] += value_v * idle
@@ -183,13 +197,18 @@ def run_cycle(
             amount = account.amount[key] * (basis - target[key]) / basis
             notional = amount * prices[key]
             floor = max(MIN_ORDER_COST, value_v * MIN_SELL_DOWN_SHARE)
-            if _near(notional, MIN_ORDER_COST) or _near(notional, value_v * MIN_SELL_DOWN_SHARE):
+            if _near(notional, floor):
                 doubts.append(f"sell-down of {key} ({float(notional):.4f}) is at a threshold")
             if notional >= floor:
+                notes.add("sell-down")
                 account.sell_part(key, amount, prices[key])
+            else:
+                notes.add("sell-down skipped")
         buys = {key: target[key] for key in incoming}
     else:
         buys = {}
+        if start - end:
+            notes.add("sells only")
 
     if sum(buys.values(), Fraction(0)) > account.cash:
         doubts.append(f"buys need {float(sum(buys.values())):.4f}, cash is {float(account.cash):.4f}")
@@ -214,7 +233,8 @@ def simulate(
     snapshots: list[Snapshot] = []
     for at, urgent, batch in group_cycles(alerts):
         prices = prices_at(alerts, at)
-        doubt = run_cycle(account, batch, percentages, prices, boost)
+        notes = {"stop-loss cycle"} if urgent else set()
+        doubt = run_cycle(account, batch, percentages, prices, boost, notes)
         values = {key: amount * prices[key] for key, amount in account.amount.items()}
         equity = account.cash + sum(values.values(), Fraction(0))
         snapshots.append(
@@ -226,6 +246,7 @@ def simulate(
                 longs=frozenset(account.longs),
                 weights={key: value / equity for key, value in values.items()},
                 ambiguous=doubt,
+                notes=frozenset(notes),
             )
         )
     return snapshots
