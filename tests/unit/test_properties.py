@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from crypto_bot.config import ExecutionMode, StrategyConfig
 from crypto_bot.cycle import Engine
 from crypto_bot.exchanges.paper import PaperExchange, default_market
-from crypto_bot.execution import ResultStatus, SettlePolicy
-from crypto_bot.ledger import Ledger
 from crypto_bot.markets import Side
 from crypto_bot.orders import ExchangeOrder
 from crypto_bot.retry import NO_RETRY
 from crypto_bot.signals import parse_signal
+from crypto_bot.store import IntentStatus, MemoryStore
+from crypto_bot.workflow import Workflow, WorkflowSettings
 
 KEYS = ["AAA", "BBB", "CCC", "DDD"]
 START = datetime(2024, 1, 1, 0, 1, tzinfo=UTC)
@@ -97,16 +97,11 @@ def run_checked(scenario: Scenario, mode: ExecutionMode) -> None:  # noqa: C901 
         for k in scenario.percentages
     }
     paper = CheckedPaper(balances={"USD": D(10000)}, markets=markets)
-    ledger = Ledger()
-    engine = Engine(
-        config=config,
-        exchange=paper,
-        ledger=ledger,
-        mode=mode,
-        increment=scenario.increment,
-        policy=SettlePolicy(fill_checks=0, check_interval=0, max_reprice_attempts=1, retry=NO_RETRY),
-        sleep=lambda _s: None,
-    )
+    store = MemoryStore()
+    clock = [START]
+    settings = WorkflowSettings(mode=mode, increment=scenario.increment, fill_timeout=timedelta(0))
+    workflow = Workflow(store=store, exchange=paper, config=config, settings=settings, clock=lambda: clock[0])
+    engine = Engine(workflow, check_interval=0, place_retry=NO_RETRY, sleep=lambda _s: None)
     sigma_p = config.total_percentage
     for number, (batch, prices) in enumerate(zip(scenario.cycles, scenario.prices, strict=True)):
         at = START + timedelta(hours=8 * number)
@@ -125,8 +120,10 @@ def run_checked(scenario: Scenario, mode: ExecutionMode) -> None:  # noqa: C901 
             )
             for i, (key, action) in enumerate(batch)
         ]
-        long_before = {p.strategy: p.cost_basis for p in ledger.long_positions()}
+        clock[0] = at
+        long_before = {p.strategy: p.cost_basis for p in store.load_ledger().long_positions()}
         report = engine.run_cycle(signals, cycle_id=f"c{number}", at=at)
+        ledger = store.load_ledger()
 
         # 1. Cash never goes negative, free or locked.
         for asset, balance in paper.fetch_balances().items():
@@ -135,14 +132,15 @@ def run_checked(scenario: Scenario, mode: ExecutionMode) -> None:  # noqa: C901 
         # 2. No order was ever sent that the free balance could not cover.
         for _order, need, free in paper.placed:
             assert need <= free, (need, free)
-        assert not [r for r in report.results if r.status is ResultStatus.FAILED], report.results
+        assert not [r for r in report.results if r.status is IntentStatus.FAILED], report.results
         # 3. What the cycle's buys invest stays within their share of V at planning time.
-        plan = report.entry_plan
-        if plan is not None and plan.entries:
+        cycle = report.cycle
+        if cycle.entry_order:
+            assert cycle.account_value is not None
             entered = {r.strategy for r in report.results if r.side is Side.BUY and r.filled > 0}
             invested = sum((ledger.positions[k].cost_basis for k in entered), D(0))
-            assert invested <= sum((plan.targets[k] for k in entered), D(0))
-            assert sum(plan.targets.values(), D(0)) <= sigma_p * plan.account_value
+            assert invested <= sum((cycle.targets[k] for k in entered), D(0))
+            assert sum(cycle.targets.values(), D(0)) <= sigma_p * cycle.account_value
         # 4. Boost never buys more for a strategy that was already active.
         buys = {r.strategy for r in report.results if r.side is Side.BUY}
         assert not buys & set(long_before), (buys, long_before)

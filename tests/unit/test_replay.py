@@ -172,10 +172,9 @@ def test_account_value_excludes_unrealized_gains(readme_config: StrategyConfig) 
     # BTC doubles before the ETH entry.
     prices = {"BTC/USD": [("2024-08-10T08:00:00Z", "60000"), ("2024-08-10T16:00:00Z", "120000")]}
     result = run(alerts, readme_config, prices=price_table(prices))
-    plan = result.cycles[1].report.entry_plan
-    assert plan is not None
+    cycle = result.cycles[1].report.cycle
     # V = cash 500.0002 + BTC cost basis 9,499.9998, not its 19,000 market value.
-    assert plan.account_value == D("10000.0000")
+    assert cycle.account_value == D("10000.0000")
     eth = result.cycles[1].positions["ETHUSD"]
     assert eth.cost_basis == D("7500")
 
@@ -194,7 +193,7 @@ def test_fees_are_charged_and_capitalized_in_the_cost_basis(readme_config: Strat
     alerts = [alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")]
     result = run(alerts, readme_config, fee=D("0.001"), increment=D("0.001"))
     (order,) = result.cycles[0].report.results
-    assert order.limit_price == D("60060.00")
+    assert order.intent.limit_price == D("60060.00")
     # Fills at last (60,000) as a taker; the fee is 0.1% of the cost, in USD.
     assert order.cost == order.filled * 60000
     assert order.fee_total("USD") == order.cost * D("0.001")

@@ -10,23 +10,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from crypto_bot.allocation import SignalOutcome, SignalStatus
+from crypto_bot.allocation import SignalStatus
 from crypto_bot.config import ExecutionMode, StrategyConfig
 from crypto_bot.cycle import CycleReport, Engine, PositionView, equity_and_positions
 from crypto_bot.errors import ConfigError, FieldProblem, SignalRejected
 from crypto_bot.exchanges.paper import CsvPrices, PaperExchange
-from crypto_bot.execution import OrderResult, SettlePolicy
 from crypto_bot.ledger import Ledger
 from crypto_bot.markets import Market
 from crypto_bot.money import ZERO, to_json_number
 from crypto_bot.retry import NO_RETRY
 from crypto_bot.signals import DEFAULT_STOP_LOSS_REGEX, Signal, parse_signal
+from crypto_bot.store import IntentRecord, MemoryStore, SignalRecord
 from crypto_bot.timeframe import Schedule, Timeframe
+from crypto_bot.workflow import Workflow, WorkflowSettings, signal_record
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,14 @@ class CycleResult:
         }
 
 
-def order_json(result: OrderResult) -> dict[str, Any]:
+def order_json(result: IntentRecord) -> dict[str, Any]:
     fee = sum((f.cost for f in result.fees), ZERO)
     return {
         "strategy": result.strategy,
         "symbol": result.symbol,
         "side": result.side.value,
-        "amount": to_json_number(result.amount),
-        "price": to_json_number(result.limit_price),
+        "amount": to_json_number(result.intent.amount),
+        "price": to_json_number(result.intent.limit_price),
         "filled": to_json_number(result.filled),
         "cost": to_json_number(result.cost),
         "fee": to_json_number(fee),
@@ -102,9 +103,13 @@ class ReplayResult:
     starting_cash: Decimal
     cycles: list[CycleResult]
     rejected: list[Rejection]
-    outcomes: list[SignalOutcome]
+    outcomes: list[SignalRecord]
     exchange: PaperExchange
-    ledger: Ledger
+    store: MemoryStore
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.store.load_ledger()
 
     @property
     def final_equity(self) -> Decimal:
@@ -148,7 +153,7 @@ def replay(
     pairs = [a if isinstance(a, tuple) else (f"alert {i + 1}", a) for i, a in enumerate(alerts)]
     signals: list[Signal] = []
     rejected: list[Rejection] = []
-    outcomes: list[SignalOutcome] = []
+    duplicates: list[SignalRecord] = []
     seen: set[str] = set()
     for where, payload in pairs:
         if isinstance(payload, _NotJson):
@@ -160,9 +165,9 @@ def replay(
             rejected.append(Rejection(where, e.problems))
             continue
         if signal.dedupe_key in seen:
-            outcomes.append(
-                SignalOutcome(signal.dedupe_key, signal.strategy, SignalStatus.IGNORED, f"{where}: duplicate alert")
-            )
+            duplicate = signal_record(signal, signal.time, where)
+            duplicate.status, duplicate.reason = SignalStatus.IGNORED, f"{where}: duplicate alert"
+            duplicates.append(duplicate)
             continue
         seen.add(signal.dedupe_key)
         signals.append(signal)
@@ -172,27 +177,31 @@ def replay(
         markets=dict(options.markets or {}),
         default_fee=options.fee,
     )
-    ledger = Ledger()
-    engine = Engine(
-        config=config,
+    store = MemoryStore()
+    now: list[datetime] = [datetime.now(UTC)]
+    workflow = Workflow(
+        store=store,
         exchange=exchange,
-        ledger=ledger,
-        mode=options.mode,
-        increment=options.increment,
-        # The paper account fills marketable orders at once; chasing needs no waiting here.
-        policy=SettlePolicy(fill_checks=0, check_interval=0, max_reprice_attempts=2, retry=NO_RETRY),
-        sleep=lambda _seconds: None,
+        config=config,
+        # A replayed market does not move while a cycle runs, so an order that did not
+        # fill at once never will: chase it right away instead of waiting.
+        settings=WorkflowSettings(mode=options.mode, increment=options.increment, fill_timeout=timedelta(0)),
+        clock=lambda: now[0],
     )
+    engine = Engine(workflow, check_interval=0, place_retry=NO_RETRY, sleep=lambda _seconds: None)
     cycles: list[CycleResult] = []
+    outcomes: list[SignalRecord] = list(duplicates)
     by_time = sorted(signals, key=lambda s: s.time)
     for at, urgent, batch in _cycles(signals, options.schedule):
         _update_prices(exchange, config, by_time, at, options.prices)
+        now[0] = at
         cycle_id = at.isoformat() + ("/stop" if urgent else "")
         report = engine.run_cycle(batch, cycle_id=cycle_id, at=at, urgent=urgent)
         outcomes.extend(report.outcomes)
+        ledger = store.load_ledger()
         cash, equity, positions = equity_and_positions(config, ledger, exchange.fetch_balances(), exchange.prices)
         cycles.append(CycleResult(report, cash, equity, positions))
-    return ReplayResult(options.mode, config.quote, options.cash, cycles, rejected, outcomes, exchange, ledger)
+    return ReplayResult(options.mode, config.quote, options.cash, cycles, rejected, outcomes, exchange, store)
 
 
 def _cycles(signals: Sequence[Signal], schedule: Schedule) -> list[tuple[datetime, bool, list[Signal]]]:

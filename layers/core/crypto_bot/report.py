@@ -41,13 +41,14 @@ def print_replay(result: ReplayResult, config: StrategyConfig, console: Console 
         for column in ("strategy", "order", "filled", "limit", "cost", "fee", "status"):
             orders.add_column(column, justify="left" if column in ("strategy", "order", "status") else "right")
         for r in report.results:
-            filled = _amount(r.filled) if r.filled == r.amount else f"{_amount(r.filled)} of {_amount(r.amount)}"
+            asked = r.intent.amount
+            filled = _amount(r.filled) if r.filled == asked else f"{_amount(r.filled)} of {_amount(asked)}"
             status = r.status.value + (f": {r.reason}" if r.reason else "")
             orders.add_row(
                 r.strategy,
                 f"{r.side.value} {r.purpose.value.replace('_', '-')}",
                 filled,
-                _fmt(r.limit_price),
+                _fmt(r.intent.limit_price),
                 _fmt(r.cost),
                 _fmt(sum((f.cost for f in r.fees), Decimal(0)), 4),
                 status,
@@ -108,15 +109,17 @@ def plot_equity(results: Sequence[ReplayResult], out: Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.dates import date2num
     except ImportError as e:
         raise ConfigError("--plot needs matplotlib: install the extra with `uv sync --extra plot`") from e
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for result in results:
-        times = [c.report.at for c in result.cycles]
+        times = date2num([c.report.at for c in result.cycles])
         equity = [float(c.equity) for c in result.cycles]
         ax.step(times, equity, where="post", label=result.mode.value)
     ax.set_ylabel(f"equity ({results[0].quote})")
     ax.set_title("equity after each cycle")
+    ax.xaxis_date()
     ax.legend()
     fig.autofmt_xdate()
     fig.tight_layout()

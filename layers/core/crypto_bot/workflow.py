@@ -1,0 +1,475 @@
+"""The trade cycle as steps: intake, open, plan a phase, place, reconcile, finalize.
+
+These functions are the only implementation of a cycle. The deployed Step Functions
+workflow calls them one Lambda per step; the in-process engine (replay, demo) calls
+them in the same order. Every step reads what it needs from the store and writes
+back what it did, so any step can be retried or re-run without trading twice:
+
+* planning a phase twice returns the intents stored the first time;
+* an intent's client order id depends only on its intent id and attempt number,
+  and a placement whose outcome is unknown is looked up on the exchange before it
+  is sent again;
+* fills are booked as the difference between the order's stored state and its
+  fresh state, so reading an order twice books nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from crypto_bot.allocation import (
+    EntryPlan,
+    Plan,
+    PlanContext,
+    SignalStatus,
+    net_signals,
+    plan_entries,
+    plan_exits,
+    size_entries,
+)
+from crypto_bot.config import ExecutionMode, StrategyConfig
+from crypto_bot.errors import FieldProblem, PermanentExchangeError, SignalRejected
+from crypto_bot.ledger import Ledger
+from crypto_bot.markets import Market, Side
+from crypto_bot.money import ZERO, plain
+from crypto_bot.orders import Balance, ExchangeOrder, Fee, OrderStatus, Purpose
+from crypto_bot.ports import Exchange
+from crypto_bot.retry import NO_RETRY, RetryPolicy, call_with_retry
+from crypto_bot.signals import DEFAULT_STOP_LOSS_REGEX, Signal, parse_signal
+from crypto_bot.sizing import affordable_amount, limit_price
+from crypto_bot.store import CycleRecord, IntentRecord, IntentStatus, Phase, SignalRecord, Store
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    mode: ExecutionMode
+    increment: Decimal
+    fill_timeout: timedelta = timedelta(seconds=60)  # an order still open this long is cancelled and chased
+    max_reprice_attempts: int = 2  # chases after the first placement
+    max_signal_age: timedelta | None = None  # older signals expire instead of trading
+    stop_loss_regex: re.Pattern[str] = DEFAULT_STOP_LOSS_REGEX
+    retry: RetryPolicy = field(default_factory=lambda: NO_RETRY)  # in-step retries of reads
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What became of one received alert."""
+
+    record: SignalRecord
+    duplicate: bool
+
+
+@dataclass
+class Workflow:
+    """The steps of a cycle over one store, one exchange and one strategy config."""
+
+    store: Store
+    exchange: Exchange
+    config: StrategyConfig
+    settings: WorkflowSettings
+    clock: Callable[[], datetime]
+    sleep: Callable[[float], None] = lambda _seconds: None
+    _markets: dict[str, Market] = field(default_factory=dict)
+
+    # -- intake ------------------------------------------------------------------
+
+    def receive(self, body: str | Mapping[str, Any], *, message_id: str | None = None) -> Intake:
+        """Validate and persist one alert, once. A bad alert is stored as rejected with its reason."""
+        now = self.clock()
+        payload: object = body
+        if isinstance(body, str):
+            try:
+                payload = json.loads(body)
+            except json.JSONDecodeError as e:
+                return self._reject(body, [FieldProblem("body", body[:80], f"is not JSON ({e.msg})")], message_id)
+        try:
+            signal = parse_signal(payload, self.config, stop_loss_regex=self.settings.stop_loss_regex)
+        except SignalRejected as e:
+            return self._reject(payload, list(e.problems), message_id)
+        record = signal_record(signal, now, message_id)
+        added = self.store.add_signal(record)
+        return Intake(record if added else self.store.get_signal(record.key) or record, duplicate=not added)
+
+    def _reject(self, payload: object, problems: list[FieldProblem], message_id: str | None) -> Intake:
+        text = payload if isinstance(payload, str) else json.dumps(payload, sort_keys=True, default=str)
+        key = "rejected-" + hashlib.sha256(f"{message_id}|{text}".encode()).hexdigest()[:40]
+        stored: Mapping[str, Any] | str = payload if isinstance(payload, Mapping) else text
+        record = SignalRecord(
+            key=key,
+            status=SignalStatus.REJECTED,
+            received_at=self.clock(),
+            payload=stored,
+            reason="; ".join(str(p) for p in problems),
+            message_id=message_id,
+        )
+        added = self.store.add_signal(record)
+        return Intake(record, duplicate=not added)
+
+    # -- open a cycle ----------------------------------------------------------------
+
+    def open_cycle(self, cycle_id: str, at: datetime, *, urgent: bool) -> CycleRecord:
+        """Take the pending signals (stop losses only, for an urgent cycle) and net them.
+
+        Opening the same cycle again returns the stored record unchanged.
+        """
+        existing = self.store.get_cycle(cycle_id)
+        if existing is not None:
+            return existing
+        now = self.clock()
+        taken: list[SignalRecord] = []
+        for record in self.store.pending_signals():
+            if urgent and not record.is_stop_loss:
+                continue
+            age = now - (record.time or record.received_at)
+            if self.settings.max_signal_age is not None and age > self.settings.max_signal_age:
+                record.status, record.cycle_id = SignalStatus.EXPIRED, cycle_id
+                record.reason = f"expired: {_age(age)} old, more than the allowed {_age(self.settings.max_signal_age)}"
+                self.store.put_signal(record)
+                continue
+            taken.append(record)
+        signals = [self._signal(r) for r in taken]
+        ledger = self.store.load_ledger()
+        is_long = {key: ledger.position(s).is_long for key, s in self.config.strategies.items()}
+        netting = net_signals(signals, is_long)
+        for record, outcome in zip(taken, netting.outcomes, strict=True):
+            record.status, record.reason, record.cycle_id = outcome.status, outcome.reason, cycle_id
+            self.store.put_signal(record)
+        cycle = CycleRecord(
+            cycle_id=cycle_id,
+            at=at,
+            urgent=urgent,
+            signal_keys=[r.key for r in taken],
+            exits=list(netting.exits),
+            entries=list(netting.entries),
+            deciding={k: list(v) for k, v in netting.deciding.items()},
+        )
+        if not netting.exits and not netting.entries:
+            cycle.planned_phases = [p.value for p in Phase]
+        self.store.put_cycle(cycle)
+        return cycle
+
+    def _signal(self, record: SignalRecord) -> Signal:
+        if not isinstance(record.payload, Mapping):
+            raise ValueError(f"pending signal {record.key} has no JSON payload")
+        return parse_signal(record.payload, self.config, stop_loss_regex=self.settings.stop_loss_regex)
+
+    # -- plan ------------------------------------------------------------------------
+
+    def plan(self, cycle_id: str, phase: Phase) -> list[str]:
+        """Plan one phase from fresh balances and prices; return the ids of the intents to place.
+
+        Planning a phase that was already planned returns the same intents.
+        """
+        cycle = self._cycle(cycle_id)
+        if phase.value in cycle.planned_phases:
+            return [r.intent.intent_id for r in self.store.intents(cycle_id) if r.phase is phase and _placeable(r)]
+        ledger = self.store.load_ledger()
+        ctx = self._context(cycle, ledger)
+        if phase is Phase.EXITS:
+            plan = plan_exits(cycle.exits, ctx)
+            for skipped in plan.skipped:
+                strategy = self.config[skipped.strategy]
+                ledger.sweep_dust(strategy, self.markets()[strategy.symbol])
+            self.store.save_ledger(ledger)
+        elif phase is Phase.SELL_DOWNS:
+            entry_plan = plan_entries(self.settings.mode, cycle.entries, ctx)
+            cycle.account_value = entry_plan.account_value
+            cycle.precedence = entry_plan.precedence
+            cycle.idle_share = entry_plan.idle_share
+            cycle.targets = dict(entry_plan.targets)
+            cycle.entry_order = list(entry_plan.entries)
+            plan = entry_plan.sell_downs
+        else:
+            plan = size_entries(self._entry_plan(cycle), ctx)
+        records = [IntentRecord(intent=i, phase=phase) for i in plan.intents]
+        records += [_skipped_record(cycle_id, phase, s, ctx) for s in plan.skipped]
+        for record in records:
+            self.store.put_intent(record)
+        cycle.planned_phases.append(phase.value)
+        self.store.put_cycle(cycle)
+        return [r.intent.intent_id for r in records if _placeable(r)]
+
+    def _entry_plan(self, cycle: CycleRecord) -> EntryPlan:
+        return EntryPlan(
+            mode=self.settings.mode,
+            account_value=cycle.account_value or ZERO,
+            precedence=cycle.precedence,
+            idle_share=cycle.idle_share or ZERO,
+            targets=cycle.targets,
+            entries=tuple(cycle.entry_order),
+            sell_downs=Plan((), ()),
+        )
+
+    def _context(self, cycle: CycleRecord, ledger: Ledger) -> PlanContext:
+        balances: Mapping[str, Balance] = self._read(self.exchange.fetch_balances)
+        keys = set(cycle.exits) | set(cycle.entries) | {p.strategy for p in ledger.long_positions()}
+        symbols = sorted({self.config[k].symbol for k in keys if k in self.config.strategies})
+        prices = {s: self._read(partial(self.exchange.fetch_last_price, s)) for s in symbols}
+        return PlanContext(
+            cycle_id=cycle.cycle_id,
+            config=self.config,
+            ledger=ledger,
+            free={asset: b.free for asset, b in balances.items()},
+            total_quote=balances.get(self.config.quote, Balance()).total,
+            markets=self.markets(),
+            prices=prices,
+            increment=self.settings.increment,
+            deciding={k: tuple(v) for k, v in cycle.deciding.items()},
+        )
+
+    def markets(self) -> Mapping[str, Market]:
+        if not self._markets:
+            self._markets.update(self._read(partial(self.exchange.load_markets, self.config.symbols())))
+        return self._markets
+
+    # -- place -----------------------------------------------------------------------
+
+    def place(self, cycle_id: str, intent_id: str) -> IntentRecord:
+        """Send the current attempt of an intent at most once.
+
+        A transient error propagates (the caller retries with backoff); the intent is
+        left marked ``placing`` so the retry looks the order up before sending again.
+        A permanent error marks the intent failed.
+        """
+        record = self.store.get_intent(cycle_id, intent_id)
+        if record is None:
+            raise KeyError(f"cycle {cycle_id} has no intent {intent_id}")
+        if record.status not in (IntentStatus.PLANNED, IntentStatus.PLACING):
+            return record
+        self._place(record)
+        return record
+
+    def _place(self, record: IntentRecord) -> None:
+        intent = record.intent
+        client_order_id = intent.client_order_id(record.attempt)
+        order: ExchangeOrder | None = None
+        if record.status is IntentStatus.PLACING:
+            order = self.exchange.find_order_by_client_id(client_order_id, intent.symbol)
+        if order is None:
+            record.status = IntentStatus.PLACING
+            self.store.put_intent(record)
+            try:
+                order = self.exchange.create_limit_order(
+                    intent.symbol, intent.side, record.amount, record.price, client_order_id
+                )
+            except PermanentExchangeError as e:
+                record.status = IntentStatus.FAILED if not record.filled else IntentStatus.PARTIALLY_FILLED
+                record.reason = f"exchange refused attempt {record.attempt + 1}: {type(e).__name__}: {e}"
+                self.store.put_intent(record)
+                return
+        # Stored order states are what the ledger has booked; fills are booked by reconcile.
+        _remember(record, replace(order, filled=ZERO, cost=ZERO, fees=()))
+        record.status = IntentStatus.OPEN
+        record.placed_at = self.clock()
+        self.store.put_intent(record)
+
+    # -- reconcile -------------------------------------------------------------------
+
+    def reconcile(self, cycle_id: str, phase: Phase) -> int:
+        """Check every working intent of a phase: book fills, chase or give up. Return how many still work."""
+        ledger = self.store.load_ledger()
+        working = 0
+        try:
+            for record in self.store.intents(cycle_id):
+                if record.phase is not phase or record.status.is_done:
+                    continue
+                self._advance(record, ledger)
+                self.store.put_intent(record)
+                if record.intent.purpose is Purpose.EXIT and record.status.is_done:
+                    strategy = self.config[record.intent.strategy]
+                    ledger.sweep_dust(strategy, self.markets()[strategy.symbol])
+                working += not record.status.is_done
+        finally:
+            self.store.save_ledger(ledger)
+        return working
+
+    def _advance(self, record: IntentRecord, ledger: Ledger) -> None:
+        if record.status in (IntentStatus.PLANNED, IntentStatus.PLACING):
+            self._place(record)
+            if record.status is not IntentStatus.OPEN:
+                return
+        order = record.current_order
+        if order is None:
+            raise ValueError(f"intent {record.intent.intent_id} is open without an order")
+        symbol = record.intent.symbol
+        fresh = self._read(partial(self.exchange.fetch_order, order.id, symbol))
+        self._book(record, fresh, ledger)
+        if fresh.status is OrderStatus.OPEN:
+            if record.placed_at and self.clock() - record.placed_at < self.settings.fill_timeout:
+                return
+            # The cancel answers with the order as it is afterwards: a fill may have raced it.
+            fresh = self._read(partial(self.exchange.cancel_order, order.id, symbol))
+            self._book(record, fresh, ledger)
+        if fresh.status is OrderStatus.REJECTED and not record.filled:
+            record.status, record.reason = IntentStatus.FAILED, f"order {fresh.id} was rejected by the exchange"
+            return
+        self._after_attempt(record)
+
+    def _after_attempt(self, record: IntentRecord) -> None:
+        intent = record.intent
+        market = self.markets()[intent.symbol]
+        remaining = intent.amount - record.filled
+        if remaining <= 0:
+            record.status, record.reason = IntentStatus.FILLED, ""
+            return
+        if record.attempt >= self.settings.max_reprice_attempts:
+            self._give_up(record, f"{plain(remaining)} {market.base} unfilled after {record.attempt + 1} placements")
+            return
+        last = self._read(partial(self.exchange.fetch_last_price, intent.symbol))
+        price = limit_price(last, intent.side, self.settings.increment * (record.attempt + 2), market)
+        amount = market.amount_to_precision(remaining)
+        if intent.side is Side.BUY:
+            # The cancelled order's funds are free again; re-check what they cover at the new price.
+            quote = self._read(self.exchange.fetch_balances).get(market.quote, Balance())
+            amount = min(amount, affordable_amount(quote.free, price, market))
+        reason = market.below_minimum(amount, price)
+        if reason is not None:
+            self._give_up(record, f"remainder {plain(remaining)} {market.base} not re-placed: {reason}")
+            return
+        record.attempt += 1
+        record.amount, record.price = amount, price
+        record.status, record.placed_at = IntentStatus.PLANNED, None
+        self._place(record)
+
+    @staticmethod
+    def _give_up(record: IntentRecord, reason: str) -> None:
+        record.status = IntentStatus.PARTIALLY_FILLED if record.filled else IntentStatus.UNFILLED
+        record.reason = reason + "; the remainder was cancelled"
+
+    def _book(self, record: IntentRecord, fresh: ExchangeOrder, ledger: Ledger) -> None:
+        before = next((o for o in record.orders if o.id == fresh.id), None)
+        filled = fresh.filled - (before.filled if before else ZERO)
+        cost = fresh.cost - (before.cost if before else ZERO)
+        fees = []
+        for currency in sorted({f.currency for f in fresh.fees}):
+            delta = fresh.fee_in(currency) - (before.fee_in(currency) if before else ZERO)
+            if delta:
+                fees.append(Fee(delta, currency))
+        _remember(record, fresh)
+        if filled <= 0 and not fees:
+            return
+        ledger.apply_fill(
+            self.config[record.intent.strategy],
+            fresh.side,
+            order_id=fresh.id,
+            filled=filled,
+            cost=cost,
+            fees=fees,
+            at=self.clock(),
+        )
+        record.filled += filled
+        record.cost += cost
+        record.fees.extend(fees)
+
+    # -- finalize --------------------------------------------------------------------
+
+    def finalize(self, cycle_id: str, *, error: str = "") -> CycleRecord:
+        """Give every signal of the cycle a terminal status and summarize the cycle."""
+        cycle = self._cycle(cycle_id)
+        intents = self.store.intents(cycle_id)
+        by_strategy = {r.intent.strategy: r for r in intents if r.intent.purpose is not Purpose.SELL_DOWN}
+        statuses: dict[str, int] = {}
+        for key in cycle.signal_keys:
+            record = self.store.get_signal(key)
+            if record is None:
+                continue
+            if not record.status.is_terminal:
+                intent = by_strategy.get(record.strategy)
+                record.status, record.reason = _signal_outcome(intent, error)
+                self.store.put_signal(record)
+            statuses[record.status.value] = statuses.get(record.status.value, 0) + 1
+        orders: dict[str, int] = {}
+        for r in intents:
+            orders[r.status.value] = orders.get(r.status.value, 0) + 1
+        cycle.status = "failed" if error else "done"
+        cycle.error = error
+        cycle.summary = {
+            "signals": statuses,
+            "orders": orders,
+            "traded": {r.intent.strategy: f"{r.intent.side.value} {plain(r.filled)}" for r in intents if r.filled},
+        }
+        self.store.put_cycle(cycle)
+        return cycle
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _cycle(self, cycle_id: str) -> CycleRecord:
+        cycle = self.store.get_cycle(cycle_id)
+        if cycle is None:
+            raise KeyError(f"no cycle {cycle_id}; open it first")
+        return cycle
+
+    def _read[T](self, fn: Callable[[], T]) -> T:
+        return call_with_retry(fn, self.settings.retry, sleep=self.sleep)
+
+
+def signal_record(signal: Signal, received_at: datetime, message_id: str | None) -> SignalRecord:
+    """Make the stored form of a validated signal."""
+    return SignalRecord(
+        key=signal.dedupe_key,
+        status=SignalStatus.RECEIVED,
+        received_at=received_at,
+        payload=dict(signal.payload),
+        strategy=signal.strategy,
+        action=signal.action.value,
+        time=signal.time,
+        is_stop_loss=signal.is_stop_loss,
+        message_id=message_id,
+    )
+
+
+def _placeable(record: IntentRecord) -> bool:
+    return record.status is not IntentStatus.SKIPPED
+
+
+def _remember(record: IntentRecord, order: ExchangeOrder) -> None:
+    record.orders = [o for o in record.orders if o.id != order.id] + [order]
+
+
+def _skipped_record(cycle_id: str, phase: Phase, skipped: Any, ctx: PlanContext) -> IntentRecord:
+    from crypto_bot.orders import OrderIntent, intent_id
+
+    intent = OrderIntent(
+        intent_id=intent_id(cycle_id, skipped.purpose, skipped.strategy),
+        cycle_id=cycle_id,
+        strategy=skipped.strategy,
+        symbol=skipped.symbol,
+        side=skipped.side,
+        purpose=skipped.purpose,
+        amount=skipped.amount,
+        limit_price=skipped.limit_price,
+        notional=ZERO,
+        signal_keys=tuple(ctx.deciding.get(skipped.strategy, ())),
+    )
+    return IntentRecord(intent=intent, phase=phase, status=IntentStatus.SKIPPED, reason=skipped.reason)
+
+
+def _signal_outcome(intent: IntentRecord | None, error: str) -> tuple[SignalStatus, str]:
+    if intent is None:
+        return SignalStatus.FAILED, error or "the cycle planned no order for it"
+    what = f"{intent.intent.side.value} {plain(intent.filled)} of {plain(intent.intent.amount)} {intent.intent.symbol}"
+    match intent.status:
+        case IntentStatus.FILLED:
+            return SignalStatus.FILLED, f"{what} filled"
+        case IntentStatus.PARTIALLY_FILLED:
+            return SignalStatus.FILLED, f"{what} partially filled: {intent.reason}"
+        case IntentStatus.SKIPPED:
+            return SignalStatus.IGNORED, intent.reason
+        case IntentStatus.UNFILLED:
+            return SignalStatus.FAILED, f"nothing filled: {intent.reason}"
+        case IntentStatus.FAILED:
+            return SignalStatus.FAILED, intent.reason
+    return SignalStatus.FAILED, error or f"the cycle ended with the order {intent.status.value}"
+
+
+def _age(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"

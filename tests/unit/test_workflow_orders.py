@@ -1,0 +1,246 @@
+"""Placing, checking, chasing and booking orders: the workflow's place and reconcile steps,
+against the paper exchange's fault modes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+import pytest
+
+from crypto_bot.config import ExecutionMode, StrategyConfig
+from crypto_bot.errors import (
+    AuthenticationFailed,
+    ExchangeNetworkError,
+    InsufficientFunds,
+    RateLimited,
+    RequestTimeout,
+)
+from crypto_bot.exchanges.paper import Fault, PaperExchange, default_market
+from crypto_bot.markets import Side
+from crypto_bot.orders import OrderIntent, OrderStatus, Purpose, intent_id
+from crypto_bot.retry import RetryPolicy
+from crypto_bot.store import IntentRecord, IntentStatus, MemoryStore, Phase
+from crypto_bot.workflow import Workflow, WorkflowSettings
+
+T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
+CONFIG = StrategyConfig.from_mapping(
+    {"BTCUSD": {"exchange_symbol": "BTC/USD", "base_asset": "BTC", "percentage": "0.5"}}, "USD"
+)
+MARKET = default_market("BTC/USD", fee=D("0.001"))
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
+def paper_account(usd: str = "10000", btc: str = "1") -> PaperExchange:
+    exchange = PaperExchange(balances={"USD": D(usd), "BTC": D(btc)}, markets={"BTC/USD": MARKET})
+    exchange.set_price("BTC/USD", D(60000))
+    return exchange
+
+
+@pytest.fixture
+def paper() -> PaperExchange:
+    return paper_account()
+
+
+def workflow(exchange: PaperExchange, clock: Clock, **settings: object) -> Workflow:
+    values: dict[str, object] = {"fill_timeout": timedelta(seconds=30), "max_reprice_attempts": 2}
+    values.update(settings)
+    return Workflow(
+        store=MemoryStore(),
+        exchange=exchange,
+        config=CONFIG,
+        settings=WorkflowSettings(mode=ExecutionMode.BOOST, increment=D("0.001"), **values),  # type: ignore[arg-type]
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+def intent(side: Side = Side.BUY, amount: str = "0.1", price: str = "60060") -> OrderIntent:
+    purpose = Purpose.ENTRY if side is Side.BUY else Purpose.EXIT
+    return OrderIntent(
+        intent_id=intent_id("cycle-1", purpose, "BTCUSD"),
+        cycle_id="cycle-1",
+        strategy="BTCUSD",
+        symbol="BTC/USD",
+        side=side,
+        purpose=purpose,
+        amount=D(amount),
+        limit_price=D(price),
+        notional=D(amount) * D(price),
+    )
+
+
+def settle(wf: Workflow, clock: Clock, order: OrderIntent, *, rounds: int = 20) -> IntentRecord:
+    """Place an intent and reconcile it every 10 s until it is done, as the state machine does."""
+    phase = Phase.ENTRIES if order.side is Side.BUY else Phase.EXITS
+    wf.store.put_intent(IntentRecord(intent=order, phase=phase))
+    wf.place(order.cycle_id, order.intent_id)
+    for _ in range(rounds):
+        if not wf.reconcile(order.cycle_id, phase):
+            break
+        clock.sleep(10)
+    record = wf.store.get_intent(order.cycle_id, order.intent_id)
+    assert record is not None
+    return record
+
+
+def test_marketable_buy_fills_at_last_and_is_booked_once(paper: PaperExchange) -> None:
+    clock = Clock()
+    wf = workflow(paper, clock)
+    record = settle(wf, clock, intent())
+    assert record.status is IntentStatus.FILLED
+    assert record.cost == D("6000.0")
+    assert record.fee_total("USD") == D("6.0000")
+    assert wf.store.load_ledger().positions["BTCUSD"].cost_basis == D("6006.0000")
+    wf.reconcile("cycle-1", Phase.ENTRIES)  # a second look books nothing more
+    assert wf.store.load_ledger().positions["BTCUSD"].amount == D("0.1")
+
+
+def test_timeout_after_the_exchange_accepted_places_exactly_one_order(paper: PaperExchange) -> None:
+    clock = Clock()
+    wf = workflow(paper, clock)
+    paper.faults.append(Fault("create_limit_order", RequestTimeout("read timed out"), after_effect=True))
+    wf.store.put_intent(IntentRecord(intent=intent(), phase=Phase.ENTRIES))
+    with pytest.raises(RequestTimeout):
+        wf.place("cycle-1", intent().intent_id)
+    stored = wf.store.get_intent("cycle-1", intent().intent_id)
+    assert stored is not None
+    assert stored.status is IntentStatus.PLACING  # the outcome is unknown, and says so
+    wf.place("cycle-1", intent().intent_id)  # the state machine's retry
+    assert len(paper.orders()) == 1
+    assert paper.calls["find_order"] == 1
+    assert wf.reconcile("cycle-1", Phase.ENTRIES) == 0
+    assert wf.store.load_ledger().positions["BTCUSD"].amount == D("0.1")
+
+
+def test_network_error_before_the_exchange_saw_the_order_is_placed_on_retry(paper: PaperExchange) -> None:
+    clock = Clock()
+    wf = workflow(paper, clock)
+    paper.faults.append(Fault("create_limit_order", ExchangeNetworkError("connection reset")))
+    wf.store.put_intent(IntentRecord(intent=intent(), phase=Phase.ENTRIES))
+    with pytest.raises(ExchangeNetworkError):
+        wf.place("cycle-1", intent().intent_id)
+    record = wf.place("cycle-1", intent().intent_id)
+    assert record.status is IntentStatus.OPEN
+    assert len(paper.orders()) == 1
+    assert paper.calls["create_limit_order"] == 2
+
+
+def test_placing_twice_sends_once(paper: PaperExchange) -> None:
+    clock = Clock()
+    wf = workflow(paper, clock)
+    wf.store.put_intent(IntentRecord(intent=intent(), phase=Phase.ENTRIES))
+    wf.place("cycle-1", intent().intent_id)
+    wf.place("cycle-1", intent().intent_id)
+    assert paper.calls["create_limit_order"] == 1
+
+
+def test_transient_reads_are_retried_with_backoff(paper: PaperExchange) -> None:
+    clock = Clock()
+    wf = workflow(paper, clock, retry=RetryPolicy(attempts=3, base_delay=0.5))
+    paper.faults.append(Fault("fetch_order", RateLimited("429"), times=2))
+    record = settle(wf, clock, intent())
+    assert record.status is IntentStatus.FILLED
+    assert clock.sleeps[:2] == [0.5, 1.0]
+
+
+def test_permanent_error_fails_the_order_without_retrying(paper: PaperExchange) -> None:
+    clock = Clock()
+    wf = workflow(paper, clock)
+    paper.faults.append(Fault("create_limit_order", AuthenticationFailed("invalid api key")))
+    record = settle(wf, clock, intent())
+    assert record.status is IntentStatus.FAILED
+    assert "AuthenticationFailed: invalid api key" in record.reason
+    assert paper.calls["create_limit_order"] == 1
+    assert "BTCUSD" not in wf.store.load_ledger().positions
+
+
+def test_order_the_balance_cannot_cover_fails_and_locks_nothing(paper: PaperExchange) -> None:
+    clock = Clock()
+    record = settle(workflow(paper, clock), clock, intent(amount="0.2"))  # 12,012 USD with fee > 10,000
+    assert record.status is IntentStatus.FAILED
+    assert "InsufficientFunds" in record.reason
+    assert paper.fetch_balances()["USD"].free == D(10000)
+
+
+def test_resting_order_waits_for_the_fill_timeout_then_is_chased_wider(paper: PaperExchange) -> None:
+    clock = Clock()
+    wf = workflow(paper, clock)
+    record = settle(wf, clock, intent(price="59000"))
+    assert record.status is IntentStatus.FILLED
+    first, second = record.orders
+    assert first.status is OrderStatus.CANCELED
+    assert second.price == D("60120.00")  # last × (1 + 2 × increment)
+    assert second.client_order_id == intent().client_order_id(1)
+    # Checked at 0, 10 and 20 s; cancelled and chased at 30 s; the chase is seen filled at 40 s.
+    assert clock.sleeps == [10, 10, 10, 10]
+    assert wf.store.load_ledger().positions["BTCUSD"].amount == D("0.1")
+
+
+def test_partial_fill_then_silence_chases_only_the_remainder(paper: PaperExchange) -> None:
+    paper.partial_fill_ratio = D("0.4")
+    clock = Clock()
+    wf = workflow(paper, clock, fill_timeout=timedelta(0), max_reprice_attempts=1)
+    record = settle(wf, clock, intent())
+    assert [o.filled for o in record.orders] == [D("0.04"), D("0.024")]
+    assert [o.amount for o in record.orders] == [D("0.1"), D("0.06")]
+    assert record.status is IntentStatus.PARTIALLY_FILLED
+    assert "0.036 BTC unfilled after 2 placements" in record.reason
+    assert wf.store.load_ledger().positions["BTCUSD"].amount == D("0.064")
+    assert paper.open_orders() == []
+    assert paper.fetch_balances()["USD"].used == 0
+
+
+def test_fill_that_races_the_cancel_is_booked() -> None:
+    class FillsDuringCancel(PaperExchange):
+        def cancel_order(self, order_id: str, symbol: str):  # type: ignore[no-untyped-def]
+            self.fill_resting(order_id)
+            return super().cancel_order(order_id, symbol)
+
+    racer = FillsDuringCancel(balances={"USD": D(10000)}, markets={"BTC/USD": MARKET})
+    racer.set_price("BTC/USD", D(60000))
+    clock = Clock()
+    wf = workflow(racer, clock, fill_timeout=timedelta(0))
+    record = settle(wf, clock, intent(price="59000"))
+    assert record.status is IntentStatus.FILLED
+    assert [o.status for o in record.orders] == [OrderStatus.CLOSED]
+    position = wf.store.load_ledger().positions["BTCUSD"]
+    assert position.cost_basis == D("5900.0") + D("5.9000")  # at its limit, with the maker fee
+
+
+def test_network_error_on_cancel_is_retried(paper: PaperExchange) -> None:
+    clock = Clock()
+    wf = workflow(paper, clock, fill_timeout=timedelta(0), retry=RetryPolicy(attempts=2, base_delay=0))
+    paper.faults.append(Fault("cancel_order", ExchangeNetworkError("reset")))
+    record = settle(wf, clock, intent(price="59000"))
+    assert record.status is IntentStatus.FILLED
+    assert paper.calls["cancel_order"] == 2
+
+
+def test_chased_buy_is_resized_to_what_the_balance_still_covers() -> None:
+    poor = paper_account(usd="6010", btc="0")
+    clock = Clock()
+    record = settle(workflow(poor, clock, fill_timeout=timedelta(0)), clock, intent(price="59000"))
+    second = record.orders[1]
+    assert second.amount * second.price * (1 + MARKET.taker_fee) <= D("6010")
+    assert poor.fetch_balances()["USD"].free >= 0
+
+
+def test_exit_refused_for_funds_fails_cleanly(paper: PaperExchange) -> None:
+    clock = Clock()
+    paper.faults.append(Fault("create_limit_order", InsufficientFunds("balance")))
+    record = settle(workflow(paper, clock), clock, intent(Side.SELL, "0.5", "59940"))
+    assert record.status is IntentStatus.FAILED
