@@ -121,3 +121,15 @@ class OrderNotFound(PermanentExchangeError):
 
 class UnsupportedExchange(PermanentExchangeError):
     """The exchange id is not one ccxt knows, or lacks a feature we need."""
+
+
+class StoreError(CryptoBotError):
+    """The store (DynamoDB) failed in a way the caller cannot fix."""
+
+
+class StoreUnavailable(StoreError):
+    """The store throttled us or had a server error: retry with backoff."""
+
+
+class StoreConflict(StoreError):
+    """Someone else changed the record since we read it (optimistic locking): re-run the step."""
