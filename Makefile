@@ -37,11 +37,14 @@ test: lint typecheck unit ## the whole gate: lint, types, tests
 bench: sync ## benchmarks (coming with the performance issue)
 	@echo "make bench: no benchmarks yet" >&2; exit 1
 
-build: ## sam build (needs aws-sam-cli)
-	sam build
+build: sync ## validate strategy_config.json, bundle it into the core layer, sam build
+	@$(RUN) python -c "from crypto_bot.config import StrategyConfig; import os; \
+		StrategyConfig.load('strategy_config.json', os.environ.get('QUOTE_CURRENCY', 'USD'))"
+	@cp strategy_config.json layers/core/strategy_config.json
+	$(RUN) sam build
 
-deploy: ## sam deploy --guided
-	sam deploy --guided
+deploy: build ## sam deploy (--guided the first time: make deploy ARGS=--guided)
+	$(RUN) sam deploy $(ARGS)
 
 clean: ## remove caches and build output
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam
