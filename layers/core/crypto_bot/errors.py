@@ -133,3 +133,7 @@ class StoreUnavailable(StoreError):
 
 class StoreConflict(StoreError):
     """Someone else changed the record since we read it (optimistic locking): re-run the step."""
+
+
+class LockLost(CryptoBotError):
+    """The cycle's lock lease expired and another cycle took it: stop before trading."""

@@ -48,6 +48,11 @@ class Schedule:
         if not timedelta(0) <= self.offset < self.timeframe.delta:
             raise ValueError(f"schedule offset {self.offset} must be in [0, {self.timeframe.label})")
 
+    def tick_at_or_before(self, moment: datetime) -> datetime:
+        """Return the last cycle tick at or before ``moment`` (an aware datetime)."""
+        tick = self.tick_at_or_after(moment)
+        return tick if tick == moment else tick - self.timeframe.delta
+
     def tick_at_or_after(self, moment: datetime) -> datetime:
         """Return the first cycle tick at or after ``moment`` (an aware datetime)."""
         if moment.tzinfo is None:

@@ -139,7 +139,7 @@ class Fault:
 
 @dataclass
 class PaperExchange:
-    """An in-memory exchange. State survives as long as the object (a store comes later)."""
+    """An in-memory exchange. State lives in the object; :meth:`to_state` and :meth:`from_state` persist it."""
 
     balances: dict[str, Decimal]
     markets: dict[str, Market] = field(default_factory=dict)
@@ -297,6 +297,57 @@ class PaperExchange:
                 total += balance.total * self._price(f"{asset}/{quote}")
         return total
 
+    # -- persistence ------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Return the account as JSON-ready data (decimals as strings) that :meth:`from_state` restores.
+
+        Only the venue's state is included: balances, locked funds, markets, prices, orders
+        with the client-id index and the id counter, and the fee settings. The price feed,
+        injected faults and call counts belong to the process, not the account.
+        """
+        # Reading an itertools.count consumes a value: put an equivalent counter back.
+        next_id = next(self._ids)
+        self._ids = itertools.count(next_id)
+        return {
+            "format": PAPER_STATE_FORMAT,
+            "balances": {asset: str(amount) for asset, amount in self.balances.items()},
+            "locked": {asset: str(amount) for asset, amount in self._locked.items()},
+            "markets": {symbol: _market_to_state(market) for symbol, market in self.markets.items()},
+            "prices": {symbol: str(price) for symbol, price in self.prices.items()},
+            "fee_mode": self.fee_mode,
+            "partial_fill_ratio": None if self.partial_fill_ratio is None else str(self.partial_fill_ratio),
+            "default_fee": str(self.default_fee),
+            # A list, not a map: matching walks the orders in the order they were placed.
+            "orders": [_order_to_state(order) for order in self._orders.values()],
+            "client_ids": dict(self._by_client_id),
+            "next_id": next_id,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], **kwargs: Any) -> PaperExchange:
+        """Rebuild an exchange from :meth:`to_state` data; ``kwargs`` set the rest (``price_feed``, ``name``...)."""
+        if state.get("format") != PAPER_STATE_FORMAT:
+            raise ValueError(f"paper state format {state.get('format')!r} is not {PAPER_STATE_FORMAT}")
+        ratio = state.get("partial_fill_ratio")
+        fee_mode = state["fee_mode"]
+        if fee_mode not in ("quote", "received"):
+            raise ValueError(f"paper state has an unknown fee_mode {fee_mode!r}")
+        orders = [_order_from_state(o) for o in state.get("orders", [])]
+        return cls(
+            balances={asset: Decimal(str(amount)) for asset, amount in state.get("balances", {}).items()},
+            markets={symbol: _market_from_state(m) for symbol, m in state.get("markets", {}).items()},
+            prices={symbol: Decimal(str(price)) for symbol, price in state.get("prices", {}).items()},
+            fee_mode=fee_mode,
+            partial_fill_ratio=None if ratio is None else Decimal(str(ratio)),
+            default_fee=Decimal(str(state.get("default_fee", "0"))),
+            _orders={order.id: order for order in orders},
+            _by_client_id={str(k): str(v) for k, v in state.get("client_ids", {}).items()},
+            _locked={asset: Decimal(str(amount)) for asset, amount in state.get("locked", {}).items()},
+            _ids=itertools.count(int(state.get("next_id", 1))),
+            **kwargs,
+        )
+
     # -- internals ------------------------------------------------------------------
 
     def _call(self, operation: str) -> Fault | None:
@@ -385,6 +436,75 @@ class PaperExchange:
             self._locked[asset] -= order.locked
             self._move(asset, order.locked)
             order.locked = ZERO
+
+
+PAPER_STATE_FORMAT = 1
+"""The version of :meth:`PaperExchange.to_state`'s layout; bump it when the layout changes."""
+
+
+def _market_to_state(market: Market) -> dict[str, str]:
+    return {
+        "symbol": market.symbol,
+        "base": market.base,
+        "quote": market.quote,
+        "amount_step": str(market.amount_step),
+        "price_step": str(market.price_step),
+        "min_amount": str(market.min_amount),
+        "min_cost": str(market.min_cost),
+        "maker_fee": str(market.maker_fee),
+        "taker_fee": str(market.taker_fee),
+    }
+
+
+def _market_from_state(data: Mapping[str, Any]) -> Market:
+    return Market(
+        symbol=str(data["symbol"]),
+        base=str(data["base"]),
+        quote=str(data["quote"]),
+        amount_step=Decimal(str(data["amount_step"])),
+        price_step=Decimal(str(data["price_step"])),
+        min_amount=Decimal(str(data["min_amount"])),
+        min_cost=Decimal(str(data["min_cost"])),
+        maker_fee=Decimal(str(data["maker_fee"])),
+        taker_fee=Decimal(str(data["taker_fee"])),
+    )
+
+
+def _order_to_state(order: _PaperOrder) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "client_order_id": order.client_order_id,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "amount": str(order.amount),
+        "price": str(order.price),
+        "status": order.status.value,
+        "filled": str(order.filled),
+        "cost": str(order.cost),
+        "fee": str(order.fee),
+        "fee_currency": order.fee_currency,
+        "locked": str(order.locked),
+        "created_at": order.created_at.isoformat() if order.created_at else None,
+    }
+
+
+def _order_from_state(data: Mapping[str, Any]) -> _PaperOrder:
+    created = data.get("created_at")
+    return _PaperOrder(
+        id=str(data["id"]),
+        client_order_id=str(data["client_order_id"]),
+        symbol=str(data["symbol"]),
+        side=Side(data["side"]),
+        amount=Decimal(str(data["amount"])),
+        price=Decimal(str(data["price"])),
+        status=OrderStatus(data["status"]),
+        filled=Decimal(str(data["filled"])),
+        cost=Decimal(str(data["cost"])),
+        fee=Decimal(str(data["fee"])),
+        fee_currency=str(data["fee_currency"]),
+        locked=Decimal(str(data["locked"])),
+        created_at=datetime.fromisoformat(created) if created else None,
+    )
 
 
 class CsvPrices:

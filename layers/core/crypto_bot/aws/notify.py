@@ -1,0 +1,31 @@
+"""Tell the user what happened: one SNS message per cycle or failure."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from crypto_bot.store import CycleRecord
+
+MAX_SUBJECT = 100  # SNS limit
+
+
+def cycle_message(cycle: CycleRecord) -> tuple[str, str]:
+    """Render a cycle summary as an e-mail subject and a plain-text body."""
+    summary = cycle.summary
+    state = "FAILED" if cycle.status == "failed" else "done"
+    kind = "stop-loss cycle" if cycle.urgent else "cycle"
+    subject = f"crypto-bot {kind} {cycle.at:%Y-%m-%d %H:%M} UTC {state}"
+    lines = [subject, ""]
+    if cycle.error:
+        lines += [f"error: {cycle.error}", ""]
+    traded = summary.get("traded", {})
+    lines += [f"  {strategy}: {what}" for strategy, what in sorted(traded.items())] or ["  no trades"]
+    lines += ["", "signals: " + json.dumps(summary.get("signals", {}), sort_keys=True)]
+    lines += ["orders: " + json.dumps(summary.get("orders", {}), sort_keys=True)]
+    return subject[:MAX_SUBJECT], "\n".join(lines)
+
+
+def publish(sns: Any, topic_arn: str, subject: str, message: str) -> None:
+    """Publish to the notifications topic."""
+    sns.publish(TopicArn=topic_arn, Subject=subject[:MAX_SUBJECT], Message=message)

@@ -1,0 +1,63 @@
+"""Drain an SQS queue into the store: persist first, delete after."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from crypto_bot.errors import StoreUnavailable
+
+BATCH = 10  # the SQS maximum per ReceiveMessage
+
+
+@dataclass
+class DrainResult:
+    received: int = 0
+    deleted: int = 0
+    batches: int = 0
+
+
+def drain_queue(
+    sqs: Any,
+    queue_url: str,
+    handle: Callable[[str, str], None],
+    *,
+    max_messages: int = 1000,
+) -> DrainResult:
+    """Receive messages in batches of 10 until the queue is empty or ``max_messages`` were read.
+
+    ``handle(body, message_id)`` must persist the message (or its rejection); only
+    messages it returned from are deleted. A message whose handling raised stays in the
+    queue, becomes visible again after the visibility timeout, and goes to the DLQ after
+    its maxReceiveCount: it never blocks the rest of its batch.
+    """
+    result = DrainResult()
+    while result.received < max_messages:
+        try:
+            answer = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=min(BATCH, max_messages - result.received),
+                WaitTimeSeconds=0,
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise StoreUnavailable(f"cannot receive from the signals queue: {type(e).__name__}") from e
+        messages = answer.get("Messages", [])
+        result.batches += 1
+        if not messages:
+            break
+        done: list[dict[str, str]] = []
+        for message in messages:
+            result.received += 1
+            handle(message["Body"], message["MessageId"])
+            done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
+        if done:
+            try:
+                response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+            except (ClientError, BotoCoreError) as e:
+                # Persisted already: a redelivery is harmless, the dedupe key absorbs it.
+                raise StoreUnavailable(f"cannot delete collected messages: {type(e).__name__}") from e
+            result.deleted += len(response.get("Successful", []))
+    return result
