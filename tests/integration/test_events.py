@@ -1,0 +1,55 @@
+"""The sample events in events/ drive the real handlers: they stay in step with the code."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from crypto_bot.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.local.aws import local_stack
+from tests.conftest import ROOT, load_event
+from tests.integration.test_trade_cycle import environment
+
+
+def invoke(stack: Any, function: str, event: dict[str, Any]) -> dict[str, Any]:
+    answer = stack.client("lambda").invoke(FunctionName=stack.resource(function), Payload=json.dumps(event))
+    payload: dict[str, Any] = json.loads(answer["Payload"].read())
+    assert "FunctionError" not in answer, payload
+    return payload
+
+
+def test_the_sample_events_run_a_stop_loss_cycle_through_every_handler() -> None:
+    with local_stack(ROOT / "template.yaml", environment=environment()) as stack:
+        entry = {"time": "2024-08-10T02:30:00Z", "ticker": "BTCUSD", "order_action": "buy", "order_price": "60000"}
+        stack.client("sqs").send_message(
+            QueueUrl=stack.resource("SignalsQueue"), MessageBody=json.dumps({**entry, "order_comment": "long"})
+        )
+        scheduled = invoke(stack, "CollectFunction", load_event("collect_scheduled.json"))
+        assert scheduled["received"] == 1
+        assert scheduled["at"] == "2024-08-10T08:01:00+00:00"  # the tick, not the start time
+
+        urgent = invoke(stack, "CollectFunction", load_event("collect_urgent.json"))
+        assert urgent["urgent"] is True
+        assert urgent["pending"] == 1  # only the stop loss: the entry waits for its bar
+
+        base = {"cycle_id": urgent["cycle_id"], "at": urgent["at"], "urgent": True}
+        plan = invoke(stack, "PlanFunction", {**load_event("plan_exits.json"), **base, "execution_id": ""})
+        assert plan == {"phase": "exits", "intent_ids": [], "count": 0, "next_phase": "sell_downs"}
+        done = {**load_event("finalize_done.json"), "cycle_id": urgent["cycle_id"]}
+        finalize = invoke(stack, "FinalizeFunction", done)
+        assert finalize["signals"] == {"ignored": 1}  # nothing to stop: BTC was flat
+
+        failure = load_event("finalize_failure.json")
+        failure["failed_state"]["cycle"]["cycle_id"] = scheduled["cycle_id"]
+        invoke(stack, "PlanFunction", {**base, "cycle_id": scheduled["cycle_id"], "urgent": False, "phase": "exits"})
+        failed = invoke(stack, "FinalizeFunction", failure)
+        assert failed["status"] == "failed"
+        store = DynamoDBStore(stack.resource("Table"), stack.client("dynamodb"))
+        cycle = store.get_cycle(scheduled["cycle_id"])
+        assert cycle is not None
+        assert cycle.error == "ExchangeUnavailable: ExchangeUnavailable: binance is in maintenance"
+
+
+def test_place_and_reconcile_events_name_the_fields_their_steps_read() -> None:
+    assert set(load_event("place_order.json")) == {"cycle_id", "intent_id"}
+    assert set(load_event("reconcile_entries.json")) == {"cycle_id", "phase", "execution_id"}
