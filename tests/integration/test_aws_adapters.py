@@ -1,0 +1,145 @@
+"""The small AWS adapters under moto: SQS intake, credentials, the lock lease, notifications."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+
+from crypto_bot.aws.lock import lease_time, renew_lease
+from crypto_bot.aws.notify import cycle_message
+from crypto_bot.aws.runtime import Runtime
+from crypto_bot.aws.sqs_intake import drain_queue
+from crypto_bot.errors import ConfigError
+from crypto_bot.store import CycleRecord
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    # Powertools caches parameters per process, as it should in Lambda; tests must not share them.
+    parameters.clear_caches()
+    with mock_aws():
+        yield
+    parameters.clear_caches()
+
+
+def test_drain_persists_every_message_and_deletes_only_what_was_handled(aws: None) -> None:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="signals")["QueueUrl"]
+    for n in range(23):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": n}))
+    seen: list[int] = []
+
+    def handle(body: str, message_id: str) -> None:
+        n = json.loads(body)["n"]
+        if n == 7:
+            raise RuntimeError("store down for this one")
+        seen.append(n)
+
+    with pytest.raises(RuntimeError):
+        drain_queue(sqs, url, handle)
+    # The batch with message 7 stopped there: nothing of it was deleted, so nothing is lost.
+    result = drain_queue(sqs, url, lambda body, mid: seen.append(json.loads(body)["n"]))
+    assert result.received + len([n for n in seen if n != 7]) >= 22
+    left = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    assert int(left["Attributes"]["ApproximateNumberOfMessagesNotVisible"]) >= 1  # message 7 comes back later
+
+
+def test_drain_reads_in_batches_of_ten_until_empty(aws: None) -> None:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="signals")["QueueUrl"]
+    for n in range(25):
+        sqs.send_message(QueueUrl=url, MessageBody=str(n))
+    bodies: list[str] = []
+    result = drain_queue(sqs, url, lambda body, mid: bodies.append(body))
+    assert sorted(bodies, key=int) == [str(n) for n in range(25)]
+    assert result.deleted == 25
+    assert result.batches == 4  # 10 + 10 + 5, then one empty receive: at most ceil(N/10) + 1 calls
+
+
+def runtime_env(**extra: str) -> dict[str, str]:
+    return {
+        "EXCHANGE_NAME": "binance",
+        "TIMEFRAME": "8h",
+        "TABLE_NAME": "t",
+        "STRATEGY_CONFIG_PATH": str(ROOT / "strategy_config.json"),
+        "API_KEY_PARAMETER": "/crypto-bot/test/exchange-api-key",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("store", ["ssm", "secretsmanager"])
+def test_credentials_come_from_the_configured_secret_store(aws: None, store: str) -> None:
+    value = json.dumps({"apiKey": "key-123", "secret": "s3cr3t", "password": "pw"})
+    if store == "ssm":
+        boto3.client("ssm").put_parameter(Name="/crypto-bot/test/exchange-api-key", Value=value, Type="SecureString")
+    else:
+        boto3.client("secretsmanager").create_secret(Name="/crypto-bot/test/exchange-api-key", SecretString=value)
+    runtime = Runtime.from_env(runtime_env(SECRET_STORE=store), clients=lambda service: boto3.client(service))
+    assert runtime._credentials() == {"apiKey": "key-123", "secret": "s3cr3t", "password": "pw"}
+
+
+def test_malformed_credentials_are_refused_without_echoing_them(aws: None) -> None:
+    boto3.client("ssm").put_parameter(
+        Name="/crypto-bot/test/exchange-api-key", Value="not-json-s3cr3t", Type="SecureString"
+    )
+    runtime = Runtime.from_env(runtime_env(), clients=lambda service: boto3.client(service))
+    with pytest.raises(ConfigError) as info:
+        runtime._credentials()
+    assert "s3cr3t" not in str(info.value)
+    assert "must be JSON with apiKey and secret" in str(info.value)
+
+
+def test_runtime_names_every_missing_setting() -> None:
+    with pytest.raises(ConfigError, match="EXCHANGE_NAME is required"):
+        Runtime.from_env({"TIMEFRAME": "8h"})
+
+
+def test_the_holder_renews_its_lease_and_nobody_else_can(aws: None) -> None:
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    now = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
+    dynamodb.put_item(
+        TableName="t",
+        Item={"pk": {"S": "LOCK"}, "sk": {"S": "CYCLE"}, "owner": {"S": "me"}, "lease_until": {"S": lease_time(now)}},
+    )
+    assert renew_lease(dynamodb, "t", "me", now, timedelta(minutes=15))
+    assert not renew_lease(dynamodb, "t", "someone-else", now, timedelta(minutes=15))
+    item = dynamodb.get_item(TableName="t", Key={"pk": {"S": "LOCK"}, "sk": {"S": "CYCLE"}})["Item"]
+    assert item["lease_until"]["S"] == "2024-08-10T08:16:00.000000Z"
+
+
+def test_lease_times_sort_as_strings_in_time_order() -> None:
+    base = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
+    moments = [base + timedelta(microseconds=n * 999_999) for n in range(50)] + [base.replace(year=2025)]
+    assert sorted(lease_time(m) for m in moments) == [lease_time(m) for m in sorted(moments)]
+
+
+def test_cycle_message_lists_trades_and_errors_without_secrets() -> None:
+    cycle = CycleRecord(cycle_id="c", at=datetime(2024, 8, 10, 8, 1, tzinfo=UTC), urgent=True, status="failed")
+    cycle.error = "AuthenticationFailed: invalid api key"
+    cycle.summary = {"traded": {"BTCUSD": "sell 0.1"}, "signals": {"failed": 1}, "orders": {"failed": 1}}
+    subject, body = cycle_message(cycle)
+    assert subject == "crypto-bot stop-loss cycle 2024-08-10 08:01 UTC FAILED"
+    assert "BTCUSD: sell 0.1" in body
+    assert "error: AuthenticationFailed: invalid api key" in body
