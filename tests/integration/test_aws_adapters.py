@@ -15,7 +15,7 @@ from crypto_bot.aws.lock import lease_time, renew_lease
 from crypto_bot.aws.notify import cycle_message
 from crypto_bot.aws.runtime import Runtime
 from crypto_bot.aws.sqs_intake import drain_queue
-from crypto_bot.errors import ConfigError
+from crypto_bot.errors import ConfigError, StoreUnavailable
 from crypto_bot.store import CycleRecord
 from tests.conftest import ROOT
 
@@ -35,7 +35,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     parameters.clear_caches()
 
 
-def test_drain_persists_every_message_and_deletes_only_what_was_handled(aws: None) -> None:
+def test_a_poison_message_is_left_for_the_dlq_and_never_blocks_its_batch(aws: None) -> None:
     sqs = boto3.client("sqs")
     url = sqs.create_queue(QueueName="signals")["QueueUrl"]
     for n in range(23):
@@ -45,16 +45,27 @@ def test_drain_persists_every_message_and_deletes_only_what_was_handled(aws: Non
     def handle(body: str, message_id: str) -> None:
         n = json.loads(body)["n"]
         if n == 7:
-            raise RuntimeError("store down for this one")
+            raise KeyError("a bug this message triggers")
         seen.append(n)
 
-    with pytest.raises(RuntimeError):
-        drain_queue(sqs, url, handle)
-    # The batch with message 7 stopped there: nothing of it was deleted, so nothing is lost.
-    result = drain_queue(sqs, url, lambda body, mid: seen.append(json.loads(body)["n"]))
-    assert result.received + len([n for n in seen if n != 7]) >= 22
+    result = drain_queue(sqs, url, handle)
+    assert sorted(seen) == [n for n in range(23) if n != 7]
+    assert (result.received, result.deleted, len(result.failed)) == (23, 22, 1)
+    assert "KeyError" in result.failed[0]
     left = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
-    assert int(left["Attributes"]["ApproximateNumberOfMessagesNotVisible"]) >= 1  # message 7 comes back later
+    assert left["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"  # back after the visibility timeout
+
+
+def test_a_store_outage_stops_the_drain_so_the_step_is_retried(aws: None) -> None:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="signals")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+
+    def handle(body: str, message_id: str) -> None:
+        raise StoreUnavailable("throttled")
+
+    with pytest.raises(StoreUnavailable):
+        drain_queue(sqs, url, handle)
 
 
 def test_drain_reads_in_batches_of_ten_until_empty(aws: None) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from crypto_bot.errors import StoreUnavailable
+from crypto_bot.errors import StoreError, StoreUnavailable
 
 BATCH = 10  # the SQS maximum per ReceiveMessage
 
@@ -18,6 +18,7 @@ class DrainResult:
     received: int = 0
     deleted: int = 0
     batches: int = 0
+    failed: list[str] = field(default_factory=list)  # "message id: error" of messages left in the queue
 
 
 def drain_queue(
@@ -32,7 +33,8 @@ def drain_queue(
     ``handle(body, message_id)`` must persist the message (or its rejection); only
     messages it returned from are deleted. A message whose handling raised stays in the
     queue, becomes visible again after the visibility timeout, and goes to the DLQ after
-    its maxReceiveCount: it never blocks the rest of its batch.
+    its maxReceiveCount: it never blocks the rest of its batch. A store outage is not the
+    message's fault, so it propagates and the step is retried.
     """
     result = DrainResult()
     while result.received < max_messages:
@@ -51,7 +53,13 @@ def drain_queue(
         done: list[dict[str, str]] = []
         for message in messages:
             result.received += 1
-            handle(message["Body"], message["MessageId"])
+            try:
+                handle(message["Body"], message["MessageId"])
+            except StoreError:
+                raise
+            except Exception as e:  # poison isolation: recorded here, left in the queue for the DLQ
+                result.failed.append(f"{message['MessageId']}: {type(e).__name__}: {e}")
+                continue
             done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
         if done:
             try:

@@ -65,8 +65,9 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
         elif isinstance(source, Mapping) and isinstance(source.get("messages"), list):
             for record in source["messages"]:
                 take(str(record["body"]), str(record["messageId"]))
+        unprocessable: list[str] = []
         if not urgent:
-            drain_queue(runtime.clients("sqs"), runtime.env["SIGNALS_QUEUE_URL"], take)
+            unprocessable = drain_queue(runtime.clients("sqs"), runtime.env["SIGNALS_QUEUE_URL"], take).failed
         pending = [s for s in wf.store.pending_signals() if s.is_stop_loss or not urgent]
     at = runtime.settings.schedule.tick_at_or_before(started) if scheduled else started
     kind = "urgent" if urgent else ("scheduled" if scheduled else "manual")
@@ -83,6 +84,7 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
         "received": received,
         "rejected": rejected,
         "duplicates": duplicates,
+        "unprocessable": unprocessable,
         "now": lease_time(now),
         "lease_until": lease_time(now + runtime.lock_lease),
         "lock_waits": lock_waits,
