@@ -7,7 +7,15 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --no-sync
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help bootstrap sync demo test lint typecheck unit bench build deploy clean
+.PHONY: help bootstrap sync demo test lint typecheck unit check-template bench build deploy clean
+
+# Pinned so that a new release of a checker cannot break the gate overnight.
+SAM_CLI := aws-sam-cli==1.170.0
+CFN_LINT := cfn-lint==1.58.0
+CHECKOV := checkov==3.3.30
+ASL_VALIDATOR := asl-validator@4.0.0
+# Each runs in its own cached environment (uv tool run / npx): their pins never meet the project's.
+TOOL := $(UV) tool run --from
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,11 +36,19 @@ lint: sync ## ruff lint and format check
 
 typecheck: sync ## mypy on the layer, the functions and the tests
 	@$(RUN) mypy layers/core/crypto_bot tests
+	@for f in functions/*/app.py; do $(RUN) mypy "$$f" || exit 1; done
 
 unit: sync ## pytest
 	@$(RUN) pytest -q
 
-test: lint typecheck unit ## the whole gate: lint, types, tests
+check-template: sync ## cfn-lint, sam validate --lint, checkov, and an independent ASL validator
+	@$(TOOL) $(CFN_LINT) cfn-lint template.yaml
+	@SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam validate --lint --region us-east-1 --template template.yaml
+	@$(TOOL) $(CHECKOV) checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
+	@mkdir -p .build && $(RUN) python -m crypto_bot.local.render_asl TradeCycleStateMachine > .build/trade_cycle.asl.json
+	@npx --yes $(ASL_VALIDATOR) --json-path .build/trade_cycle.asl.json
+
+test: lint typecheck check-template unit ## the whole gate: lint, types, template checks, tests
 
 bench: sync ## benchmarks (coming with the performance issue)
 	@echo "make bench: no benchmarks yet" >&2; exit 1
