@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -101,22 +103,34 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print one JSON object per cycle")
     replay.add_argument("--compare", action="store_true", help="run both modes and compare them")
     replay.add_argument("--plot", type=Path, metavar="OUT.png", help="write both modes' equity curves to a PNG")
+    replay.set_defaults(run=_replay)
+    # Other command groups live in their own modules and add their subcommands here; each
+    # sets `run` to a function taking the parsed arguments and returning an exit code.
+    for register in _command_groups():
+        register(commands)
     return parser
+
+
+def _command_groups() -> list[Callable[[Any], None]]:
+    groups: list[Callable[[Any], None]] = []
+    for module in ("crypto_bot.local.cli", "crypto_bot.ops"):
+        if importlib.util.find_spec(module) is not None:
+            groups.append(importlib.import_module(module).register)
+    return groups
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "replay":
-            return _replay(args)
+        result: int = args.run(args)
+        return result
     except (ConfigError, InputError) as e:
         print(f"crypto-bot: {e}", file=sys.stderr)
         return 2
     except CryptoBotError as e:
         print(f"crypto-bot: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    return 2
 
 
 def _replay(args: argparse.Namespace) -> int:
