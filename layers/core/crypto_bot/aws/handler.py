@@ -1,0 +1,50 @@
+"""Build the Lambda handler of a trade-cycle step: Powertools glue around one step function.
+
+Each ``functions/<step>/app.py`` is one line, ``lambda_handler = step_handler("<step>")``;
+everything a handler does besides calling :mod:`crypto_bot.aws.steps` lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from crypto_bot.aws import steps
+from crypto_bot.aws.runtime import Runtime
+
+Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+STEPS: dict[str, Callable[[Any, Runtime], dict[str, Any]]] = {
+    "collect": steps.collect,
+    "plan": steps.plan,
+    "place_order": steps.place_order,
+    "reconcile": steps.reconcile,
+    "finalize": steps.finalize,
+}
+
+
+def step_handler(step: str) -> Handler:
+    """Set up logging, tracing, metrics and the runtime once (at import, per container)."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
+    run = STEPS[step]
+    logger = Logger()
+    tracer = Tracer()
+    metrics = Metrics()
+    runtime = Runtime.from_env()
+
+    @logger.inject_lambda_context
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        result = run(event, runtime)
+        for name, value in steps.metrics_of(step, result):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        # Ids lists can be long; the counts next to them say enough in a log line.
+        logger.info(f"{step} done", extra={k: v for k, v in result.items() if k != "intent_ids"})
+        return result
+
+    return lambda_handler
