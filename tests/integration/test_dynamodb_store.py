@@ -609,3 +609,37 @@ def test_a_failed_condition_on_add_signal_is_a_duplicate_not_an_error(stubbed: t
     stubber.add_client_error("put_item", service_error_code="ConditionalCheckFailedException", http_status_code=400)
 
     assert store.add_signal(signal("k1")) is False
+
+
+def test_book_stores_the_intent_and_the_ledger_together(store: Store) -> None:
+    ledger = booked_ledger()
+    record = intent_record("c1", "i1", filled=Decimal("0.0311"))
+    store.book(record, ledger)
+    assert store.get_intent("c1", "i1") == record
+    assert store.load_ledger().positions == ledger.positions
+    assert ledger.entries == []
+    assert len(audit_of(store)) == 4
+
+
+def test_a_failed_booking_writes_neither_the_intent_nor_the_ledger(
+    dynamo: DynamoDBStore, client: Any, table: str
+) -> None:
+    ledger = booked_ledger()
+    record = intent_record("c1", "i1", filled=Decimal("0.0311"))
+    # Make DynamoDB refuse the transaction: the last item carries a condition that cannot hold.
+    original = client.transact_write_items
+
+    def failing(**request: Any) -> Any:
+        items = request["TransactItems"]
+        items[-1]["Put"]["ConditionExpression"] = "attribute_exists(never_there)"
+        return original(**request)
+
+    client.transact_write_items = failing
+    try:
+        with pytest.raises(StoreError):
+            dynamo.book(record, ledger)
+    finally:
+        client.transact_write_items = original
+    assert dynamo.get_intent("c1", "i1") is None
+    assert dynamo.load_ledger().positions == {}
+    assert len(ledger.entries) == 4  # still pending: the caller's retry books them again

@@ -349,6 +349,15 @@ class Store(Protocol):
         """Persist the positions and dust, and append the ledger's new entries to the audit trail."""
         ...
 
+    def book(self, record: IntentRecord, ledger: Ledger) -> None:
+        """Persist an intent together with the ledger changes its fills caused, atomically.
+
+        The intent's stored order states say which fills are booked; if they were written
+        without the ledger (or the other way round) a crash in between would lose a fill
+        or book it twice.
+        """
+        ...
+
 
 class MemoryStore:
     """A store in a few dicts: for the in-process engine, replay, and tests.
@@ -409,3 +418,7 @@ class MemoryStore:
         self._ledger = ledger.to_dict()
         self.audit.extend(ledger.entries)
         ledger.entries.clear()
+
+    def book(self, record: IntentRecord, ledger: Ledger) -> None:
+        self.put_intent(record)
+        self.save_ledger(ledger)

@@ -247,7 +247,15 @@ class Workflow:
         self._place(record)
         return record
 
-    def _place(self, record: IntentRecord) -> None:
+    def _place(self, record: IntentRecord, ledger: Ledger | None = None) -> None:
+        # During reconcile the record may carry fills booked into `ledger` but not yet stored:
+        # every write of it must then carry the ledger too.
+        def save() -> None:
+            if ledger is None:
+                self.store.put_intent(record)
+            else:
+                self.store.book(record, ledger)
+
         intent = record.intent
         client_order_id = intent.client_order_id(record.attempt)
         order: ExchangeOrder | None = None
@@ -255,7 +263,7 @@ class Workflow:
             order = self.exchange.find_order_by_client_id(client_order_id, intent.symbol)
         if order is None:
             record.status = IntentStatus.PLACING
-            self.store.put_intent(record)
+            save()
             try:
                 order = self.exchange.create_limit_order(
                     intent.symbol, intent.side, record.amount, record.price, client_order_id
@@ -263,37 +271,39 @@ class Workflow:
             except PermanentExchangeError as e:
                 record.status = IntentStatus.FAILED if not record.filled else IntentStatus.PARTIALLY_FILLED
                 record.reason = f"exchange refused attempt {record.attempt + 1}: {type(e).__name__}: {e}"
-                self.store.put_intent(record)
+                save()
                 return
         # Stored order states are what the ledger has booked; fills are booked by reconcile.
         _remember(record, replace(order, filled=ZERO, cost=ZERO, fees=()))
         record.status = IntentStatus.OPEN
         record.placed_at = self.clock()
-        self.store.put_intent(record)
+        save()
 
     # -- reconcile -------------------------------------------------------------------
 
     def reconcile(self, cycle_id: str, phase: Phase) -> int:
-        """Check every working intent of a phase: book fills, chase or give up. Return how many still work."""
+        """Check every working intent of a phase: book fills, chase or give up. Return how many still work.
+
+        Each intent is committed together with the ledger changes its fills caused, so a
+        crash between two intents loses nothing and books nothing twice: the next run
+        books only what the stored order states do not yet show.
+        """
         ledger = self.store.load_ledger()
         working = 0
-        try:
-            for record in self.store.intents(cycle_id):
-                if record.phase is not phase or record.status.is_done:
-                    continue
-                self._advance(record, ledger)
-                self.store.put_intent(record)
-                if record.intent.purpose is Purpose.EXIT and record.status.is_done:
-                    strategy = self.config[record.intent.strategy]
-                    ledger.sweep_dust(strategy, self.markets()[strategy.symbol])
-                working += not record.status.is_done
-        finally:
-            self.store.save_ledger(ledger)
+        for record in self.store.intents(cycle_id):
+            if record.phase is not phase or record.status.is_done:
+                continue
+            self._advance(record, ledger)
+            if record.intent.purpose is Purpose.EXIT and record.status.is_done:
+                strategy = self.config[record.intent.strategy]
+                ledger.sweep_dust(strategy, self.markets()[strategy.symbol])
+            self.store.book(record, ledger)
+            working += not record.status.is_done
         return working
 
     def _advance(self, record: IntentRecord, ledger: Ledger) -> None:
         if record.status in (IntentStatus.PLANNED, IntentStatus.PLACING):
-            self._place(record)
+            self._place(record, ledger)
             if record.status is not IntentStatus.OPEN:
                 return
         order = record.current_order
@@ -311,9 +321,9 @@ class Workflow:
         if fresh.status is OrderStatus.REJECTED and not record.filled:
             record.status, record.reason = IntentStatus.FAILED, f"order {fresh.id} was rejected by the exchange"
             return
-        self._after_attempt(record)
+        self._after_attempt(record, ledger)
 
-    def _after_attempt(self, record: IntentRecord) -> None:
+    def _after_attempt(self, record: IntentRecord, ledger: Ledger) -> None:
         intent = record.intent
         market = self.markets()[intent.symbol]
         remaining = intent.amount - record.filled
@@ -337,7 +347,7 @@ class Workflow:
         record.attempt += 1
         record.amount, record.price = amount, price
         record.status, record.placed_at = IntentStatus.PLANNED, None
-        self._place(record)
+        self._place(record, ledger)
 
     @staticmethod
     def _give_up(record: IntentRecord, reason: str) -> None:

@@ -62,6 +62,8 @@ from crypto_bot.markets import Side
 from crypto_bot.orders import Fee
 from crypto_bot.store import CycleRecord, IntentRecord, SignalRecord
 
+TRANSACTION_LIMIT = 100  # DynamoDB's maximum items in one TransactWriteItems
+
 __all__ = [
     "RETENTION",
     "ConditionFailed",
@@ -330,9 +332,12 @@ class DynamoDBStore:
 
     def put_intent(self, record: IntentRecord) -> None:
         """Write the intent, replacing any earlier version."""
+        self._put(self._intent_item(record))
+
+    def _intent_item(self, record: IntentRecord) -> dict[str, Any]:
         intent = record.intent
         keys = {"pk": f"CYCLE#{intent.cycle_id}", "sk": f"INTENT#{intent.intent_id}", "expires_at": self._expires_at()}
-        self._put(to_item({**record.to_dict(), **keys}))
+        return to_item({**record.to_dict(), **keys})
 
     def intents(self, cycle_id: str) -> list[IntentRecord]:
         """Return every intent of a cycle, by intent id."""
@@ -359,6 +364,28 @@ class DynamoDBStore:
         no longer in the ledger is deleted, so the table ends up holding exactly the ledger.
         The entries are cleared once written.
         """
+        batch_write(self.client, self.table_name, self._ledger_requests(ledger), sleep=self.sleep)
+        ledger.entries.clear()
+
+    def book(self, record: IntentRecord, ledger: Ledger) -> None:
+        """Write an intent and the ledger changes it caused in one DynamoDB transaction."""
+        requests = self._ledger_requests(ledger)
+        items: list[dict[str, Any]] = [{"Put": {"TableName": self.table_name, "Item": self._intent_item(record)}}]
+        for request in requests:
+            if "PutRequest" in request:
+                items.append({"Put": {"TableName": self.table_name, "Item": request["PutRequest"]["Item"]}})
+            else:
+                items.append({"Delete": {"TableName": self.table_name, "Key": request["DeleteRequest"]["Key"]}})
+        if len(items) > TRANSACTION_LIMIT:
+            raise StoreError(
+                f"booking intent {record.intent.intent_id} touches {len(items)} items, more than one "
+                f"transaction takes ({TRANSACTION_LIMIT})"
+            )
+        with translate_errors(f"book intent {record.intent.intent_id} in {self.table_name}"):
+            self.client.transact_write_items(TransactItems=items)
+        ledger.entries.clear()
+
+    def _ledger_requests(self, ledger: Ledger) -> list[dict[str, Any]]:
         stored = self._ledger_items()
         wanted = _ledger_rows(ledger)
         requests: list[dict[str, Any]] = [
@@ -374,8 +401,7 @@ class DynamoDBStore:
             sk = f"ENTRY#{_sort_time(entry.at)}#{entry.order_id}#{n:04d}-{uuid.uuid4().hex[:12]}"
             item = {"pk": LEDGER, "sk": sk, **_entry_to_dict(entry), "expires_at": expires}
             requests.append({"PutRequest": {"Item": to_item(item)}})
-        batch_write(self.client, self.table_name, requests, sleep=self.sleep)
-        ledger.entries.clear()
+        return requests
 
     def audit_entries(self) -> list[LedgerEntry]:
         """Return the audit trail of booked fills, oldest first (an ops and test call: it reads all of it)."""
