@@ -40,7 +40,7 @@ from crypto_bot.errors import FieldProblem, PermanentExchangeError, SignalReject
 from crypto_bot.ledger import Ledger
 from crypto_bot.markets import Market, Side
 from crypto_bot.money import ZERO, plain
-from crypto_bot.orders import Balance, ExchangeOrder, Fee, OrderStatus, Purpose
+from crypto_bot.orders import Balance, ExchangeOrder, Fee, OrderIntent, OrderStatus, Purpose, Skipped, intent_id
 from crypto_bot.ports import Exchange
 from crypto_bot.retry import NO_RETRY, RetryPolicy, call_with_retry
 from crypto_bot.signals import DEFAULT_STOP_LOSS_REGEX, Signal, parse_signal
@@ -444,9 +444,7 @@ def _remember(record: IntentRecord, order: ExchangeOrder) -> None:
     record.orders = [o for o in record.orders if o.id != order.id] + [order]
 
 
-def _skipped_record(cycle_id: str, phase: Phase, skipped: Any, ctx: PlanContext) -> IntentRecord:
-    from crypto_bot.orders import OrderIntent, intent_id
-
+def _skipped_record(cycle_id: str, phase: Phase, skipped: Skipped, ctx: PlanContext) -> IntentRecord:
     intent = OrderIntent(
         intent_id=intent_id(cycle_id, skipped.purpose, skipped.strategy),
         cycle_id=cycle_id,

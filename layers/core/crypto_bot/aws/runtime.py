@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from crypto_bot.config import Settings, StrategyConfig, parse_bool
+from crypto_bot.config import Settings, StrategyConfig
 from crypto_bot.errors import ConfigError
 from crypto_bot.exchanges.paper import PaperExchange
 from crypto_bot.money import parse_decimal
@@ -166,8 +166,3 @@ def _boto3_clients() -> Callable[[str], Any]:
         return cache[service]
 
     return client
-
-
-def env_flag(env: Mapping[str, str], name: str) -> bool:
-    """Read an optional boolean variable strictly."""
-    return parse_bool(env.get(name, "false"))

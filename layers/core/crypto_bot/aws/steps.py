@@ -16,8 +16,9 @@ from crypto_bot.aws.lock import lease_time, renew_lease
 from crypto_bot.aws.notify import cycle_message, publish
 from crypto_bot.aws.runtime import Runtime
 from crypto_bot.aws.sqs_intake import drain_queue
-from crypto_bot.errors import InputError, LockLost
+from crypto_bot.errors import FieldProblem, InputError, LockLost
 from crypto_bot.exchanges.paper import PaperExchange
+from crypto_bot.money import parse_decimal
 from crypto_bot.store import Phase
 from crypto_bot.workflow import Workflow
 
@@ -26,7 +27,7 @@ def _time(value: object, what: str) -> datetime:
     try:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
-        raise InputError(what, []) from None
+        raise InputError("invalid event", [FieldProblem(what, value, "is not an ISO-8601 time")]) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -104,8 +105,6 @@ def _price_from_alert(wf: Workflow, payload: object) -> None:
     strategy = wf.config.get(str(payload.get("strategy") or payload.get("ticker") or ""))
     if strategy is None:
         return
-    from crypto_bot.money import parse_decimal
-
     try:
         price = parse_decimal(payload.get("order_price"))
     except ValueError:
