@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_groups() -> list[Callable[[Any], None]]:
     groups: list[Callable[[Any], None]] = []
-    for module in ("crypto_bot.local.cli", "crypto_bot.ops"):
+    for module in ("crypto_bot.local.cli", "crypto_bot.ops", "crypto_bot.costs"):
         if importlib.util.find_spec(module) is not None:
             groups.append(importlib.import_module(module).register)
     return groups
