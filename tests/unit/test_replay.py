@@ -277,3 +277,10 @@ def test_summary_reports_drawdown_turnover_and_fees(readme_config: StrategyConfi
     amount = (D(9500) / D(60060)).quantize(D("1e-8"), rounding=ROUND_DOWN)
     assert summary.turnover == amount * 60000 + amount * 54000
     assert summary.fees == summary.turnover * D("0.001")
+
+
+def test_cycle_summary_reports_slippage_against_the_last_price(readme_config: StrategyConfig) -> None:
+    alerts = [alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")]
+    result = run(alerts, readme_config, fee=D("0.001"), increment=D("0.001"))
+    # A marketable limit fills at the last price: no slippage, whatever the increment.
+    assert result.cycles[0].report.cycle.summary["slippage_bps"] == {"BTCUSD": "0.00"}

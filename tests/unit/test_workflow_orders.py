@@ -244,3 +244,18 @@ def test_exit_refused_for_funds_fails_cleanly(paper: PaperExchange) -> None:
     paper.faults.append(Fault("create_limit_order", InsufficientFunds("balance")))
     record = settle(workflow(paper, clock), clock, intent(Side.SELL, "0.5", "59940"))
     assert record.status is IntentStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("side", "average", "expected"),
+    [(Side.BUY, "60060", "10"), (Side.BUY, "59940", "-10"), (Side.SELL, "59940", "10"), (Side.SELL, "60000", "0")],
+)
+def test_slippage_is_measured_against_the_planned_last_price(side: Side, average: str, expected: str) -> None:
+    order = intent(side)
+    order = OrderIntent(**{**order.__dict__, "reference_price": D(60000)})
+    record = IntentRecord(intent=order, phase=Phase.ENTRIES, filled=D("0.1"), cost=D(average) * D("0.1"))
+    assert record.slippage_bps == D(expected)
+
+
+def test_slippage_is_unknown_without_fills() -> None:
+    assert IntentRecord(intent=intent(), phase=Phase.ENTRIES).slippage_bps is None

@@ -301,4 +301,5 @@ def _intent(
         limit_price=price,
         notional=notional if notional is not None else amount * price,
         signal_keys=ctx.deciding.get(strategy.key, ()),
+        reference_price=ctx.prices[strategy.symbol],
     )

@@ -93,6 +93,7 @@ class OrderIntent:
     limit_price: Decimal
     notional: Decimal
     signal_keys: tuple[str, ...] = field(default=())
+    reference_price: Decimal = ZERO  # the last price the plan saw; slippage is measured against it
 
     def client_order_id(self, attempt: int = 0) -> str:
         """Derive the exchange client order id; attempt N is a chase re-placement.

@@ -100,6 +100,7 @@ def intent_to_dict(intent: OrderIntent) -> dict[str, Any]:
         "limit_price": str(intent.limit_price),
         "notional": str(intent.notional),
         "signal_keys": list(intent.signal_keys),
+        "reference_price": str(intent.reference_price),
     }
 
 
@@ -115,6 +116,7 @@ def intent_from_dict(data: Mapping[str, Any]) -> OrderIntent:
         limit_price=Decimal(str(data["limit_price"])),
         notional=Decimal(str(data["notional"])),
         signal_keys=tuple(data.get("signal_keys", ())),
+        reference_price=Decimal(str(data.get("reference_price", "0"))),
     )
 
 
@@ -210,6 +212,19 @@ class IntentRecord:
 
     def fee_total(self, currency: str) -> Decimal:
         return sum((f.cost for f in self.fees if f.currency == currency), ZERO)
+
+    @property
+    def slippage_bps(self) -> Decimal | None:
+        """How much worse than the planned last price the fills were, in basis points.
+
+        Positive is worse (paid more on a buy, got less on a sell); None without fills.
+        """
+        reference = self.intent.reference_price
+        if not self.filled or reference <= 0:
+            return None
+        average = self.cost / self.filled
+        worse = average - reference if self.intent.side is Side.BUY else reference - average
+        return worse / reference * 10000
 
     @property
     def current_order(self) -> ExchangeOrder | None:

@@ -405,6 +405,11 @@ class Workflow:
             "signals": statuses,
             "orders": orders,
             "traded": {r.intent.strategy: f"{r.intent.side.value} {plain(r.filled)}" for r in intents if r.filled},
+            "slippage_bps": {
+                r.intent.strategy: str(slip.quantize(Decimal("0.01")))
+                for r in intents
+                if (slip := r.slippage_bps) is not None
+            },
         }
         self.store.put_cycle(cycle)
         return cycle

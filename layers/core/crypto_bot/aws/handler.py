@@ -42,7 +42,8 @@ def step_handler(step: str) -> Handler:
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         result = run(event, runtime)
         for name, value in steps.metrics_of(step, result):
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            unit = MetricUnit.NoUnit if name.endswith("Bps") else MetricUnit.Count
+            metrics.add_metric(name=name, unit=unit, value=value)
         # Ids lists can be long; the counts next to them say enough in a log line.
         logger.info(f"{step} done", extra={k: v for k, v in result.items() if k != "intent_ids"})
         return result

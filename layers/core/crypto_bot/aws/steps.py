@@ -215,5 +215,5 @@ def metrics_of(step: str, result: Mapping[str, Any]) -> list[tuple[str, float]]:
             ("OrdersFilled", orders.get("filled", 0) + orders.get("partially_filled", 0)),
             ("OrdersFailed", orders.get("failed", 0) + orders.get("unfilled", 0)),
             ("CyclesFailed", 1 if result.get("status") == "failed" else 0),
-        ]
+        ] + [("SlippageBps", float(value)) for value in result.get("slippage_bps", {}).values()]
     raise ValueError(f"unknown step {step!r}")
