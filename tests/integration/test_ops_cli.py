@@ -1,0 +1,652 @@
+"""The ops CLI (``crypto-bot signals|positions|cycle|executions``) against a stack under moto.
+
+The stack's resources come from template.yaml through ``local_stack``; a CloudFormation stack
+is then registered in moto whose Outputs and Parameters point at them, so the commands find
+everything the way they do on AWS. ``--local`` is tested against a small fake of
+``crypto-bot local``'s HTTP endpoints. Only loopback connections are allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from crypto_bot import ops
+from crypto_bot.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.cli import main
+from crypto_bot.errors import ConfigError
+from crypto_bot.local.aws import LocalStack, local_stack
+from crypto_bot.orders import Balance
+from tests.conftest import ROOT, load_event
+
+pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
+
+README_ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")
+STACK = "crypto-bot-ops-test"
+REGION = "us-east-1"
+FILLED_REASON = "buy 0.15833333 of 0.15833333 BTC/USD filled"
+API_KEY_NAME = "/crypto-bot/test/exchange-api-key"
+OUTPUTS = (
+    "TableName",
+    "TradeCycleStateMachineArn",
+    "SignalsQueueUrl",
+    "UrgentQueueUrl",
+    "NotificationsTopicArn",
+    "WebhookUrl",
+)
+
+
+def stack_parameters(**overrides: str) -> dict[str, str]:
+    """The deployed stack's parameters the commands read, as a dev (paper) stage would have them."""
+    return {
+        "Stage": "test",
+        "ExchangeName": "kraken",
+        "QuoteCurrency": "USD",
+        "Sandbox": "false",
+        "PaperTrading": "true",
+        "PaperStartingCash": "10000",
+        "SecretStore": "ssm",
+        "ApiKeyParameterName": API_KEY_NAME,
+        **overrides,
+    }
+
+
+def register_stack(
+    stack: LocalStack, name: str, parameters: dict[str, str], *, without: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """Create a CloudFormation stack in moto whose Outputs name the local stack's resources."""
+    values = {
+        "TableName": stack.resource("Table"),
+        "TradeCycleStateMachineArn": stack.resource("TradeCycleStateMachine"),
+        "SignalsQueueUrl": stack.resource("SignalsQueue"),
+        "UrgentQueueUrl": stack.resource("UrgentQueue"),
+        "NotificationsTopicArn": stack.resource("NotificationsTopic"),
+        "WebhookUrl": f"https://abc123.execute-api.{REGION}.amazonaws.com/test/signals",
+    }
+    outputs = {key: {"Value": value} for key, value in values.items() if key not in without}
+    template = {
+        "Parameters": {key: {"Type": "String"} for key in parameters},
+        # CloudFormation wants a resource; the real ones were created by local_stack.
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": outputs,
+    }
+    stack.client("cloudformation").create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    )
+    return values
+
+
+@dataclass
+class Deployed:
+    """A stack after one README cycle: the BTCUSD buy filled."""
+
+    stack: LocalStack
+    outputs: dict[str, str]
+    message_id: str
+    execution_arn: str
+
+    def queue(self, alert: dict[str, Any]) -> str:
+        answer = self.stack.client("sqs").send_message(
+            QueueUrl=self.outputs["SignalsQueueUrl"], MessageBody=json.dumps(alert)
+        )
+        return str(answer["MessageId"])
+
+
+def _local_stack() -> Any:
+    return local_stack(
+        ROOT / "template.yaml",
+        parameters={"IncrementPct": "0"},
+        substitution_overrides={"ReconcileWaitSeconds": "0", "LockWaitSeconds": "0", "MaxLockWaits": "2"},
+        environment={
+            "PAPER_TRADING": "true",
+            "PAPER_PRICES": "alerts",
+            "STRATEGY_CONFIG_PATH": str(ROOT / "strategy_config.json"),
+            "MAX_SIGNAL_AGE_MINUTES": "0",  # the README alerts are from 2024
+            "FILL_TIMEOUT_SECONDS": "0",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "CryptoBotTest",
+        },
+        retry_interval_scale=0,
+    )
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
+    monkeypatch.delenv(ops.STACK_ENV, raising=False)
+    monkeypatch.chdir(ROOT)  # positions reads strategy_config.json from the working directory
+    with _local_stack() as stack:
+        outputs = register_stack(stack, STACK, stack_parameters())
+        deployed = Deployed(stack, outputs, message_id="", execution_arn="")
+        deployed.message_id = deployed.queue(README_ALERTS[0])
+        arn = stack.start_execution("TradeCycleStateMachine", {"trigger": "manual"}, name="first")
+        assert stack.wait_for_execution(arn, timeout=60)["status"] == "SUCCEEDED"
+        deployed.execution_arn = arn
+        yield deployed
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+# --------------------------------------------------------------------------------------------
+# A deployed stack
+# --------------------------------------------------------------------------------------------
+
+
+def test_stack_resources_reads_outputs_and_parameters(deployed: Deployed) -> None:
+    resources = ops.stack_resources(deployed.stack.client("cloudformation"), STACK)
+    assert resources.region == REGION
+    assert dict(resources.outputs) == deployed.outputs
+    assert resources.parameter("ExchangeName") == "kraken"
+    assert resources.paper_trading is True
+
+
+def test_signals_json_shows_the_filled_signal_with_its_reason(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, "signals", "--stack", STACK, "--region", REGION, "--json")
+    assert (code, err) == (0, "")
+    (signal,) = json_lines(out)
+    (stored,) = DynamoDBStore(deployed.outputs["TableName"], deployed.stack.client("dynamodb")).recent_signals()
+    assert signal == {
+        "id": deployed.message_id,
+        "strategy": "BTCUSD",
+        "action": "buy",
+        "status": "filled",
+        "reason": FILLED_REASON,
+        "dedupe_key": stored.key,
+        "received_at": stored.received_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def test_signals_table_shows_status_and_reason(deployed: Deployed, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run_cli(capsys, "signals", "--stack", STACK)
+    assert code == 0
+    assert out.splitlines()[0].strip() == "1 signal"
+    row = next(line for line in out.splitlines() if "BTCUSD" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[1:] == ["BTCUSD", "buy", "filled", FILLED_REASON, deployed.message_id[:8]]
+
+
+def test_signals_status_filter_keeps_only_that_status(deployed: Deployed, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(capsys, "signals", "--stack", STACK, "--status", "failed,rejected", "--json") == (0, "", "")
+    code, out, _err = run_cli(capsys, "signals", "--stack", STACK, "--status", "filled", "--json")
+    assert code == 0
+    assert [s["status"] for s in json_lines(out)] == ["filled"]
+
+
+def test_signals_rejects_an_unknown_status_and_a_bad_since(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(capsys, "signals", "--stack", STACK, "--status", "done") == (
+        2,
+        "",
+        "crypto-bot: --status 'done': not a signal status; use one or more of "
+        "received, planned, ordered, filled, rejected, expired, ignored, failed\n",
+    )
+    assert run_cli(capsys, "signals", "--stack", STACK, "--since", "yesterday") == (
+        2,
+        "",
+        "crypto-bot: --since 'yesterday': expected <n>s, <n>m, <n>h, <n>d or <n>w (e.g. 24h, 7d), or all\n",
+    )
+
+
+def test_select_signals_keeps_signals_received_since_the_window() -> None:
+    now = datetime(2024, 8, 10, 12, tzinfo=UTC)
+    rows = [
+        ops.SignalRow("a", "BTCUSD", "buy", "filled", "", "k1", now - timedelta(days=2)),
+        ops.SignalRow("b", "ETHUSD", "buy", "rejected", "no", "k2", now - timedelta(hours=1)),
+    ]
+    window = ops.parse_since("24h")
+    assert window == timedelta(hours=24)
+    assert [r.id for r in ops.select_signals(rows, since=now - window)] == ["b"]
+    assert ops.parse_since("all") is None
+    assert [r.id for r in ops.select_signals(rows, since=None, statuses={"filled"})] == ["a"]
+
+
+@pytest.fixture
+def prices(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """Stand in for the exchange's public tickers (there is no network): BTC/USD at 61000."""
+    opened: list[tuple[str, bool]] = []
+    table = {"BTC/USD": D(61000), "ETH/USD": D(3100)}
+
+    def source(exchange_id: str, *, sandbox: bool) -> Callable[[str], D]:
+        opened.append((exchange_id, sandbox))
+        return table.__getitem__
+
+    monkeypatch.setattr(ops, "public_price_source", source)
+    return opened
+
+
+def test_positions_json_values_the_ledger_and_shows_zero_drift(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str], prices: list[tuple[str, bool]]
+) -> None:
+    code, out, err = run_cli(capsys, "positions", "--stack", STACK, "--json")
+    assert (code, err) == (0, "")
+    cash = D(10000) - D("9499.9998")
+    value = D("0.15833333") * 61000
+    equity = cash + value
+    assert json.loads(out) == {
+        "positions": {
+            "BTCUSD": {
+                "symbol": "BTC/USD",
+                "amount": 0.15833333,
+                "cost_basis": 9499.9998,
+                "value": float(value),
+                "weight": float(value / equity),
+            }
+        },
+        "cash": float(cash),
+        "equity": float(equity),
+        "balances": {"BTC": 0.15833333, "USD": float(cash)},
+        "drift": {"BTC": 0},
+    }
+    assert prices == [("kraken", False)]  # the stack's ExchangeName, live tickers for a paper stack
+
+
+def test_positions_table_shows_amount_cost_basis_and_zero_drift(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run_cli(capsys, "positions", "--stack", STACK, "--no-prices")
+    assert code == 0
+    lines = out.splitlines()
+    position = next(line for line in lines if "BTCUSD" in line)
+    assert [cell.strip() for cell in position.split("│")[1:-1]] == [
+        "BTCUSD",
+        "BTC/USD",
+        "0.15833333",
+        "9,500.00",
+        "-",
+        "-",
+    ]
+    drift = next(line for line in lines if line.startswith("│ BTC "))
+    assert [cell.strip() for cell in drift.split("│")[1:-1]] == ["BTC", "0.15833333", "0.15833333", "0"]
+
+
+def test_positions_of_a_live_stack_read_balances_with_the_stacks_api_key(
+    capsys: pytest.CaptureFixture[str], prices: list[tuple[str, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = '{"apiKey": "live-key-1", "secret": "live-secret-1"}'
+    seen: list[tuple[str, dict[str, str], bool]] = []
+
+    def balances(exchange_id: str, credentials: dict[str, str], *, sandbox: bool) -> dict[str, Balance]:
+        seen.append((exchange_id, dict(credentials), sandbox))
+        # 0.01 BTC more than the ledger: a manual deposit shows as drift.
+        return {"USD": Balance(free=D("500.0002")), "BTC": Balance(free=D("0.16833333"))}
+
+    monkeypatch.setattr(ops, "live_balances", balances)
+    monkeypatch.chdir(ROOT)
+    with _local_stack() as stack:
+        stack.client("ssm").put_parameter(Name=API_KEY_NAME, Value=secret, Type="SecureString")
+        register_stack(stack, "live", stack_parameters(PaperTrading="false", Sandbox="true"))
+        outputs = {"SignalsQueueUrl": stack.resource("SignalsQueue")}
+        stack.client("sqs").send_message(QueueUrl=outputs["SignalsQueueUrl"], MessageBody=json.dumps(README_ALERTS[0]))
+        arn = stack.start_execution("TradeCycleStateMachine", {"trigger": "manual"})
+        assert stack.wait_for_execution(arn, timeout=60)["status"] == "SUCCEEDED"
+        capsys.readouterr()  # the handlers' logs
+        code, out, err = run_cli(capsys, "positions", "--stack", "live", "--json")
+    assert (code, err) == (0, "")
+    assert seen == [("kraken", {"apiKey": "live-key-1", "secret": "live-secret-1"}, True)]
+    assert prices == [("kraken", True)]  # a Sandbox stack is priced from the testnet it trades on
+    report = json.loads(out)
+    assert report["positions"]["BTCUSD"]["amount"] == 0.15833333
+    assert report["drift"] == {"BTC": 0.01}
+    assert "live-secret-1" not in out
+
+
+def test_read_api_key_never_echoes_a_malformed_secret(deployed: Deployed) -> None:
+    ssm = deployed.stack.client("ssm")
+    ssm.put_parameter(Name=API_KEY_NAME, Value='{"apiKey": "k", "secret": "s"}', Type="SecureString")
+    assert ops.read_api_key(ssm, None, API_KEY_NAME, "ssm") == {"apiKey": "k", "secret": "s"}
+    ssm.put_parameter(Name=API_KEY_NAME, Value="hunter2-not-json", Type="SecureString", Overwrite=True)
+    with pytest.raises(ConfigError) as raised:
+        ops.read_api_key(ssm, None, API_KEY_NAME, "ssm")
+    assert str(raised.value) == f"{API_KEY_NAME}: the API key must be JSON with apiKey and secret"
+    with pytest.raises(ConfigError) as missing:
+        ops.read_api_key(ssm, None, "/nope", "ssm")
+    assert str(missing.value) == "cannot read the API key /nope from ssm: ParameterNotFound"
+
+
+def test_executions_lists_the_cycle_with_its_console_url(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run_cli(capsys, "executions", "--stack", STACK, "--json")
+    assert code == 0
+    (execution,) = json_lines(out)
+    url = (
+        f"https://{REGION}.console.aws.amazon.com/states/home?region={REGION}"
+        f"#/v2/executions/details/{deployed.execution_arn}"
+    )
+    assert {k: execution[k] for k in ("name", "status", "arn", "url")} == {
+        "name": "first",
+        "status": "SUCCEEDED",
+        "arn": deployed.execution_arn,
+        "url": url,
+    }
+    assert execution["started"] <= execution["stopped"]
+    code, out, _err = run_cli(capsys, "executions", "--stack", STACK)
+    assert code == 0
+    assert f"first: {url}" in out.splitlines()
+    assert "SUCCEEDED" in next(line for line in out.splitlines() if line.startswith("│ first"))
+
+
+def test_cycle_starts_a_manual_execution_and_follows_it_to_succeeded(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployed.queue(README_ALERTS[1])  # ETHUSD buy: the new cycle has something to trade
+    code, out, _err = run_cli(capsys, "cycle", "--stack", STACK, "--poll", "0.02", "--timeout", "60")
+    assert code == 0
+    sfn = deployed.stack.client("stepfunctions")
+    executions = sfn.list_executions(stateMachineArn=deployed.outputs["TradeCycleStateMachineArn"])["executions"]
+    (started,) = [e for e in executions if e["name"] != "first"]
+    assert started["name"].startswith("ops-")
+    assert started["status"] == "SUCCEEDED"
+    history = sfn.get_execution_history(executionArn=started["executionArn"])["events"]
+    assert json.loads(history[0]["executionStartedEventDetails"]["input"]) == {"trigger": "manual"}
+    lines = [line.strip() for line in out.splitlines()]
+    assert f"started {started['executionArn']}" in lines
+    followed = [line.split(None, 1)[1] for line in lines if line[:1].isdigit() and "s  " in line]
+    entered = [line.removeprefix("→ ") for line in followed if line.startswith("→ ")]
+    exited = [line.removeprefix("✓ ").rsplit(" (", 1)[0] for line in followed if line.startswith("✓ ")]
+    assert entered[:2] == ["Collect", "HasPendingSignals"]
+    assert entered[-3:] == ["Finalize", "ReleaseLock", "CycleDone"]
+    assert sorted(entered) == sorted(exited)
+    assert any(line.startswith("execution SUCCEEDED in ") for line in lines)
+    assert any("traded" in line and "ETHUSD buy" in line for line in lines)
+
+
+def test_cycle_without_follow_only_starts_the_execution(deployed: Deployed, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run_cli(capsys, "cycle", "--stack", STACK, "--no-follow")
+    assert code == 0
+    arn = out.split()[1]
+    assert arn.startswith(deployed.outputs["TradeCycleStateMachineArn"].replace(":stateMachine:", ":execution:"))
+    assert deployed.stack.wait_for_execution(arn, timeout=60)["status"] == "SUCCEEDED"
+
+
+def test_cycle_exits_1_and_shows_the_error_when_the_execution_fails(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A live lock held by another execution: the cycle waits MaxLockWaits times, then fails.
+    deployed.stack.client("dynamodb").put_item(
+        TableName=deployed.outputs["TableName"],
+        Item={
+            "pk": {"S": "LOCK"},
+            "sk": {"S": "CYCLE"},
+            "owner": {"S": "arn:aws:states:us-east-1:123456789012:execution:TradeCycle:running"},
+            "lease_until": {"S": "2999-01-01T00:00:00.000000Z"},
+        },
+    )
+    deployed.queue(README_ALERTS[1])
+    code, out, _err = run_cli(capsys, "cycle", "--stack", STACK, "--poll", "0.02", "--timeout", "60")
+    assert code == 1
+    lines = [line.strip() for line in out.splitlines()]
+    assert any(line.startswith("execution FAILED in ") for line in lines)
+    assert any("✗ ExecutionFailed: LockBusy: Another cycle held the lock for too long." in line for line in lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_unknown_stack_is_named_with_how_to_choose_one(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(capsys, "signals", "--stack", "nope", "--region", REGION) == (
+        2,
+        "",
+        "crypto-bot: stack nope not found in us-east-1: pass --stack NAME (or set CRYPTO_BOT_STACK) and --region, "
+        "or --local URL for crypto-bot local\n",
+    )
+
+
+def test_the_stack_name_defaults_to_the_environment_then_samconfigs(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _out, err = run_cli(capsys, "executions")
+    assert (code, err.split(":")[1].strip()) == (2, "stack crypto-bot-dev not found in us-east-1")
+    monkeypatch.setenv(ops.STACK_ENV, STACK)
+    code, out, _err = run_cli(capsys, "executions", "--json")
+    assert code == 0
+    assert [e["name"] for e in json_lines(out)] == ["first"]
+
+
+def test_a_missing_output_is_named(deployed: Deployed, capsys: pytest.CaptureFixture[str]) -> None:
+    register_stack(deployed.stack, "partial", stack_parameters(), without=("TradeCycleStateMachineArn",))
+    assert run_cli(capsys, "executions", "--stack", "partial") == (
+        2,
+        "",
+        "crypto-bot: stack partial has no output TradeCycleStateMachineArn: deploy the current template.yaml "
+        "(sam deploy) so that its Outputs include TradeCycleStateMachineArn\n",
+    )
+
+
+def test_no_credentials_says_how_to_configure_them(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata probe
+    assert run_cli(capsys, "signals", "--region", REGION) == (
+        2,
+        "",
+        "crypto-bot: no usable AWS credentials (Unable to locate credentials): "
+        "configure AWS credentials (aws configure) or pass --local URL\n",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# --local: crypto-bot local's endpoints
+# --------------------------------------------------------------------------------------------
+
+
+def local_state(now: datetime) -> dict[str, Any]:
+    """A /_local/state answer after the README's first cycle, plus an old rejected alert."""
+    return {
+        "signals": [
+            {
+                "id": "m-old",
+                "strategy": "ETHUSD",
+                "action": "hold",
+                "status": "rejected",
+                "reason": "invalid alert: order_action: must be buy or sell (got 'hold')",
+                "dedupe_key": "k-old",
+                "received_at": (now - timedelta(days=2)).isoformat(),
+            },
+            {
+                "id": "m-1",
+                "strategy": "BTCUSD",
+                "action": "buy",
+                "status": "filled",
+                "reason": FILLED_REASON,
+                "dedupe_key": "k-1",
+                "received_at": (now - timedelta(minutes=5)).isoformat(),
+            },
+        ],
+        "orders": [
+            {
+                "intent_id": "i-1",
+                "client_order_id": "c-1",
+                "strategy": "BTCUSD",
+                "symbol": "BTC/USD",
+                "side": "buy",
+                "status": "filled",
+                "amount": 0.15833333,
+                "filled": 0.15833333,
+                "price": 60000,
+                "cost": 9499.9998,
+            }
+        ],
+        "positions": {
+            "BTCUSD": {
+                "symbol": "BTC/USD",
+                "amount": 0.15833333,
+                "cost_basis": 9499.9998,
+                "value": 9499.9998,
+                "weight": 0.94999998,
+            }
+        },
+        "balances": {"USD": 500.0002, "BTC": {"free": 0.15833333, "used": 0, "total": 0.15833333}},
+        "cash": 500.0002,
+        "equity": 10000,
+        "executions": [{"id": "local-1", "status": "SUCCEEDED", "transitions": ["Collect", "Finalize"]}],
+    }
+
+
+@dataclass
+class FakeLocal:
+    url: str
+    requests: list[tuple[str, str]]
+    cycle_answer: dict[str, Any]
+
+
+@pytest.fixture
+def fake_local() -> Iterator[FakeLocal]:
+    state = json.dumps(local_state(datetime.now(UTC))).encode()
+    fake = FakeLocal(url="", requests=[], cycle_answer={})
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            fake.requests.append(("GET", self.path))
+            if self.path == "/_local/state":
+                self._answer(200, state)
+            else:
+                self._answer(404, b'{"message": "not found"}')
+
+        def do_POST(self) -> None:  # noqa: N802
+            fake.requests.append(("POST", self.path))
+            self._answer(200, json.dumps(fake.cycle_answer).encode())
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+            return  # keep test output clean
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_local_signals_default_to_the_last_24_hours(fake_local: FakeLocal, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run_cli(capsys, "signals", "--local", fake_local.url, "--json")
+    assert code == 0
+    assert [(s["id"], s["status"], s["reason"]) for s in json_lines(out)] == [("m-1", "filled", FILLED_REASON)]
+    code, out, _err = run_cli(capsys, "signals", "--local", fake_local.url, "--since", "all", "--status", "rejected")
+    assert code == 0
+    row = next(line for line in out.splitlines() if "ETHUSD" in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]][1:4] == ["ETHUSD", "hold", "rejected"]
+    assert fake_local.requests == [("GET", "/_local/state"), ("GET", "/_local/state")]
+
+
+def test_local_positions_show_the_ledger_and_zero_drift(
+    fake_local: FakeLocal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run_cli(capsys, "positions", "--local", fake_local.url, "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "positions": {
+            "BTCUSD": {
+                "symbol": "BTC/USD",
+                "amount": 0.15833333,
+                "cost_basis": 9499.9998,
+                "value": 9499.9998,
+                "weight": 0.94999998,
+            }
+        },
+        "cash": 500.0002,
+        "equity": 10000,
+        "balances": {"BTC": 0.15833333, "USD": 500.0002},
+        "drift": {"BTC": 0},
+    }
+    code, out, _err = run_cli(capsys, "positions", "--local", fake_local.url)
+    assert code == 0
+    position = next(line for line in out.splitlines() if "BTCUSD" in line)
+    assert [cell.strip() for cell in position.split("│")[1:-1]] == [
+        "BTCUSD",
+        "BTC/USD",
+        "0.15833333",
+        "9,500.00",
+        "9,500.00",
+        "95.00%",
+    ]
+
+
+def test_local_executions_list_ids_statuses_and_transitions(
+    fake_local: FakeLocal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run_cli(capsys, "executions", "--local", fake_local.url, "--json")
+    assert code == 0
+    assert [(e["name"], e["status"], e["transitions"]) for e in json_lines(out)] == [("local-1", "SUCCEEDED", 2)]
+
+
+@pytest.mark.parametrize(("status", "code"), [("SUCCEEDED", 0), ("FAILED", 1)])
+def test_local_cycle_posts_and_prints_the_summary(
+    fake_local: FakeLocal, capsys: pytest.CaptureFixture[str], status: str, code: int
+) -> None:
+    fake_local.cycle_answer = {"status": status, "summary": {"signals": {"filled": 1}, "traded": {"ETHUSD": "buy 0.8"}}}
+    exit_code, out, _err = run_cli(capsys, "cycle", "--local", fake_local.url)
+    assert exit_code == code
+    assert fake_local.requests == [("POST", "/_local/cycle")]
+    lines = [line.strip() for line in out.splitlines()]
+    assert f"execution {status}" in lines
+    assert any("traded" in line and "ETHUSD buy 0.8" in line for line in lines)
+
+
+def test_an_unreachable_local_stack_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # A port that was free a moment ago: nothing listens there.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    port = server.server_address[1]
+    server.server_close()
+    code, out, err = run_cli(capsys, "executions", "--local", f"http://127.0.0.1:{port}")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"crypto-bot: cannot reach crypto-bot local at http://127.0.0.1:{port} (")
+    assert err.endswith("): is it running?\n")
+
+
+def test_stack_and_local_together_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(capsys, "signals", "--stack", STACK, "--local", "http://127.0.0.1:1") == (
+        2,
+        "",
+        "crypto-bot: --stack and --local exclude each other: give one\n",
+    )
