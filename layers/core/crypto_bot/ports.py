@@ -41,6 +41,19 @@ class Exchange(Protocol):
         """Place a limit order. Amount and price are already at the market's precision."""
         ...
 
+    @property
+    def supports_market_orders(self) -> bool:
+        """Say whether :meth:`create_market_order` can be used on this venue."""
+        ...
+
+    def create_market_order(self, symbol: str, side: Side, amount: Decimal, client_order_id: str) -> ExchangeOrder:
+        """Place a market order (the stop-loss fallback); UnsupportedExchange where the venue has none.
+
+        Amount is already at the market's precision. Like a limit placement it is never
+        retried here: a timeout leaves the outcome unknown, to be looked up by client id.
+        """
+        ...
+
     def fetch_order(self, order_id: str, symbol: str) -> ExchangeOrder:
         """Read an order by exchange id and symbol (Binance and Bybit need the symbol)."""
         ...

@@ -11,6 +11,11 @@ back what it did, so any step can be retried or re-run without trading twice:
   is sent again;
 * fills are booked as the difference between the order's stored state and its
   fresh state, so reading an order twice books nothing twice.
+
+A stop-loss sell (an exit of an urgent cycle) still unfilled after its last limit
+attempt falls back to a market order, where the exchange takes one. The market
+order is the attempt after the last limit attempt: same client-id scheme, same
+look-up-before-re-sending rule.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from crypto_bot.allocation import (
     size_entries,
 )
 from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.errors import FieldProblem, PermanentExchangeError, SignalRejected
+from crypto_bot.errors import ExchangeError, FieldProblem, PermanentExchangeError, SignalRejected
 from crypto_bot.ledger import Ledger
 from crypto_bot.markets import Market, Side
 from crypto_bot.money import ZERO, plain
@@ -258,6 +263,7 @@ class Workflow:
 
         intent = record.intent
         client_order_id = intent.client_order_id(record.attempt)
+        market_order = self._is_market_attempt(record)
         order: ExchangeOrder | None = None
         if record.status is IntentStatus.PLACING:
             order = self.exchange.find_order_by_client_id(client_order_id, intent.symbol)
@@ -265,12 +271,18 @@ class Workflow:
             record.status = IntentStatus.PLACING
             save()
             try:
-                order = self.exchange.create_limit_order(
-                    intent.symbol, intent.side, record.amount, record.price, client_order_id
-                )
+                if market_order:
+                    order = self.exchange.create_market_order(
+                        intent.symbol, intent.side, record.amount, client_order_id
+                    )
+                else:
+                    order = self.exchange.create_limit_order(
+                        intent.symbol, intent.side, record.amount, record.price, client_order_id
+                    )
             except PermanentExchangeError as e:
                 record.status = IntentStatus.FAILED if not record.filled else IntentStatus.PARTIALLY_FILLED
-                record.reason = f"exchange refused attempt {record.attempt + 1}: {type(e).__name__}: {e}"
+                refused = f"exchange refused attempt {record.attempt + 1}: {type(e).__name__}: {e}"
+                record.reason = f"{self._fallback_note()}, but the {refused}" if market_order else refused
                 save()
                 return
         # Stored order states are what the ledger has booked; fills are booked by reconcile.
@@ -289,11 +301,14 @@ class Workflow:
         books only what the stored order states do not yet show.
         """
         ledger = self.store.load_ledger()
+        # Only a stop loss may cross the spread at any price: the exits of an urgent cycle.
+        cycle = self.store.get_cycle(cycle_id) if phase is Phase.EXITS else None
+        stop_loss = cycle is not None and cycle.urgent
         working = 0
         for record in self.store.intents(cycle_id):
             if record.phase is not phase or record.status.is_done:
                 continue
-            self._advance(record, ledger)
+            self._advance(record, ledger, stop_loss=stop_loss)
             if record.intent.purpose is Purpose.EXIT and record.status.is_done:
                 strategy = self.config[record.intent.strategy]
                 ledger.sweep_dust(strategy, self.markets()[strategy.symbol])
@@ -301,7 +316,7 @@ class Workflow:
             working += not record.status.is_done
         return working
 
-    def _advance(self, record: IntentRecord, ledger: Ledger) -> None:
+    def _advance(self, record: IntentRecord, ledger: Ledger, *, stop_loss: bool = False) -> None:
         if record.status in (IntentStatus.PLANNED, IntentStatus.PLACING):
             self._place(record, ledger)
             if record.status is not IntentStatus.OPEN:
@@ -321,17 +336,26 @@ class Workflow:
         if fresh.status is OrderStatus.REJECTED and not record.filled:
             record.status, record.reason = IntentStatus.FAILED, f"order {fresh.id} was rejected by the exchange"
             return
-        self._after_attempt(record, ledger)
+        self._after_attempt(record, ledger, stop_loss=stop_loss)
 
-    def _after_attempt(self, record: IntentRecord, ledger: Ledger) -> None:
+    def _after_attempt(self, record: IntentRecord, ledger: Ledger, *, stop_loss: bool = False) -> None:
         intent = record.intent
         market = self.markets()[intent.symbol]
         remaining = intent.amount - record.filled
         if remaining <= 0:
-            record.status, record.reason = IntentStatus.FILLED, ""
+            # A fill that needed the market-order fallback keeps saying so.
+            record.status = IntentStatus.FILLED
+            record.reason = self._fallback_note() if self._is_market_attempt(record) else ""
+            return
+        if self._is_market_attempt(record):
+            self._give_up(record, f"{self._fallback_note()}; {plain(remaining)} {market.base} still unfilled")
             return
         if record.attempt >= self.settings.max_reprice_attempts:
-            self._give_up(record, f"{plain(remaining)} {market.base} unfilled after {record.attempt + 1} placements")
+            unfilled = f"{plain(remaining)} {market.base} unfilled after {record.attempt + 1} placements"
+            if stop_loss and intent.side is Side.SELL:
+                self._fall_back_to_market(record, ledger, unfilled)
+            else:
+                self._give_up(record, unfilled)
             return
         last = self._read(partial(self.exchange.fetch_last_price, intent.symbol))
         price = limit_price(last, intent.side, self.settings.increment * (record.attempt + 2), market)
@@ -347,6 +371,32 @@ class Workflow:
         record.attempt += 1
         record.amount, record.price = amount, price
         record.status, record.placed_at = IntentStatus.PLANNED, None
+        self._place(record, ledger)
+
+    def _is_market_attempt(self, record: IntentRecord) -> bool:
+        # The attempts after the last limit attempt are the market-order fallback; deriving
+        # it from the attempt number keeps a PLACING record re-sendable as the same kind.
+        return record.attempt > self.settings.max_reprice_attempts
+
+    def _fallback_note(self) -> str:
+        return f"fell back to a market order after {self.settings.max_reprice_attempts + 1} limit attempts"
+
+    def _fall_back_to_market(self, record: IntentRecord, ledger: Ledger, unfilled: str) -> None:
+        """Sell a stop loss's remainder at market once the limit chases are spent, where the venue allows."""
+        market = self.markets()[record.intent.symbol]
+        if not self.exchange.supports_market_orders:
+            self._give_up(record, f"{unfilled}; {self.exchange.name} takes no market orders to fall back to")
+            return
+        amount = market.amount_to_precision(record.intent.amount - record.filled)
+        last = self._read(partial(self.exchange.fetch_last_price, record.intent.symbol))
+        reason = market.below_minimum(amount, last)
+        if reason is not None:
+            self._give_up(record, f"{unfilled}; no market-order fallback: {reason}")
+            return
+        record.attempt = self.settings.max_reprice_attempts + 1
+        record.amount, record.price = amount, last  # the price is only the reference a market order had
+        record.status, record.placed_at = IntentStatus.PLANNED, None
+        record.reason = self._fallback_note()
         self._place(record, ledger)
 
     @staticmethod
@@ -385,6 +435,8 @@ class Workflow:
         """Give every signal of the cycle a terminal status and summarize the cycle."""
         cycle = self._cycle(cycle_id)
         intents = self.store.intents(cycle_id)
+        if error:
+            intents = [self._abandon(record, error) for record in intents]
         by_strategy = {r.intent.strategy: r for r in intents if r.intent.purpose is not Purpose.SELL_DOWN}
         statuses: dict[str, int] = {}
         for key in cycle.signal_keys:
@@ -404,6 +456,12 @@ class Workflow:
         cycle.summary = {
             "signals": statuses,
             "orders": orders,
+            # Every order not simply filled, with why: the notification lists them.
+            "notes": {
+                f"{r.intent.strategy} {r.intent.purpose.value}": f"{r.status.value}: {r.reason}"
+                for r in intents
+                if r.reason or r.status is not IntentStatus.FILLED
+            },
             "traded": {r.intent.strategy: f"{r.intent.side.value} {plain(r.filled)}" for r in intents if r.filled},
             "slippage_bps": {
                 r.intent.strategy: str(slip.quantize(Decimal("0.01")))
@@ -413,6 +471,48 @@ class Workflow:
         }
         self.store.put_cycle(cycle)
         return cycle
+
+    def _abandon(self, record: IntentRecord, error: str) -> IntentRecord:
+        """Settle an order a failed cycle leaves working: book its fills, cancel the rest, say why.
+
+        Without this a fill that landed after the last reconcile would be missing from the
+        ledger, and an open order would keep working for a cycle that no longer watches it.
+        If the exchange cannot be reached the intent keeps its status (a redrive continues
+        it) and the reason says so.
+        """
+        if record.status.is_done:
+            return record
+        ledger = self.store.load_ledger()
+        symbol = record.intent.symbol
+        try:
+            markets = self.markets()
+            order = record.current_order
+            if order is None and record.status is IntentStatus.PLACING:
+                client_order_id = record.intent.client_order_id(record.attempt)
+                order = self._read(partial(self.exchange.find_order_by_client_id, client_order_id, symbol))
+            if order is not None:
+                fresh = self._read(partial(self.exchange.fetch_order, order.id, symbol))
+                self._book(record, fresh, ledger)
+                if fresh.status is OrderStatus.OPEN:
+                    self._book(record, self._read(partial(self.exchange.cancel_order, order.id, symbol)), ledger)
+        except ExchangeError as e:
+            record.reason = (
+                f"left {record.status.value} when the cycle failed ({error}); "
+                f"the exchange could not be checked: {type(e).__name__}: {e}"
+            )
+            self.store.book(record, ledger)
+            return record
+        remaining = record.intent.amount - record.filled
+        if remaining <= 0:
+            record.status, record.reason = IntentStatus.FILLED, ""
+        else:
+            record.status = IntentStatus.PARTIALLY_FILLED if record.filled else IntentStatus.FAILED
+            record.reason = f"abandoned when the cycle failed ({error}); the remainder was cancelled"
+        if record.intent.purpose is Purpose.EXIT:
+            strategy = self.config[record.intent.strategy]
+            ledger.sweep_dust(strategy, markets[strategy.symbol])
+        self.store.book(record, ledger)
+        return record
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -471,7 +571,7 @@ def _signal_outcome(intent: IntentRecord | None, error: str) -> tuple[SignalStat
     what = f"{intent.intent.side.value} {plain(intent.filled)} of {plain(intent.intent.amount)} {intent.intent.symbol}"
     match intent.status:
         case IntentStatus.FILLED:
-            return SignalStatus.FILLED, f"{what} filled"
+            return SignalStatus.FILLED, f"{what} filled" + (f" ({intent.reason})" if intent.reason else "")
         case IntentStatus.PARTIALLY_FILLED:
             return SignalStatus.FILLED, f"{what} partially filled: {intent.reason}"
         case IntentStatus.SKIPPED:

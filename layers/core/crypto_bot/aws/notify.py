@@ -8,6 +8,8 @@ from typing import Any
 from crypto_bot.store import CycleRecord
 
 MAX_SUBJECT = 100  # SNS limit
+# Order outcomes the user must hear about even from a quiet scheduled cycle.
+ABANDONED = frozenset({"unfilled", "partially_filled", "failed"})
 
 
 def cycle_message(cycle: CycleRecord) -> tuple[str, str]:
@@ -21,9 +23,24 @@ def cycle_message(cycle: CycleRecord) -> tuple[str, str]:
         lines += [f"error: {cycle.error}", ""]
     traded = summary.get("traded", {})
     lines += [f"  {strategy}: {what}" for strategy, what in sorted(traded.items())] or ["  no trades"]
+    notes = summary.get("notes", {})
+    if notes:
+        # Cancelled, abandoned, refused or skipped orders, and fills that needed the market fallback.
+        lines += ["", "orders not simply filled:"] + [f"  {order}: {why}" for order, why in sorted(notes.items())]
     lines += ["", "signals: " + json.dumps(summary.get("signals", {}), sort_keys=True)]
     lines += ["orders: " + json.dumps(summary.get("orders", {}), sort_keys=True)]
     return subject[:MAX_SUBJECT], "\n".join(lines)
+
+
+def worth_notifying(cycle: CycleRecord) -> bool:
+    """Say whether a finished cycle needs a message: it traded, failed, was urgent, or gave an order up."""
+    orders = cycle.summary.get("orders", {})
+    return bool(
+        cycle.urgent
+        or cycle.status == "failed"
+        or cycle.summary.get("traded")
+        or any(orders.get(status) for status in ABANDONED)
+    )
 
 
 def publish(sns: Any, topic_arn: str, subject: str, message: str) -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crypto_bot.aws.lock import lease_time, renew_lease
-from crypto_bot.aws.notify import cycle_message, publish
+from crypto_bot.aws.notify import cycle_message, publish, worth_notifying
 from crypto_bot.aws.runtime import Runtime
 from crypto_bot.aws.sqs_intake import drain_queue
 from crypto_bot.errors import FieldProblem, InputError, LockLost
@@ -176,7 +176,7 @@ def finalize(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
     else:
         subject = "crypto-bot cycle FAILED before it opened"
         message = f"execution {event.get('execution_name')}: {error or 'unknown error'}"
-    if topic and (record is None or record.urgent or record.summary.get("traded") or record.status == "failed"):
+    if topic and (record is None or worth_notifying(record)):
         publish(runtime.clients("sns"), topic, subject, message)
     summary = record.summary if record is not None else {}
     return {"cycle_id": cycle_id, "status": record.status if record else "failed", **summary}

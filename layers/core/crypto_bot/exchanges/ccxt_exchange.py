@@ -342,7 +342,10 @@ def order_from_ccxt(order: Mapping[str, Any], sent: SentOrder | None = None) -> 
     price = _optional_decimal(order.get("price"), f"{what} price")
     average = _optional_decimal(order.get("average"), f"{what} average price")
     if price is None:
-        price = sent.price if sent is not None else average
+        # A market order is sent without a price (SentOrder.price 0): its average is the better guess.
+        price = sent.price if sent is not None and sent.price else average
+    if price is None and sent is not None:
+        price = ZERO  # a bare acknowledgement of a market order: the fills tell the price later
     if price is None:
         raise PermanentExchangeError(f"{what}: no price")
 
@@ -613,6 +616,37 @@ class CcxtExchange:
             lambda: client.create_order(symbol, "limit", ccxt_side, amount_text, price_text, params),
         )
         return order_from_ccxt(raw, SentOrder(symbol, side, amount, price, client_order_id))
+
+    @property
+    def supports_market_orders(self) -> bool:
+        """Say whether ccxt can place market orders on this venue (``has["createMarketOrder"]``)."""
+        return bool(self._client.has.get("createMarketOrder"))
+
+    def create_market_order(self, symbol: str, side: Side, amount: Decimal, client_order_id: str) -> ExchangeOrder:
+        """Place a market order (the stop-loss fallback); not retried, like a limit order.
+
+        Raise UnsupportedExchange before sending anything if the venue has no market orders,
+        and InvalidOrder if the amount is off the market's precision.
+        """
+        ccxt_side = _CCXT_SIDES.get(side)
+        if ccxt_side is None:
+            raise InvalidOrder(f"unknown order side {side!r}")
+        if not self.supports_market_orders:
+            raise UnsupportedExchange(f"{self._id} takes no market orders in ccxt")
+        self._ensure_markets()
+        client = self._client
+        amount_text = self._call("amount_to_precision", lambda: client.amount_to_precision(symbol, _plain(amount)))
+        if Decimal(amount_text) != amount:
+            raise InvalidOrder(
+                f"{symbol} market {ccxt_side} {_plain(amount)} is not at the market's precision "
+                f"({self._id} would send {amount_text})"
+            )
+        params = {"clientOrderId": client_order_id}
+        raw = self._call(
+            f"create_order({symbol!r}, 'market', {ccxt_side!r}, client id {client_order_id!r})",
+            lambda: client.create_order(symbol, "market", ccxt_side, amount_text, None, params),
+        )
+        return order_from_ccxt(raw, SentOrder(symbol, side, amount, ZERO, client_order_id))
 
     def cancel_order(self, order_id: str, symbol: str) -> ExchangeOrder:
         """Cancel an order and return its state read after the cancel (it may have filled)."""

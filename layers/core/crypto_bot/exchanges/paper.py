@@ -27,6 +27,7 @@ from crypto_bot.errors import (
     InsufficientFunds,
     InvalidOrder,
     OrderNotFound,
+    UnsupportedExchange,
 )
 from crypto_bot.markets import Market, Side, split_symbol
 from crypto_bot.money import ONE, ZERO, parse_decimal, plain
@@ -119,7 +120,13 @@ class _PaperOrder:
 
 
 Operation = Literal[
-    "create_limit_order", "fetch_order", "cancel_order", "fetch_balances", "fetch_last_price", "find_order"
+    "create_limit_order",
+    "create_market_order",
+    "fetch_order",
+    "cancel_order",
+    "fetch_balances",
+    "fetch_last_price",
+    "find_order",
 ]
 
 
@@ -154,6 +161,8 @@ class PaperExchange:
     # this a live dry run. A price read through the feed also fills crossed orders.
     price_feed: Callable[[str], Decimal] | None = None
     name: str = "paper"
+    # Some venues (and some markets) take no market orders; tests turn this off to check the fallback's absence.
+    supports_market_orders: bool = True
     faults: list[Fault] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     _orders: dict[str, _PaperOrder] = field(default_factory=dict)
@@ -228,6 +237,43 @@ class PaperExchange:
             ratio = self.partial_fill_ratio
             portion = amount if ratio is None else market.amount_to_precision(amount * ratio)
             self._fill(order, portion, last, taker=True)
+        if fault is not None:
+            raise fault.error
+        return order.snapshot()
+
+    def create_market_order(self, symbol: str, side: Side, amount: Decimal, client_order_id: str) -> ExchangeOrder:
+        """Fill ``amount`` at once at the last price, as a taker; funds and minimums are checked as for a limit."""
+        fault = self._call("create_market_order")
+        if fault is not None and not fault.after_effect:
+            raise fault.error
+        if not self.supports_market_orders:
+            raise UnsupportedExchange(f"{self.name} takes no market orders")
+        market = self._market(symbol)
+        last = self._price(symbol)
+        if client_order_id in self._by_client_id:
+            raise InvalidOrder(f"duplicate client order id {client_order_id}")
+        if market.amount_to_precision(amount) != amount:
+            raise InvalidOrder(f"amount {amount} is not a multiple of the lot size {market.amount_step}")
+        reason = market.below_minimum(amount, last)
+        if reason:
+            raise InvalidOrder(reason)
+        asset, need = self._reservation(market, side, amount, last)
+        free = self.balances.get(asset, ZERO)
+        if need > free:
+            raise InsufficientFunds(f"order needs {plain(need)} {asset} but only {plain(free)} {asset} is free")
+        order = _PaperOrder(
+            id=f"paper-{next(self._ids)}",
+            client_order_id=client_order_id,
+            symbol=symbol,
+            side=side,
+            amount=amount,
+            price=last,
+            locked=need,
+        )
+        self._move(asset, -need, locked=need)
+        self._orders[order.id] = order
+        self._by_client_id[client_order_id] = order.id
+        self._fill(order, amount, last, taker=True)
         if fault is not None:
             raise fault.error
         return order.snapshot()
