@@ -124,7 +124,7 @@ class Runtime:
             from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
 
             credentials = self._credentials()
-            self._exchange = CcxtExchange(
+            exchange = CcxtExchange(
                 self.settings.exchange_name,
                 api_key=credentials.get("apiKey"),
                 secret=credentials.get("secret"),
@@ -132,6 +132,14 @@ class Runtime:
                 sandbox=self.settings.sandbox,
                 options=self.settings.exchange_options,
             )
+            from crypto_bot.aws.markets_cache import prime_from_table
+
+            # A cold start reads the configured symbols' markets from the table instead of downloading them all.
+            symbols = self.config.symbols()
+            prime_from_table(
+                exchange, self.table_name, self.clients("dynamodb"), symbols, sandbox=self.settings.sandbox
+            )
+            self._exchange = exchange
         return self._exchange
 
     def _credentials(self) -> dict[str, str]:
