@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -154,3 +155,18 @@ def test_cycle_message_lists_trades_and_errors_without_secrets() -> None:
     assert subject == "crypto-bot stop-loss cycle 2024-08-10 08:01 UTC FAILED"
     assert "BTCUSD: sell 0.1" in body
     assert "error: AuthenticationFailed: invalid api key" in body
+
+
+def test_the_drain_long_polls_so_an_empty_answer_means_empty(aws: None) -> None:
+    calls: list[dict[str, Any]] = []
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="signals")["QueueUrl"]
+    original = sqs.receive_message
+
+    def recording(**request: Any) -> Any:
+        calls.append(request)
+        return original(**request)
+
+    sqs.receive_message = recording
+    drain_queue(sqs, url, lambda body, mid: None)
+    assert [c["WaitTimeSeconds"] for c in calls] == [1]

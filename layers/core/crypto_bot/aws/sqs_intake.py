@@ -11,6 +11,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from crypto_bot.errors import StoreError, StoreUnavailable
 
 BATCH = 10  # the SQS maximum per ReceiveMessage
+# Long polling: a short poll samples only some SQS servers and can answer "empty" while
+# messages wait, which would hold an alert back a whole timeframe. A long poll asks every
+# server and returns as soon as something is there, so it costs time only when the queue
+# really is empty: once per drain.
+WAIT_SECONDS = 1
 
 
 @dataclass
@@ -27,6 +32,7 @@ def drain_queue(
     handle: Callable[[str, str], None],
     *,
     max_messages: int = 1000,
+    wait_seconds: int = WAIT_SECONDS,
 ) -> DrainResult:
     """Receive messages in batches of 10 until the queue is empty or ``max_messages`` were read.
 
@@ -42,7 +48,7 @@ def drain_queue(
             answer = sqs.receive_message(
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=min(BATCH, max_messages - result.received),
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=wait_seconds,
             )
         except (ClientError, BotoCoreError) as e:
             raise StoreUnavailable(f"cannot receive from the signals queue: {type(e).__name__}") from e

@@ -15,7 +15,7 @@ from typing import Any
 from crypto_bot.aws.lock import lease_time, renew_lease
 from crypto_bot.aws.notify import cycle_message, publish, worth_notifying
 from crypto_bot.aws.runtime import Runtime
-from crypto_bot.aws.sqs_intake import drain_queue
+from crypto_bot.aws.sqs_intake import WAIT_SECONDS, drain_queue
 from crypto_bot.errors import FieldProblem, InputError, LockLost
 from crypto_bot.exchanges.paper import PaperExchange
 from crypto_bot.money import parse_decimal
@@ -68,7 +68,10 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
                 take(str(record["body"]), str(record["messageId"]))
         unprocessable: list[str] = []
         if not urgent:
-            unprocessable = drain_queue(runtime.clients("sqs"), runtime.env["SIGNALS_QUEUE_URL"], take).failed
+            wait = int(runtime.env.get("SQS_WAIT_SECONDS", WAIT_SECONDS))
+            unprocessable = drain_queue(
+                runtime.clients("sqs"), runtime.env["SIGNALS_QUEUE_URL"], take, wait_seconds=wait
+            ).failed
         pending = [s for s in wf.store.pending_signals() if s.is_stop_loss or not urgent]
     at = runtime.settings.schedule.tick_at_or_before(started) if scheduled else started
     kind = "urgent" if urgent else ("scheduled" if scheduled else "manual")

@@ -753,7 +753,9 @@ def local_stack(
                 document,
                 parameters=parameters or {},
                 substitution_overrides=substitution_overrides or {},
-                environment=environment or {},
+                # moto answers a receive from every message it holds, so the long poll that protects
+                # a real queue from false empties would only add a second's wait to every drain here.
+                environment={"SQS_WAIT_SECONDS": "0", **(environment or {})},
                 ssm_values=ssm_values or {},
             )
             builder.build()
