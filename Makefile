@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --no-sync
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help bootstrap sync demo test lint typecheck unit check-template bench build deploy clean
+.PHONY: help bootstrap sync demo replay-demo test lint typecheck unit check-template bench build deploy clean
 
 # Pinned so that a new release of a checker cannot break the gate overnight.
 SAM_CLI := aws-sam-cli==1.170.0
@@ -26,7 +26,10 @@ bootstrap: ## install uv for the project's Python if it is missing
 sync: bootstrap ## create .venv from uv.lock (exact versions)
 	@$(UV) sync --frozen --quiet
 
-demo: sync ## replay the README example through the paper exchange, in both modes
+demo: sync ## the README example and a stop loss through the local stack (HTTP, SQS, Step Functions, Lambda)
+	@$(RUN) crypto-bot demo
+
+replay-demo: sync ## replay the README example through the paper exchange, in both modes
 	@$(RUN) crypto-bot replay events/alerts/readme_example.jsonl --config strategy_config.json \
 		--fee 0 --increment 0 --compare
 
@@ -50,8 +53,8 @@ check-template: sync ## cfn-lint, sam validate --lint, checkov, and an independe
 
 test: lint typecheck check-template unit ## the whole gate: lint, types, template checks, tests
 
-bench: sync ## benchmarks (coming with the performance issue)
-	@echo "make bench: no benchmarks yet" >&2; exit 1
+bench: sync ## measure cold starts, the markets cache, cycle scale and latency; regenerate docs/performance.md
+	@$(RUN) python bench/run.py
 
 build: sync ## validate strategy_config.json, bundle it into the core layer, sam build
 	@$(RUN) python -c "from crypto_bot.config import StrategyConfig; import os; \

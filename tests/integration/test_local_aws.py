@@ -139,6 +139,7 @@ class TestFixtureStack:
             "QUEUE_ARN_VIA_SUB": _queue_arn(stack, "WorkQueue"),
             "MODE": "paper",  # !If on a false condition; EXTRA is AWS::NoValue, so absent
             "LOCAL_EXTRA": "from-the-kwarg",
+            "SQS_WAIT_SECONDS": "0",  # the harness's own default: moto cannot answer a false empty
         }
         # A skipped resource still has a Ref, so URLs built from it resolve.
         assert re.fullmatch(r"https://local-WebhookApi-\w+\.execute-api\.us-east-1\.amazonaws\.com/Prod", api_url)

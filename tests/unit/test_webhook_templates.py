@@ -1,10 +1,10 @@
 """The webhook in template.yaml, checked offline: its model, mapping templates and security settings.
 
-The mapping templates are rendered with airspeed (Python Velocity) against objects that
-behave like API Gateway's ``$input``, ``$util`` and ``$context``. Java's String methods
-are emulated, with the ``regex`` module standing in for java.util.regex (it reads
-``\\p{L}``, lookbehinds and ``\\uXXXX`` the same way). The request validator is emulated
-with jsonschema's draft 4 validator on the model, as API Gateway validates.
+The mapping templates are rendered by crypto_bot.local.api_gateway, which runs airspeed
+(Python Velocity) against objects that behave like API Gateway's ``$input``, ``$util`` and
+``$context``, with Java's String methods emulated and the ``regex`` module standing in for
+java.util.regex (it reads ``\\p{L}``, lookbehinds and ``\\uXXXX`` the same way). The request
+validator is emulated with jsonschema's draft 4 validator on the model, as API Gateway validates.
 """
 
 from __future__ import annotations
@@ -13,18 +13,14 @@ import json
 import re
 import sys
 import unicodedata
-import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
-import airspeed
-import jsonschema
 import pytest
 import regex
 
 from crypto_bot.config import StrategyConfig
 from crypto_bot.errors import SignalRejected
+from crypto_bot.local.api_gateway import SqsRequest, Util, WebhookDefinition, new_context, render, substitute
 from crypto_bot.local.aws import load_template
 from crypto_bot.signals import is_stop_loss_comment, parse_signal
 from tests.conftest import EVENTS, ROOT
@@ -42,6 +38,7 @@ GATEWAY_RESPONSES: dict[str, Any] = BODY["x-amazon-apigateway-gateway-responses"
 SIGNALS: Final = "crypto-bot-SignalsQueue-1A2B3C4D5E6F"
 URGENT: Final = "crypto-bot-UrgentQueue-7A8B9C0D1E2F"
 QUEUE_NAMES: Final = {"SignalsQueue.QueueName": SIGNALS, "UrgentQueue.QueueName": URGENT}
+WEBHOOK = WebhookDefinition.from_template(TEMPLATE, QUEUE_NAMES)
 CONFIG = StrategyConfig.from_mapping(
     {"BTCUSD": {"exchange_symbol": "BTC/USD", "base_asset": "BTC", "percentage": "0.5"}}, "USD"
 )
@@ -51,26 +48,19 @@ CORPUS: list[dict[str, Any]] = json.loads(
 REQUEST_ID: Final = "0f4c2b7e-2d0a-4c55-9a1e-6b1d8f0c9e21"
 
 
-# ------------------------------------------------------------------------------ the template
+# ------------------------------------------------------------------------------ the template, as the emulator reads it
 
 
 def sub(value: Any) -> str:
     """Resolve a (possibly) Fn::Sub string as CloudFormation would; any variable but the queue names fails."""
-    if isinstance(value, str):
-        return value
-    text = value["Fn::Sub"]
-    assert isinstance(text, str), "only the string form of Fn::Sub is expected here"
-
-    def variable(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return "${" + name[1:] + "}" if name.startswith("!") else QUEUE_NAMES[name]
-
-    return re.sub(r"\$\{([^}]*)\}", variable, text)
+    return substitute(value, QUEUE_NAMES)
 
 
 def request_template(content_type: str) -> str:
     """Return the request mapping template for a content type, with the queue names substituted."""
-    return sub(INTEGRATION["requestTemplates"][content_type])
+    template = WEBHOOK.request_template(content_type)
+    assert template is not None, f"no request template for {content_type}"
+    return template
 
 
 def template_regex(variable: str) -> str:
@@ -80,131 +70,25 @@ def template_regex(variable: str) -> str:
     return found.group(1)
 
 
-# ------------------------------------------------------------------------------ API Gateway, emulated
-
-
-def java_trim(text: str) -> str:
-    """Java's String.trim: strip characters up to U+0020, not Python's Unicode whitespace."""
-    return text.strip("".join(chr(c) for c in range(0x21)))
-
-
-# Java String methods the templates call; airspeed looks str methods up in this table.
-JAVA_STRING: Final[dict[str, Callable[..., Any]]] = {
-    "matches": lambda text, pattern: regex.fullmatch(pattern, text) is not None,
-    "trim": java_trim,
-    "startsWith": lambda text, prefix: text.startswith(prefix),
-    "endsWith": lambda text, suffix: text.endswith(suffix),
-    "length": len,
-}
-
-
-@pytest.fixture(autouse=True)
-def _velocity_like_api_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
-    # airspeed's own `matches` is re.match, a prefix match; Java's matches the whole string.
-    monkeypatch.setitem(airspeed.__additional_methods__, str, {**airspeed.__additional_methods__[str], **JAVA_STRING})
-    # Velocity 1.7 takes a single-quoted literal verbatim, backslashes included (its grammar: any
-    # character but the quote); airspeed would unescape a few and refuse the rest.
-    monkeypatch.setattr(airspeed.StringLiteral, "STRING", re.compile(r"'([^']*)'", re.S))
-    monkeypatch.setattr(airspeed.StringLiteral, "ESCAPED_CHAR", re.compile(r"(?!)"))
-
-
-class Input:
-    """``$input``: the raw body, and the dotted JSONPath reads API Gateway offers on it."""
-
-    def __init__(self, body: str) -> None:
-        self.body = body
-
-    def path(self, expression: str) -> Any:
-        value: Any = json.loads(self.body)
-        for part in expression.removeprefix("$").split("."):
-            if part:
-                value = value[part]
-        return value
-
-    def json(self, expression: str) -> str:
-        return json.dumps(self.path(expression))
-
-
-class Util:
-    """``$util``."""
-
-    def urlEncode(self, text: str) -> str:  # noqa: N802 (API Gateway's name)
-        # java.net.URLEncoder with UTF-8: letters, digits and .-*_ stay, a space becomes +.
-        return urllib.parse.quote_plus(text, safe="*").replace("~", "%7E")
-
-    def escapeJavaScript(self, text: str) -> str:  # noqa: N802
-        return json.dumps(text)[1:-1].replace("'", "\\'")
-
-    def parseJson(self, text: str) -> Any:  # noqa: N802
-        # Raises on a body that is not JSON, as API Gateway's does (it then answers 500).
-        return json.loads(text)
-
-
-def new_context() -> dict[str, Any]:
-    """Return a fresh ``$context`` with empty override maps, as each request gets."""
-    return {
-        "requestId": REQUEST_ID,
-        "requestOverride": {"header": {}, "path": {}, "querystring": {}},
-        "responseOverride": {"header": {}},
-    }
-
-
-def render(template: str, body: str, context: dict[str, Any]) -> str:
-    """Render a mapping template with ``$input``, ``$util`` and ``$context``."""
-    output: str = airspeed.Template(template).merge({"input": Input(body), "util": Util(), "context": context})
-    return output
-
-
-@dataclass
-class SqsRequest:
-    """What API Gateway sends to SQS for one request."""
-
-    raw: str
-    queue: str
-    context: dict[str, Any] = field(repr=False)
-
-    @property
-    def form(self) -> dict[str, str]:
-        pairs = urllib.parse.parse_qsl(self.raw, keep_blank_values=True, strict_parsing=True)
-        assert len({key for key, _ in pairs}) == len(pairs), "a parameter appears twice"
-        return dict(pairs)
-
-    @property
-    def queued(self) -> bool:
-        return self.queue in (SIGNALS, URGENT)
-
-
 def integration_request(body: str, content_type: str = "application/json") -> SqsRequest:
     """Render the request template and resolve the {queue} path parameter as API Gateway would."""
-    context = new_context()
-    raw = render(request_template(content_type), body, context)
-    mapped = sub(INTEGRATION["requestParameters"]["integration.request.path.queue"]).strip("'")
-    return SqsRequest(raw=raw, queue=context["requestOverride"]["path"].get("queue", mapped), context=context)
+    request = WEBHOOK.integration_request(body, content_type, new_context(REQUEST_ID))
+    assert request is not None, f"no request template for {content_type}"
+    return request
 
 
 def integration_response(request: SqsRequest, sqs_status: int, sqs_body: str = "{}") -> tuple[int, Any]:
     """Pick the integration response by SQS's status code, render it, apply a status override."""
-    responses: dict[str, Any] = INTEGRATION["responses"]
-    chosen = next(
-        (r for pattern, r in responses.items() if pattern != "default" and re.fullmatch(pattern, str(sqs_status))),
-        responses["default"],
-    )
-    text = render(sub(chosen["responseTemplates"]["application/json"]), sqs_body, request.context)
-    status = request.context["responseOverride"].get("status", int(chosen["statusCode"]))
-    return int(status), json.loads(text)
+    status, text = WEBHOOK.integration_response(request, sqs_status, sqs_body)
+    return status, json.loads(text)
 
 
 def schema_accepts(body: str, content_type: str = "application/json") -> bool:
     """Emulate the body validator: the model for the content type, draft 4, on the body parsed as JSON."""
     content = POST["requestBody"]["content"]
-    if content_type not in content:
-        return True  # API Gateway validates no content type that has no model
-    assert content[content_type]["schema"] == {"$ref": "#/components/schemas/TradingViewAlert"}
-    try:
-        instance = json.loads(body)
-    except ValueError:
-        return False
-    return bool(jsonschema.Draft4Validator(MODEL).is_valid(instance))
+    if content_type in content:
+        assert content[content_type]["schema"] == {"$ref": "#/components/schemas/TradingViewAlert"}
+    return not WEBHOOK.validation_errors(body, content_type)
 
 
 def core_accepts(body: str) -> bool:
@@ -392,9 +276,7 @@ def test_every_refusal_is_json_with_a_reason(response: str, status: int | None) 
     }
     gateway_response = GATEWAY_RESPONSES[response]
 
-    answer = json.loads(
-        airspeed.Template(gateway_response["responseTemplates"]["application/json"]).merge({"context": context})
-    )
+    answer = json.loads(render(gateway_response["responseTemplates"]["application/json"], "", context))
 
     assert gateway_response.get("statusCode") == status
     assert answer["accepted"] is False

@@ -1,0 +1,282 @@
+"""`crypto-bot local` as a user runs it: a subprocess on a free port, driven only over HTTP.
+
+Every state the tests read comes from ``GET /_local/state``; every cycle is either asked for
+with ``POST /_local/cycle`` or, for a stop loss, started by the stack itself. The expected
+portfolio after each cycle is what ``crypto-bot replay`` computes from the same alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import pytest
+
+from crypto_bot.config import ExecutionMode, StrategyConfig
+from crypto_bot.local.cli import demo_steps
+from crypto_bot.replay import CycleResult, ReplayOptions, replay
+from tests.conftest import ROOT, load_event
+
+README_ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")
+CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USD")
+TOKEN: Final = "e2e-webhook-token"
+# The template's IncrementPct default; the local paper account charges no fee.
+INCREMENT: Final = Decimal("0.001")
+STOP_LOSS: Final = {
+    "time": "2024-08-10T09:00:00Z",  # after the buy's 08:01 cycle, as in replay
+    "ticker": "BTCUSD",
+    "order_action": "sell",
+    "order_price": "57000",
+    "order_comment": "Stop loss",
+}
+
+
+@dataclass
+class Local:
+    """A running `crypto-bot local` and an HTTP client on it."""
+
+    process: subprocess.Popen[bytes]
+    http: httpx.Client
+    log: Path
+
+    def post_alert(self, alert: dict[str, Any] | str, *, token: str | None = TOKEN, **headers: str) -> httpx.Response:
+        body = alert if isinstance(alert, str) else json.dumps(alert)
+        query = f"?token={token}" if token is not None else ""
+        content_type = headers.pop("content_type", "application/json")
+        return self.http.post(f"/signals{query}", content=body.encode(), headers={"Content-Type": content_type})
+
+    def state(self) -> dict[str, Any]:
+        response = self.http.get("/_local/state")
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def cycle(self) -> dict[str, Any]:
+        response = self.http.post("/_local/cycle")
+        assert response.status_code == 200, response.text
+        detail: dict[str, Any] = response.json()
+        assert detail["status"] == "SUCCEEDED", detail
+        return detail
+
+
+def start_local(log: Path) -> Local:
+    """Start `crypto-bot local` on a free port (it picks one) and wait until it serves."""
+    command = [
+        sys.executable,
+        "-m",
+        "crypto_bot.cli",
+        "local",
+        "--port",
+        "0",
+        "--token",
+        TOKEN,
+        "--schedule",
+        "none",
+        "--max-signal-age",
+        "0",  # the README alerts are from 2024
+        "--config",
+        str(ROOT / "strategy_config.json"),
+        "--template",
+        str(ROOT / "template.yaml"),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = re.search(r"webhook\s+POST (http://127\.0\.0\.1:\d+)/signals", log.read_text(errors="replace"))
+        if found:
+            http = httpx.Client(base_url=found.group(1), timeout=120)
+            if http.get("/_local/health").status_code == 200:
+                return Local(process, http, log)
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise AssertionError(f"crypto-bot local did not start:\n{log.read_text(errors='replace')}")
+
+
+def stop_local(local: Local) -> None:
+    """Stop it as Ctrl-C or kill would (SIGTERM), and make sure it is gone."""
+    local.http.close()
+    local.process.terminate()
+    try:
+        local.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        local.process.kill()
+        local.process.wait()
+        raise AssertionError(f"crypto-bot local ignored SIGTERM:\n{local.log.read_text(errors='replace')}") from None
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[Local]:
+    started = start_local(tmp_path / "local.log")
+    try:
+        yield started
+    finally:
+        stop_local(started)
+    assert "crypto-bot local: stopped" in started.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def shared_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
+    # For the refusal tests only: nothing they send may ever be queued, so they can share one stack.
+    started = start_local(tmp_path_factory.mktemp("shared") / "local.log")
+    try:
+        yield started
+    finally:
+        stop_local(started)
+
+
+def expected_cycles(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    options = ReplayOptions(mode=ExecutionMode.BOOST, fee=Decimal(0), increment=INCREMENT)
+    cycles: list[CycleResult] = replay(alerts, CONFIG, options).cycles
+    return [cycle.to_json() for cycle in cycles]
+
+
+def portfolio(state_or_cycle: dict[str, Any]) -> dict[str, Any]:
+    return {key: state_or_cycle[key] for key in ("positions", "cash", "equity")}
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_nothing_queued(state: dict[str, Any]) -> None:
+    assert state["signals"] == []
+    assert {name: depth for name, depth in state["queues"].items() if depth != {"visible": 0, "in_flight": 0}} == {}
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+
+
+def test_readme_scenario_matches_replay_after_every_cycle(local: Local) -> None:
+    steps = [step for step in demo_steps(README_ALERTS) if not step.urgent][:5]
+    expected = expected_cycles(README_ALERTS)
+
+    for number, (step, replayed) in enumerate(zip(steps, expected, strict=True), start=1):
+        for alert in step.alerts:
+            response = local.post_alert(alert)
+            assert response.status_code == 200, response.text
+            assert response.json()["accepted"] is True
+        detail = local.cycle()
+        state = local.state()
+        assert portfolio(state) == portfolio(replayed), f"after step {number}"
+        assert detail["cycle"]["orders"] == replayed["orders"], f"orders of step {number}"
+
+    state = local.state()
+    assert [s["status"] for s in state["signals"]] == ["filled"] * len(README_ALERTS)
+    assert len(state["orders"]) == sum(len(c["orders"]) for c in expected)
+    assert {o["status"] for o in state["orders"]} == {"filled"}
+    assert [e["trigger"] for e in state["executions"]] == ["manual"] * 5
+
+
+def test_stop_loss_between_cycles_executes_at_once_without_asking_for_a_cycle(local: Local) -> None:
+    local.post_alert(README_ALERTS[0])
+    local.cycle()
+    assert set(local.state()["positions"]) == {"BTCUSD"}
+
+    # TradingView sends a message it does not take for JSON as text/plain.
+    response = local.post_alert(json.dumps(STOP_LOSS), content_type="text/plain")
+    assert response.status_code == 200
+
+    def stopped() -> dict[str, Any] | None:
+        state = local.state()
+        urgent = [e for e in state["executions"] if e["trigger"] == "urgent" and e["status"] != "RUNNING"]
+        return state if urgent else None
+
+    state = wait_until(stopped, "the stop loss's own execution")
+    [urgent] = [e for e in state["executions"] if e["trigger"] == "urgent"]
+    assert urgent["status"] == "SUCCEEDED"
+    assert "PlaceOrders" in urgent["transitions"]
+    assert portfolio(state) == portfolio(expected_cycles([README_ALERTS[0], STOP_LOSS])[-1])
+    assert state["positions"] == {}
+    stop = [s for s in state["signals"] if s["action"] == "sell"]
+    assert [(s["status"], s["id"]) for s in stop] == [("filled", response.json()["id"])]
+    assert state["queues"]["UrgentQueue"] == {"visible": 0, "in_flight": 0}
+
+
+def test_duplicate_alert_is_stored_once_and_traded_once(local: Local) -> None:
+    first = local.post_alert(README_ALERTS[0])
+    again = local.post_alert(README_ALERTS[0])
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json()["id"] != again.json()["id"]  # two SQS messages, one signal
+
+    local.cycle()
+    local.post_alert(README_ALERTS[0])  # resent after its cycle ran
+    local.cycle()
+
+    state = local.state()
+    assert [(s["strategy"], s["status"]) for s in state["signals"]] == [("BTCUSD", "filled")]
+    assert len(state["orders"]) == 1
+    assert portfolio(state) == portfolio(expected_cycles([README_ALERTS[0]])[-1])
+
+
+# ------------------------------------------------------------------------------------------ refusals
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("not-the-token", 403), ("", 401)])
+def test_bad_token_is_refused_and_nothing_is_queued(shared_local: Local, token: str | None, status: int) -> None:
+    response = shared_local.post_alert(README_ALERTS[0], token=token)
+
+    assert response.status_code == status
+    assert response.json()["accepted"] is False
+    assert TOKEN not in response.text
+    assert_nothing_queued(shared_local.state())
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        ("buy BTCUSD at 60000", "text/plain", 400),
+        ("", "application/json", 400),
+        ('{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSD", "order_action": "buy"}', "application/json", 400),
+        (
+            '{"time": 1723257002, "ticker": "BTCUSD", "order_action": "buy", "order_price": "1", "order_comment": "x"}',
+            "application/json",
+            400,
+        ),
+        (
+            '{"time": "t", "ticker": "BTCUSD", "order_action": "hold", "order_price": "1", "order_comment": "x"}',
+            "text/plain",
+            400,
+        ),
+        ('[{"ticker": "BTCUSD"}]', "application/json", 400),
+        ("<alert>buy</alert>", "application/xml", 415),
+    ],
+    ids=["not-json", "empty", "missing-fields", "number-time", "bad-action", "array", "xml"],
+)
+def test_malformed_body_is_refused_and_nothing_is_queued(
+    shared_local: Local, body: str, content_type: str, status: int
+) -> None:
+    response = shared_local.post_alert(body, content_type=content_type)
+
+    assert response.status_code == status
+    assert response.json()["accepted"] is False
+    assert_nothing_queued(shared_local.state())
+
+
+def test_a_cycle_after_only_refusals_has_nothing_to_do(shared_local: Local) -> None:
+    shared_local.post_alert(README_ALERTS[0], token="not-the-token")
+    shared_local.post_alert("not json", content_type="text/plain")
+
+    detail = shared_local.cycle()
+
+    assert detail["transitions"] == ["Collect", "HasPendingSignals", "NothingToDo"]
+    assert detail["cycle"] is None
+    assert_nothing_queued(shared_local.state())
