@@ -259,3 +259,22 @@ def test_slippage_is_measured_against_the_planned_last_price(side: Side, average
 
 def test_slippage_is_unknown_without_fills() -> None:
     assert IntentRecord(intent=intent(), phase=Phase.ENTRIES).slippage_bps is None
+
+
+def test_a_spent_budget_leaves_the_rest_for_the_next_round_and_starts_with_the_unplaced() -> None:
+    paper = paper_account(usd="100000")
+    clock = Clock()
+    wf = workflow(paper, clock)
+    orders = [OrderIntent(**{**intent().__dict__, "intent_id": f"{n:032d}", "strategy": "BTCUSD"}) for n in range(3)]
+    for order in orders:
+        wf.store.put_intent(IntentRecord(intent=order, phase=Phase.ENTRIES))
+    wf.place("cycle-1", orders[0].intent_id)  # placed earlier: the other two go first
+    # One intent per round when the budget is spent: the first unplaced one, placed and filled at once.
+    assert wf.reconcile("cycle-1", Phase.ENTRIES, budget=timedelta(0)) == 2
+    records = {r.intent.intent_id: r for r in wf.store.intents("cycle-1")}
+    assert records[orders[1].intent_id].status is IntentStatus.FILLED
+    assert records[orders[0].intent_id].status is IntentStatus.OPEN  # placed before, not looked at yet
+    assert records[orders[2].intent_id].status is IntentStatus.PLANNED
+    while wf.reconcile("cycle-1", Phase.ENTRIES, budget=timedelta(0)):
+        pass
+    assert all(r.status is IntentStatus.FILLED for r in wf.store.intents("cycle-1"))

@@ -23,9 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -293,21 +294,31 @@ class Workflow:
 
     # -- reconcile -------------------------------------------------------------------
 
-    def reconcile(self, cycle_id: str, phase: Phase) -> int:
+    def reconcile(self, cycle_id: str, phase: Phase, *, budget: timedelta | None = None) -> int:
         """Check every working intent of a phase: book fills, chase or give up. Return how many still work.
 
         Each intent is committed together with the ledger changes its fills caused, so a
         crash between two intents loses nothing and books nothing twice: the next run
         books only what the stored order states do not yet show.
+
+        With a ``budget``, no new intent is started once it is spent; the ones left count
+        as still working, so the caller's loop comes back for them well inside a Lambda's
+        timeout. Intents not yet placed go first, then those open longest, so none starves.
         """
+        started = time.monotonic()
         ledger = self.store.load_ledger()
         # Only a stop loss may cross the spread at any price: the exits of an urgent cycle.
         cycle = self.store.get_cycle(cycle_id) if phase is Phase.EXITS else None
         stop_loss = cycle is not None and cycle.urgent
-        working = 0
-        for record in self.store.intents(cycle_id):
-            if record.phase is not phase or record.status.is_done:
+        pending = [r for r in self.store.intents(cycle_id) if r.phase is phase and not r.status.is_done]
+        pending.sort(key=lambda r: (r.placed_at is not None, r.placed_at or datetime.min.replace(tzinfo=UTC)))
+        working = advanced = 0
+        for record in pending:
+            # At least one intent per round, so every round makes progress whatever the budget.
+            if budget is not None and advanced and time.monotonic() - started > budget.total_seconds():
+                working += 1
                 continue
+            advanced += 1
             self._advance(record, ledger, stop_loss=stop_loss)
             if record.intent.purpose is Purpose.EXIT and record.status.is_done:
                 strategy = self.config[record.intent.strategy]

@@ -53,6 +53,8 @@ class Runtime:
     table_name: str
     clients: Callable[[str], Any]
     lock_lease: timedelta = timedelta(minutes=15)
+    # Half the reconcile function's 120 s timeout: the slowest exchange call still fits after it.
+    reconcile_budget: timedelta = timedelta(seconds=60)
     _exchange: Exchange | None = field(default=None, repr=False)
 
     @classmethod
@@ -80,6 +82,7 @@ class Runtime:
             table_name=_required(env, "TABLE_NAME"),
             clients=clients or _boto3_clients(),
             lock_lease=timedelta(seconds=_int(env, "LOCK_LEASE_SECONDS", 900)),
+            reconcile_budget=timedelta(seconds=_int(env, "RECONCILE_BUDGET_SECONDS", 60)),
         )
 
     def store(self) -> Any:

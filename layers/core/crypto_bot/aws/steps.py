@@ -154,7 +154,7 @@ def reconcile(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
     """Advance every working order of the phase; return how many still work."""
     _renew(event, runtime)
     with runtime.workflow() as wf:
-        working = wf.reconcile(str(event["cycle_id"]), Phase(event["phase"]))
+        working = wf.reconcile(str(event["cycle_id"]), Phase(event["phase"]), budget=runtime.reconcile_budget)
     return {"working": working}
 
 
