@@ -265,7 +265,8 @@ def test_a_spent_budget_leaves_the_rest_for_the_next_round_and_starts_with_the_u
     paper = paper_account(usd="100000")
     clock = Clock()
     wf = workflow(paper, clock)
-    orders = [OrderIntent(**{**intent().__dict__, "intent_id": f"{n:032d}", "strategy": "BTCUSD"}) for n in range(3)]
+    ids = [intent_id("cycle-1", Purpose.ENTRY, f"S{n}") for n in range(3)]
+    orders = [OrderIntent(**{**intent().__dict__, "intent_id": i}) for i in ids]
     for order in orders:
         wf.store.put_intent(IntentRecord(intent=order, phase=Phase.ENTRIES))
     wf.place("cycle-1", orders[0].intent_id)  # placed earlier: the other two go first
