@@ -207,31 +207,9 @@ class PaperExchange:
         if fault is not None and not fault.after_effect:
             raise fault.error
         market = self._market(symbol)
-        if client_order_id in self._by_client_id:
-            raise InvalidOrder(f"duplicate client order id {client_order_id}")
-        if market.amount_to_precision(amount) != amount:
-            raise InvalidOrder(f"amount {amount} is not a multiple of the lot size {market.amount_step}")
         if market.price_to_precision(price) != price:
             raise InvalidOrder(f"price {price} is not on the tick grid {market.price_step}")
-        reason = market.below_minimum(amount, price)
-        if reason:
-            raise InvalidOrder(reason)
-        asset, need = self._reservation(market, side, amount, price)
-        free = self.balances.get(asset, ZERO)
-        if need > free:
-            raise InsufficientFunds(f"order needs {plain(need)} {asset} but only {plain(free)} {asset} is free")
-        order = _PaperOrder(
-            id=f"paper-{next(self._ids)}",
-            client_order_id=client_order_id,
-            symbol=symbol,
-            side=side,
-            amount=amount,
-            price=price,
-            locked=need,
-        )
-        self._move(asset, -need, locked=need)
-        self._orders[order.id] = order
-        self._by_client_id[client_order_id] = order.id
+        order = self._open(market, side, amount, price, client_order_id)
         last = self.prices.get(symbol)
         if last is not None and self._marketable(order, last):
             ratio = self.partial_fill_ratio
@@ -250,29 +228,7 @@ class PaperExchange:
             raise UnsupportedExchange(f"{self.name} takes no market orders")
         market = self._market(symbol)
         last = self._price(symbol)
-        if client_order_id in self._by_client_id:
-            raise InvalidOrder(f"duplicate client order id {client_order_id}")
-        if market.amount_to_precision(amount) != amount:
-            raise InvalidOrder(f"amount {amount} is not a multiple of the lot size {market.amount_step}")
-        reason = market.below_minimum(amount, last)
-        if reason:
-            raise InvalidOrder(reason)
-        asset, need = self._reservation(market, side, amount, last)
-        free = self.balances.get(asset, ZERO)
-        if need > free:
-            raise InsufficientFunds(f"order needs {plain(need)} {asset} but only {plain(free)} {asset} is free")
-        order = _PaperOrder(
-            id=f"paper-{next(self._ids)}",
-            client_order_id=client_order_id,
-            symbol=symbol,
-            side=side,
-            amount=amount,
-            price=last,
-            locked=need,
-        )
-        self._move(asset, -need, locked=need)
-        self._orders[order.id] = order
-        self._by_client_id[client_order_id] = order.id
+        order = self._open(market, side, amount, last, client_order_id)
         self._fill(order, amount, last, taker=True)
         if fault is not None:
             raise fault.error
@@ -304,6 +260,33 @@ class PaperExchange:
         if order_id is None or self._orders[order_id].symbol != symbol:
             return None
         return self._orders[order_id].snapshot()
+
+    def _open(self, market: Market, side: Side, amount: Decimal, price: Decimal, client_order_id: str) -> _PaperOrder:
+        """Check an order as a venue would, reserve its funds and book it as open."""
+        if client_order_id in self._by_client_id:
+            raise InvalidOrder(f"duplicate client order id {client_order_id}")
+        if market.amount_to_precision(amount) != amount:
+            raise InvalidOrder(f"amount {amount} is not a multiple of the lot size {market.amount_step}")
+        reason = market.below_minimum(amount, price)
+        if reason:
+            raise InvalidOrder(reason)
+        asset, need = self._reservation(market, side, amount, price)
+        free = self.balances.get(asset, ZERO)
+        if need > free:
+            raise InsufficientFunds(f"order needs {plain(need)} {asset} but only {plain(free)} {asset} is free")
+        order = _PaperOrder(
+            id=f"paper-{next(self._ids)}",
+            client_order_id=client_order_id,
+            symbol=market.symbol,
+            side=side,
+            amount=amount,
+            price=price,
+            locked=need,
+        )
+        self._move(asset, -need, locked=need)
+        self._orders[order.id] = order
+        self._by_client_id[client_order_id] = order.id
+        return order
 
     # -- market data and matching ------------------------------------------------
 
