@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +20,10 @@ from tests.faults.harness import Case, fault_stack
 
 FAULTS_DIR = Path(__file__).resolve().parent
 REPORT = ROOT / "docs" / "reliability.md"
+# Figures the end-to-end abuse and load tests (tests/e2e/test_abuse.py, test_burst.py) leave for this report.
+FIGURES_DIR = ROOT / ".build" / "reliability"
+# Imported at collection, before any test runs: a figures file written later is from this run.
+_SESSION_STARTED = time.time()
 
 
 @dataclass
@@ -120,7 +127,8 @@ def write_report(outcomes: dict[str, Outcome]) -> None:
         f"| faults survived | {survived} |",
         f"| duplicate orders | {sum(o.duplicates for o in outcomes.values())} |",
         f"| lost signals | {sum(o.lost for o in outcomes.values())} |",
-        "| inputs fuzzed | pending the local stack (`crypto-bot local`) |",
+        "",
+        *_e2e_sections(),
         "",
         "## Cases",
         "",
@@ -131,6 +139,68 @@ def write_report(outcomes: dict[str, Outcome]) -> None:
         name = nodeid.split("::", 1)[1]
         lines.append(f"| `{name}` | {outcome.faults} | {'passed' if outcome.passed else 'FAILED'} |")
     REPORT.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _figures(name: str) -> tuple[dict[str, Any] | None, str]:
+    """Read one e2e figures file; say whether it is from this run, else when it was measured."""
+    path = FIGURES_DIR / f"{name}.json"
+    try:
+        figures: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, "not measured in this run"
+    if float(figures.get("measured_at", 0)) >= _SESSION_STARTED:
+        return figures, ""
+    return figures, f" (measured {figures.get('measured_on', 'earlier')}, not in this run)"
+
+
+def _e2e_sections() -> list[str]:
+    """The abuse and load figures, from the files the e2e tests wrote (older ones marked with their date)."""
+    lines = ["## Abuse: the webhook of `crypto-bot local` over HTTP (tests/e2e/test_abuse.py)", ""]
+    abuse, note = _figures("abuse")
+    if abuse is None:
+        lines.append(f"Abuse figures: {note}.")
+    else:
+        statuses = ", ".join(f"{code}: {count}" for code, count in sorted(abuse["status_counts"].items()))
+        lines += [
+            "| figure | value |",
+            "|---|---|",
+            f"| inputs fuzzed{note} | {abuse['inputs_fuzzed']} |",
+            f"| answers by status | {statuses} |",
+            f"| 5xx answers | {abuse['responses_5xx']} |",
+            f"| crashes (no answer, or the server down) | {abuse['crashes']} |",
+            f"| bad-token attempts | {abuse['bad_token_attempts']} |",
+            f"| bad-token attempts enqueued | {abuse['bad_token_enqueued']} |",
+        ]
+        if abuse["responses_5xx"]:
+            lines += [
+                "",
+                "Each 5xx is the open finding of `test_a_valid_alert_too_big_for_sqs_is_refused_without_a_5xx`:"
+                " an alert the model accepts but over SQS's 1 MiB is answered 502 (template.yaml).",
+            ]
+    lines += ["", "## Load: a burst over HTTP to `crypto-bot local` (tests/e2e/test_burst.py)", ""]
+    burst, note = _figures("burst")
+    if burst is None:
+        lines.append(f"Burst figures: {note}.")
+        return lines
+    latency = burst["accept_latency_ms"]
+    lines += [
+        f"{burst['distinct_alerts']} distinct alerts over {burst['strategies']} strategies, resends included,"
+        f" POSTed by {burst['workers']} concurrent clients{note}. Latencies are measured, never asserted"
+        " (a shared machine).",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| alerts sent | {burst['alerts_sent']} |",
+        f"| accepted (200) | {burst['accepted']} |",
+        f"| signals stored | {burst['stored']} |",
+        f"| duplicates absorbed | {burst['duplicates_absorbed']} |",
+        f"| lost | {burst['lost']} |",
+        f"| duplicate orders | {burst['duplicate_orders']} |",
+        f"| orders | {burst['orders']} |",
+        f"| accept latency p50 / p95 / max | {latency['p50']} / {latency['p95']} / {latency['max']} ms |",
+        f"| cycles to drain, total time | {burst['cycles']}, {burst['cycle_seconds']} s |",
+    ]
+    return lines
 
 
 def _in_suite(path: Path) -> bool:

@@ -19,6 +19,9 @@ from crypto_bot.money import parse_decimal
 
 REQUIRED_FIELDS = ("time", "ticker", "order_action", "order_price", "order_comment")
 OPTIONAL_FIELDS = ("strategy", "order_id", "market_position", "contracts", "interval")
+# Decimal exponents (Decimal.adjusted) a price or a number of contracts may have: far beyond any real market.
+MIN_MAGNITUDE = -18
+MAX_MAGNITUDE = 18
 DEFAULT_STOP_LOSS_REGEX = re.compile(DEFAULT_STOP_LOSS_PATTERN, re.IGNORECASE)
 
 
@@ -219,5 +222,10 @@ def _positive_decimal(
         return None
     if value <= 0:
         problems.append(FieldProblem(name, raw, "must be greater than zero"))
+        return None
+    if not MIN_MAGNITUDE <= value.adjusted() <= MAX_MAGNITUDE:
+        # Found by the webhook fuzzer (tests/e2e/test_abuse.py): "1e999999" is a finite Decimal, became the paper
+        # price, and every later report died turning it into a million-digit number. No price or amount is near this.
+        problems.append(FieldProblem(name, raw, f"is out of range (1e{MIN_MAGNITUDE} to 1e{MAX_MAGNITUDE + 1})"))
         return None
     return value

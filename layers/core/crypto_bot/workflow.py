@@ -42,7 +42,7 @@ from crypto_bot.allocation import (
     size_entries,
 )
 from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.errors import ExchangeError, FieldProblem, PermanentExchangeError, SignalRejected
+from crypto_bot.errors import MISSING, ExchangeError, FieldProblem, PermanentExchangeError, SignalRejected
 from crypto_bot.ledger import Ledger
 from crypto_bot.markets import Market, Side
 from crypto_bot.money import ZERO, plain
@@ -52,6 +52,9 @@ from crypto_bot.retry import NO_RETRY, RetryPolicy, call_with_retry
 from crypto_bot.signals import DEFAULT_STOP_LOSS_REGEX, Signal, parse_signal
 from crypto_bot.sizing import affordable_amount, limit_price
 from crypto_bot.store import CycleRecord, IntentRecord, IntentStatus, Phase, SignalRecord, Store
+
+# The longest alert body accepted. TradingView's alerts are a few hundred characters; a DynamoDB item holds 400 KB.
+MAX_ALERT_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,23 @@ class Workflow:
         """Validate and persist one alert, once. A bad alert is stored as rejected with its reason."""
         now = self.clock()
         payload: object = body
+        if isinstance(body, str) and len(body) > MAX_ALERT_CHARS:
+            # Found by the webhook fuzzer: a 1 MB alert fits in SQS but not in a DynamoDB item (400 KB), so storing
+            # it raised a StoreError that failed Collect for the whole queue, cycle after cycle. Refuse it here,
+            # keeping only its start.
+            problem = FieldProblem("body", MISSING, f"is {len(body)} characters; an alert may have {MAX_ALERT_CHARS}")
+            return self._reject(body[:200], [problem], message_id)
         if isinstance(body, str):
             try:
                 payload = json.loads(body)
-            except json.JSONDecodeError as e:
-                return self._reject(body, [FieldProblem("body", body[:80], f"is not JSON ({e.msg})")], message_id)
+            except (json.JSONDecodeError, RecursionError) as e:
+                reason = f"is not JSON ({e.msg})" if isinstance(e, json.JSONDecodeError) else "is nested too deeply"
+                return self._reject(body[:200], [FieldProblem("body", body[:80], reason)], message_id)
+        if _unencodable(payload):
+            # Found by the webhook fuzzer: JSON may escape a lone surrogate ("\ud800"), which no UTF-8 store or
+            # hash accepts; the alert failed Collect instead of being rejected. It is kept in its escaped form.
+            problem = FieldProblem("body", MISSING, "holds an unpaired surrogate (\\ud800-\\udfff): not valid Unicode")
+            return self._reject(json.dumps(payload, default=str)[:200], [problem], message_id)
         try:
             signal = parse_signal(payload, self.config, stop_loss_regex=self.settings.stop_loss_regex)
         except SignalRejected as e:
@@ -535,6 +550,17 @@ class Workflow:
 
     def _read[T](self, fn: Callable[[], T]) -> T:
         return call_with_retry(fn, self.settings.retry, sleep=self.sleep)
+
+
+def _unencodable(payload: object) -> bool:
+    """Say whether a parsed alert holds text that UTF-8 cannot encode (a lone surrogate from a JSON escape)."""
+    try:
+        json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):  # not ours to judge here: parse_signal refuses it with a reason
+        return False
+    return False
 
 
 def signal_record(signal: Signal, received_at: datetime, message_id: str | None) -> SignalRecord:

@@ -70,15 +70,19 @@ _MESSAGES: Final = {
     "ACCESS_DENIED": "User is not authorized to access this resource with an explicit deny",
     "BAD_REQUEST_BODY": "Invalid request body",
     "UNSUPPORTED_MEDIA_TYPE": "Unsupported Media Type",
+    "REQUEST_TOO_LARGE": "Request Entity Too Large",
     "AUTHORIZER_FAILURE": None,
     "API_CONFIGURATION_ERROR": "Internal server error",
 }
+# API Gateway's payload limit (10 MB, in bytes): a larger request is a 413 before the authorizer or the validator runs.
+PAYLOAD_LIMIT: Final = 10 * 1024 * 1024
 _DEFAULT_STATUS: Final = {
     "MISSING_AUTHENTICATION_TOKEN": 403,
     "UNAUTHORIZED": 401,
     "ACCESS_DENIED": 403,
     "BAD_REQUEST_BODY": 400,
     "UNSUPPORTED_MEDIA_TYPE": 415,
+    "REQUEST_TOO_LARGE": 413,
     "AUTHORIZER_FAILURE": 500,
     "API_CONFIGURATION_ERROR": 500,
 }
@@ -405,6 +409,10 @@ class WebhookDefinition:
             instance = json.loads(body)
         except ValueError as e:
             return [f"Invalid JSON: {e}"]
+        except RecursionError:
+            # Found by the webhook fuzzer: a body nested 50,000 deep crashed the request thread (no answer at all).
+            # API Gateway's parser has a nesting limit and answers 400.
+            return ["Invalid JSON: nested too deeply"]
         import jsonschema
 
         errors = sorted(
@@ -573,8 +581,12 @@ class ApiGatewayEmulator:
         headers: Mapping[str, str] | None = None,
         body: bytes | str = b"",
         source_ip: str = "127.0.0.1",
+        content_length: int | None = None,
     ) -> Response:
-        """Answer one request: status code, JSON body, and what happened (for the log)."""
+        """Answer one request: status code, JSON body, and what happened (for the log).
+
+        ``content_length`` is the request's size when the caller did not read a body over :data:`PAYLOAD_LIMIT`.
+        """
         query = dict(query or {})
         headers = dict(headers or {})
         text = body if isinstance(body, str) else body.decode("utf-8", errors="replace")
@@ -593,6 +605,11 @@ class ApiGatewayEmulator:
             authorizer=_Blank(),
             error=_Blank(),
         )
+        size = content_length if content_length is not None else len(body)
+        if size > PAYLOAD_LIMIT:
+            # Found by the webhook fuzzer: an 11 MB alert reached SQS, which refused it, and was answered 502 (which
+            # TradingView resends); the deployed API never lets it past its payload limit.
+            return self._refuse("REQUEST_TOO_LARGE", context, outcome=f"REQUEST_TOO_LARGE ({size} bytes)")
         found = self.definition.operation(method, path)
         api_arn = f"arn:aws:execute-api:{self.region}:{self.account_id}:{self.api_id}"
         method_arn = f"{api_arn}/{self.stage}/{method.upper()}{path}"
