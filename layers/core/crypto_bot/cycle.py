@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from crypto_bot.config import StrategyConfig
 from crypto_bot.errors import CryptoBotError
 from crypto_bot.ledger import Ledger
-from crypto_bot.money import ZERO
+from crypto_bot.money import ZERO, to_json_number
 from crypto_bot.orders import Balance
 from crypto_bot.retry import RetryPolicy, call_with_retry
 from crypto_bot.signals import Signal
@@ -84,6 +85,16 @@ class PositionView:
     cost_basis: Decimal
     value: Decimal
     weight: Decimal
+
+    def to_json(self) -> dict[str, Any]:
+        """Shape the position as ``replay --json`` and ``/_local/state`` show it."""
+        return {
+            "symbol": self.symbol,
+            "amount": to_json_number(self.amount),
+            "cost_basis": to_json_number(self.cost_basis),
+            "value": to_json_number(self.value),
+            "weight": to_json_number(self.weight),
+        }
 
 
 def equity_and_positions(

@@ -68,16 +68,7 @@ class CycleResult:
             "orders": [order_json(r) for r in self.report.results],
             "cash": to_json_number(self.cash),
             "equity": to_json_number(self.equity),
-            "positions": {
-                key: {
-                    "symbol": p.symbol,
-                    "amount": to_json_number(p.amount),
-                    "cost_basis": to_json_number(p.cost_basis),
-                    "value": to_json_number(p.value),
-                    "weight": to_json_number(p.weight),
-                }
-                for key, p in self.positions.items()
-            },
+            "positions": {key: p.to_json() for key, p in self.positions.items()},
         }
 
 

@@ -761,16 +761,7 @@ class LocalServer:
         return {
             "signals": signals,
             "orders": orders,
-            "positions": {
-                key: {
-                    "symbol": p.symbol,
-                    "amount": to_json_number(p.amount),
-                    "cost_basis": to_json_number(p.cost_basis),
-                    "value": to_json_number(p.value),
-                    "weight": to_json_number(p.weight),
-                }
-                for key, p in positions.items()
-            },
+            "positions": {key: p.to_json() for key, p in positions.items()},
             "balances": {
                 asset: {
                     "free": to_json_number(b.free),
