@@ -56,14 +56,21 @@ test: lint typecheck check-template unit ## the whole gate: lint, types, templat
 bench: sync ## measure cold starts, the markets cache, cycle scale and latency; regenerate docs/performance.md
 	@$(RUN) python bench/run.py
 
-build: sync ## validate strategy_config.json, bundle it into the core layer, sam build
+# Lambda's /opt and /var/task are read-only, and `sam build` ships no .pyc files: without them every cold start
+# compiles each module it imports again (ccxt alone: well over a second; docs/performance.md). So the build compiles them,
+# with the project's Python 3.12 (the runtime's bytecode format). unchecked-hash: a .pyc checked against its
+# source's mtime goes stale when the deployment zip rounds mtimes to 2 s, and is then silently recompiled.
+COMPILE_PYC := python -m compileall -q -j 0 --invalidation-mode unchecked-hash
+
+build: sync ## validate strategy_config.json, bundle it into the core layer, sam build, compile the bytecode
 	@$(RUN) python -c "from crypto_bot.config import StrategyConfig; import os; \
 		StrategyConfig.load('strategy_config.json', os.environ.get('QUOTE_CURRENCY', 'USD'))"
 	@cp strategy_config.json layers/core/strategy_config.json
-	$(RUN) sam build
+	SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam build
+	$(RUN) $(COMPILE_PYC) .aws-sam/build
 
 deploy: build ## sam deploy (--guided the first time: make deploy ARGS=--guided)
-	$(RUN) sam deploy $(ARGS)
+	SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam deploy $(ARGS)
 
 clean: ## remove caches and build output
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam

@@ -6,11 +6,13 @@ everything a handler does besides calling :mod:`crypto_bot.aws.steps` lives here
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.shared.functions import strtobool
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crypto_bot.aws import steps
@@ -32,12 +34,9 @@ def step_handler(step: str) -> Handler:
         raise ValueError(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
     run = STEPS[step]
     logger = Logger()
-    tracer = Tracer()
     metrics = Metrics()
     runtime = Runtime.from_env()
 
-    @logger.inject_lambda_context
-    @tracer.capture_lambda_handler
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         result = run(event, runtime)
@@ -48,4 +47,12 @@ def step_handler(step: str) -> Handler:
         logger.info(f"{step} done", extra={k: v for k, v in result.items() if k != "intent_ids"})
         return result
 
-    return lambda_handler
+    # Creating a Tracer imports the X-Ray SDK and patches botocore and requests: tens of ms of every cold
+    # start (docs/performance.md, "Tracer on"), paid even when Powertools then disables it. Its only gain is a
+    # subsegment per AWS and exchange call; Lambda's active tracing (template Globals) records each invocation's
+    # segments without the SDK. So the Tracer is built only when POWERTOOLS_TRACE_DISABLED, Powertools' own
+    # switch, says tracing is on; the template turns it off, and setting it to "false" brings the subsegments back.
+    traced: Handler = lambda_handler
+    if not strtobool(os.environ.get("POWERTOOLS_TRACE_DISABLED", "false")):
+        traced = Tracer().capture_lambda_handler(lambda_handler)
+    return logger.inject_lambda_context(traced)
