@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from crypto_bot.errors import ConfigError
+from crypto_bot.money import plain
 from crypto_bot.timeframe import Timeframe
 
 __all__ = [
@@ -489,10 +490,10 @@ def as_json(workload: Workload, profile: Profile, ours: Bill, seed: Bill) -> dic
 
 
 def _bill_json(bill: Bill) -> dict[str, Any]:
-    # Exact, in plain notation ("0.0016…", never "0E-7"); readers round as they need.
+    # Exact, in plain notation without trailing zeros ("0.00155125", never "0E-7"); readers round as they need.
     return {
-        "total": format(bill.total, "f"),
-        "services": {k: format(v, "f") for k, v in bill.lines.items()},
+        "total": plain(bill.total),
+        "services": {k: plain(v) for k, v in bill.lines.items()},
         "notes": bill.notes,
     }
 
