@@ -22,6 +22,21 @@ def load_event(name: str) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def paper_environment(**overrides: str) -> dict[str, str]:
+    """Return the functions' settings for emulated cycles: paper trading priced by the alerts, no waiting."""
+    values = {
+        "PAPER_TRADING": "true",
+        "PAPER_PRICES": "alerts",
+        "STRATEGY_CONFIG_PATH": str(ROOT / "strategy_config.json"),
+        "MAX_SIGNAL_AGE_MINUTES": "0",  # the README alerts are from 2024
+        "FILL_TIMEOUT_SECONDS": "0",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "CryptoBotTest",
+    }
+    values.update(overrides)
+    return values
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-live", action="store_true", help="run tests that need a real exchange or AWS account")
 

@@ -19,7 +19,7 @@ from crypto_bot.exchanges.paper import PaperExchange
 from crypto_bot.local.aws import LocalStack, local_stack
 from crypto_bot.signals import parse_signal
 from crypto_bot.store import CycleRecord, IntentStatus
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, load_event, paper_environment
 
 CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USD")
 ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")
@@ -32,17 +32,9 @@ ABANDONED = {IntentStatus.UNFILLED, IntentStatus.PARTIALLY_FILLED, IntentStatus.
 
 def environment() -> dict[str, str]:
     """Return the functions' settings for fault runs: paper trading priced by the alerts, no waiting."""
-    return {
-        "PAPER_TRADING": "true",
-        "PAPER_PRICES": "alerts",
-        "STRATEGY_CONFIG_PATH": str(ROOT / "strategy_config.json"),
-        "MAX_SIGNAL_AGE_MINUTES": "0",  # the README alerts are from 2024
-        "FILL_TIMEOUT_SECONDS": "0",
-        "MAX_REPRICE_ATTEMPTS": "2",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "CryptoBotFaults",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
+    return paper_environment(
+        MAX_REPRICE_ATTEMPTS="2", POWERTOOLS_METRICS_NAMESPACE="CryptoBotFaults", POWERTOOLS_LOG_LEVEL="WARNING"
+    )
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from crypto_bot.cli import main
 from crypto_bot.errors import ConfigError
 from crypto_bot.local.aws import LocalStack, local_stack
 from crypto_bot.orders import Balance
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, load_event, paper_environment
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 
@@ -107,15 +107,7 @@ def _local_stack() -> Any:
         ROOT / "template.yaml",
         parameters={"IncrementPct": "0"},
         substitution_overrides={"ReconcileWaitSeconds": "0", "LockWaitSeconds": "0", "MaxLockWaits": "2"},
-        environment={
-            "PAPER_TRADING": "true",
-            "PAPER_PRICES": "alerts",
-            "STRATEGY_CONFIG_PATH": str(ROOT / "strategy_config.json"),
-            "MAX_SIGNAL_AGE_MINUTES": "0",  # the README alerts are from 2024
-            "FILL_TIMEOUT_SECONDS": "0",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "CryptoBotTest",
-        },
+        environment=paper_environment(),
         retry_interval_scale=0,
     )
 

@@ -18,7 +18,7 @@ from crypto_bot.exchanges.paper import PaperExchange
 from crypto_bot.local.aws import LocalStack, local_stack
 from crypto_bot.replay import ReplayOptions, replay
 from crypto_bot.store import IntentStatus
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, load_event, paper_environment
 
 README_ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")
 STEPS = [README_ALERTS[0:1], README_ALERTS[1:2], README_ALERTS[2:4], README_ALERTS[4:6], README_ALERTS[6:8]]
@@ -26,15 +26,7 @@ CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USD")
 
 
 def environment() -> dict[str, str]:
-    return {
-        "PAPER_TRADING": "true",
-        "PAPER_PRICES": "alerts",
-        "STRATEGY_CONFIG_PATH": str(ROOT / "strategy_config.json"),
-        "MAX_SIGNAL_AGE_MINUTES": "0",  # the README alerts are from 2024
-        "FILL_TIMEOUT_SECONDS": "0",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "CryptoBotTest",
-    }
+    return paper_environment()
 
 
 @pytest.fixture
