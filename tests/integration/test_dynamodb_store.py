@@ -643,3 +643,27 @@ def test_a_failed_booking_writes_neither_the_intent_nor_the_ledger(
     assert dynamo.get_intent("c1", "i1") is None
     assert dynamo.load_ledger().positions == {}
     assert len(ledger.entries) == 4  # still pending: the caller's retry books them again
+
+
+def test_booking_intent_after_intent_reads_the_ledger_once(dynamo: DynamoDBStore, client: Any) -> None:
+    dynamo.save_ledger(booked_ledger())
+    original = client.query
+    queries: list[str] = []
+
+    def counting(**request: Any) -> Any:
+        queries.append(request["ExpressionAttributeValues"][":pk"]["S"])
+        return original(**request)
+
+    client.query = counting
+    try:
+        fresh = DynamoDBStore(dynamo.table_name, client)
+        ledger = fresh.load_ledger()
+        for n in range(5):
+            ledger.apply_fill(
+                BTC, Side.BUY, order_id=f"o-{n}", filled=Decimal("0.001"), cost=Decimal("64"), fees=(), at=NOW
+            )
+            fresh.book(intent_record("c1", f"i{n}"), ledger)
+    finally:
+        client.query = original
+    assert queries.count("LEDGER") == 2  # positions and dust, read once by load_ledger
+    assert fresh.load_ledger().positions["BTCUSD"].amount == Decimal("0.0361") - Decimal("0.0000311")

@@ -253,6 +253,10 @@ class DynamoDBStore:
         self.retention = retention
         self.page_size = page_size
         self.sleep = sleep
+        # The positions and dust as this store last read or wrote them. A store lives for one
+        # Lambda invocation and the cycle lock makes it the ledger's only writer, so booking
+        # intent after intent diffs against this instead of querying the ledger every time.
+        self._ledger_known: dict[str, dict[str, Any]] | None = None
 
     # -- signals -------------------------------------------------------------------------
 
@@ -352,7 +356,7 @@ class DynamoDBStore:
 
     def load_ledger(self) -> Ledger:
         """Read every position and the dust (never the audit entries)."""
-        stored = self._ledger_items()
+        stored = self._ledger_known = self._ledger_items()
         positions = {data["strategy"]: data for sk, data in stored.items() if sk.startswith("POSITION#")}
         dust = {data["asset"]: data["amount"] for sk, data in stored.items() if sk.startswith("DUST#")}
         return Ledger.from_dict({"positions": positions, "dust": dust})
@@ -365,6 +369,7 @@ class DynamoDBStore:
         The entries are cleared once written.
         """
         batch_write(self.client, self.table_name, self._ledger_requests(ledger), sleep=self.sleep)
+        self._ledger_known = _ledger_rows(ledger)
         ledger.entries.clear()
 
     def book(self, record: IntentRecord, ledger: Ledger) -> None:
@@ -383,10 +388,11 @@ class DynamoDBStore:
             )
         with translate_errors(f"book intent {record.intent.intent_id} in {self.table_name}"):
             self.client.transact_write_items(TransactItems=items)
+        self._ledger_known = _ledger_rows(ledger)
         ledger.entries.clear()
 
     def _ledger_requests(self, ledger: Ledger) -> list[dict[str, Any]]:
-        stored = self._ledger_items()
+        stored = self._ledger_known if self._ledger_known is not None else self._ledger_items()
         wanted = _ledger_rows(ledger)
         requests: list[dict[str, Any]] = [
             {"PutRequest": {"Item": to_item({"pk": LEDGER, "sk": sk, **data})}}
