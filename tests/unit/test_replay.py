@@ -70,8 +70,9 @@ def test_readme_worked_example_reproduces_the_published_table(
 def test_readme_step_two_sells_down_btc_by_an_eighth_of_a_coin(readme_config: StrategyConfig) -> None:
     step2 = run(README_ALERTS, readme_config).cycles[1].report.results
     sell_down = next(r for r in step2 if r.side.value == "sell")
-    # 0.125 BTC before the lot truncation of the 95% entry; never more than that.
-    assert D("0.12499999") <= sell_down.filled <= D("0.125")
+    # holding × (cost basis − target) / cost basis = 0.15833333 × 7,499.9998 / 9,499.9998, truncated to
+    # 1e-8: the published 0.125 BTC less the lot truncation of the 95% entry.
+    assert sell_down.filled == D("0.12499999")
 
 
 @pytest.mark.parametrize("mode", list(ExecutionMode))
