@@ -580,14 +580,3 @@ class CsvPrices:
 
     def moments(self) -> list[datetime]:
         return sorted({p[0] for points in self._series.values() for p in points})
-
-
-def paper_state(exchange: PaperExchange) -> dict[str, Any]:
-    """A JSON-ready snapshot of a paper account (balances and open orders)."""
-    return {
-        "balances": {a: {"free": str(b.free), "used": str(b.used)} for a, b in exchange.fetch_balances().items()},
-        "open_orders": [
-            {"id": o.id, "symbol": o.symbol, "side": o.side.value, "amount": str(o.amount), "price": str(o.price)}
-            for o in exchange.open_orders()
-        ],
-    }
