@@ -566,6 +566,7 @@ class CsvPrices:
         for points in series.values():
             points.sort(key=lambda p: p[0])
         self._series = series
+        self._times = {symbol: [p[0] for p in points] for symbol, points in series.items()}
 
     def symbols(self) -> list[str]:
         return sorted(self._series)
@@ -575,7 +576,7 @@ class CsvPrices:
         points = self._series.get(symbol)
         if not points:
             return None
-        index = bisect_right([p[0] for p in points], moment)
+        index = bisect_right(self._times[symbol], moment)
         return points[index - 1][1] if index else None
 
     def moments(self) -> list[datetime]:
