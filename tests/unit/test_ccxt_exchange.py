@@ -38,6 +38,7 @@ from crypto_bot.errors import (
     InsufficientFunds,
     InvalidOrder,
     OrderNotFound,
+    OutcomeUnknown,
     PermanentExchangeError,
     RateLimited,
     RequestTimeout,
@@ -880,9 +881,51 @@ def test_fetch_order_on_bybit_raises_order_not_found_when_neither_listing_has_it
 
 def test_fetch_order_on_gemini_posts_the_order_id(gemini: Venue) -> None:
     gemini.http.on("POST", "/v1/order/status", gemini.data["order_filled"])
+    gemini.http.on("POST", "/v1/mytrades", gemini.data["my_trades"])
     order = gemini.exchange.fetch_order("106028543717", "BTC/USD")
     assert gemini.http.last("POST", "/v1/order/status").form()["order_id"] == "106028543717"
     assert (order.status, order.filled, order.cost) == (OrderStatus.CLOSED, Decimal("0.00123"), Decimal("78.72"))
+    # Gemini's order status has no fee; its trades do, and only this order's trade counts.
+    assert order.fees == (Fee(Decimal("0.27552"), "USD"),)
+
+
+def test_a_binance_order_read_gets_its_commission_from_the_orders_trades(binance: Venue) -> None:
+    binance.http.on("GET", "/api/v3/order", binance.data["order_query_filled"])
+    binance.http.on("GET", "/api/v3/myTrades", binance.data["my_trades_28457123"])
+
+    order = binance.exchange.fetch_order("28457123", "BTC/USDT")
+
+    assert binance.http.last("GET", "/api/v3/myTrades").query["orderId"] == "28457123"
+    assert order.fees == (Fee(Decimal("0.00000123"), "BTC"),)
+    assert order.fees_reported
+
+
+def test_an_open_order_with_nothing_filled_reads_no_trades(binance: Venue) -> None:
+    binance.http.on("GET", "/api/v3/order", binance.data["order_open"])
+    order = binance.exchange.fetch_order("28457124", "BTC/USDT")
+    assert order.filled == 0
+    assert binance.http.count("GET", "/api/v3/myTrades") == 0
+
+
+def test_trades_that_lag_the_order_are_read_again_not_booked_short(binance: Venue) -> None:
+    binance.http.on("GET", "/api/v3/order", binance.data["order_query_filled"])
+    trades = binance.data["my_trades_28457123"]
+    binance.http.on("GET", "/api/v3/myTrades", trades[:1], trades)
+
+    order = binance.exchange.fetch_order("28457123", "BTC/USDT")
+
+    assert binance.http.count("GET", "/api/v3/myTrades") == 2
+    assert order.fees == (Fee(Decimal("0.00000123"), "BTC"),)
+
+
+def test_a_venue_without_fees_or_trades_says_the_fees_are_unreported(binance: Venue) -> None:
+    client = binance.exchange.client
+    client.has = dict(client.has, fetchOrderTrades=False, fetchMyTrades=False)
+    binance.http.on("GET", "/api/v3/order", binance.data["order_query_filled"])
+
+    order = binance.exchange.fetch_order("28457123", "BTC/USDT")
+
+    assert (order.fees, order.fees_reported) == ((), False)
 
 
 # --------------------------------------------------------------------------- cancel
@@ -891,6 +934,7 @@ def test_fetch_order_on_gemini_posts_the_order_id(gemini: Venue) -> None:
 def test_cancel_order_returns_the_state_read_after_the_cancel(binance: Venue) -> None:
     binance.http.on("DELETE", "/api/v3/order", binance.data["cancel_response"])
     binance.http.on("GET", "/api/v3/order", binance.data["order_partially_filled_then_canceled"])
+    binance.http.on("GET", "/api/v3/myTrades", binance.data["my_trades_28457124"])
 
     order = binance.exchange.cancel_order("28457124", "BTC/USDT")
 
@@ -901,7 +945,8 @@ def test_cancel_order_returns_the_state_read_after_the_cancel(binance: Venue) ->
 
 def test_cancel_order_of_an_order_that_filled_meanwhile_returns_it_filled(binance: Venue) -> None:
     binance.http.on("DELETE", "/api/v3/order", HttpReply(**binance.data["errors"]["unknown_order_sent"]))
-    binance.http.on("GET", "/api/v3/order", binance.data["order_new_filled"])
+    binance.http.on("GET", "/api/v3/order", binance.data["order_query_filled"])
+    binance.http.on("GET", "/api/v3/myTrades", binance.data["my_trades_28457123"])
 
     order = binance.exchange.cancel_order("28457123", "BTC/USDT")
 
@@ -921,6 +966,7 @@ def test_cancel_order_retries_a_transient_error(binance: Venue) -> None:
         "DELETE", "/api/v3/order", ccxt_errors().ExchangeNotAvailable("503"), binance.data["cancel_response"]
     )
     binance.http.on("GET", "/api/v3/order", binance.data["order_partially_filled_then_canceled"])
+    binance.http.on("GET", "/api/v3/myTrades", binance.data["my_trades_28457124"])
     assert binance.exchange.cancel_order("28457124", "BTC/USDT").status is OrderStatus.CANCELED
     assert binance.http.count("DELETE", "/api/v3/order") == 2
     assert binance.sleeps == [0.5]
@@ -986,6 +1032,7 @@ def test_find_order_by_client_id_on_bybit_ignores_orders_with_another_client_id(
 
 def test_find_order_by_client_id_on_gemini_posts_the_client_order_id(gemini: Venue) -> None:
     gemini.http.on("POST", "/v1/order/status", [gemini.data["order_filled"]])
+    gemini.http.on("POST", "/v1/mytrades", gemini.data["my_trades"])
 
     order = gemini.exchange.find_order_by_client_id(CID, "BTC/USD")
 
@@ -1025,30 +1072,82 @@ def test_find_order_by_client_id_refuses_a_venue_that_cannot_list_closed_orders(
 
 # --------------------------------------------------------------------------- error translation
 
+# Every class in ccxt's error hierarchy (ccxt/base/errors.py), by what it means for an order: refused
+# (permanent), transient, or outcome unknown (transient: a placement is looked up before anything else).
 ERROR_CLASSES = [
-    ("RequestTimeout", RequestTimeout),
-    ("RateLimitExceeded", RateLimited),
-    ("DDoSProtection", RateLimited),
-    ("OnMaintenance", ExchangeUnavailable),
-    ("ExchangeNotAvailable", ExchangeUnavailable),
-    ("InvalidNonce", ExchangeNetworkError),
-    ("NetworkError", ExchangeNetworkError),
-    ("InsufficientFunds", InsufficientFunds),
-    ("OrderNotFound", OrderNotFound),
-    ("OrderNotFillable", InvalidOrder),
-    ("DuplicateOrderId", InvalidOrder),
-    ("InvalidOrder", InvalidOrder),
-    ("AccountSuspended", AuthenticationFailed),
-    ("AccountNotEnabled", AuthenticationFailed),
-    ("PermissionDenied", AuthenticationFailed),
-    ("AuthenticationError", AuthenticationFailed),
-    ("BadSymbol", BadSymbol),
-    ("NotSupported", UnsupportedExchange),
-    ("BadRequest", PermanentExchangeError),
-    ("ExchangeError", PermanentExchangeError),
-    ("NullResponse", PermanentExchangeError),
     ("BaseError", PermanentExchangeError),
+    ("ExchangeError", PermanentExchangeError),
+    ("AuthenticationError", AuthenticationFailed),
+    ("PermissionDenied", AuthenticationFailed),
+    ("AccountNotEnabled", AuthenticationFailed),
+    ("AccountSuspended", AuthenticationFailed),
+    ("ArgumentsRequired", PermanentExchangeError),
+    ("BadRequest", PermanentExchangeError),
+    ("BadSymbol", BadSymbol),
+    ("OperationRejected", PermanentExchangeError),
+    ("NoChange", PermanentExchangeError),
+    ("MarginModeAlreadySet", PermanentExchangeError),
+    ("MarketClosed", PermanentExchangeError),
+    ("ManualInteractionNeeded", PermanentExchangeError),
+    ("RestrictedLocation", PermanentExchangeError),
+    ("InsufficientFunds", InsufficientFunds),
+    ("InvalidAddress", PermanentExchangeError),
+    ("AddressPending", PermanentExchangeError),
+    ("InvalidOrder", InvalidOrder),
+    ("OrderNotFound", OrderNotFound),
+    ("OrderNotCached", InvalidOrder),
+    ("OrderImmediatelyFillable", InvalidOrder),
+    ("OrderNotFillable", InvalidOrder),
+    ("DuplicateOrderId", OutcomeUnknown),
+    ("ContractUnavailable", InvalidOrder),
+    ("NotSupported", UnsupportedExchange),
+    ("InvalidProxySettings", PermanentExchangeError),
+    ("ExchangeClosedByUser", PermanentExchangeError),
+    ("OperationFailed", OutcomeUnknown),
+    ("NetworkError", ExchangeNetworkError),
+    ("DDoSProtection", RateLimited),
+    ("RateLimitExceeded", RateLimited),
+    ("ExchangeNotAvailable", ExchangeUnavailable),
+    ("OnMaintenance", ExchangeUnavailable),
+    ("InvalidNonce", ExchangeNetworkError),
+    ("ChecksumError", ExchangeNetworkError),
+    ("RequestTimeout", RequestTimeout),
+    ("BadResponse", OutcomeUnknown),
+    ("NullResponse", OutcomeUnknown),
+    ("CancelPending", OutcomeUnknown),
+    ("UnsubscribeError", PermanentExchangeError),
 ]
+
+
+def _hierarchy_names(tree: dict[str, Any]) -> set[str]:
+    return set(tree) | {name for subtree in tree.values() for name in _hierarchy_names(subtree)}
+
+
+def test_every_ccxt_error_class_is_classified() -> None:
+    assert _hierarchy_names(ccxt_errors().error_hierarchy) == {name for name, _ in ERROR_CLASSES}
+
+
+# What a placement that raised each ccxt class means: an answer that is not a specific refusal may hide an
+# accepted order, so a bare ExchangeError (a venue code ccxt does not classify) counts as outcome unknown.
+PLACEMENT_OUTCOMES = [
+    (name, OutcomeUnknown if expected is PermanentExchangeError else expected) for name, expected in ERROR_CLASSES
+]
+
+
+@pytest.mark.parametrize(("ccxt_name", "expected"), PLACEMENT_OUTCOMES)
+def test_every_ccxt_error_out_of_create_order_is_refused_transient_or_unknown(
+    binance: Venue, ccxt_name: str, expected: type[ExchangeError]
+) -> None:
+    raised = getattr(ccxt_errors(), ccxt_name)("binance says no")
+    binance.http.on("POST", "/api/v3/order", raised)
+
+    with pytest.raises(ExchangeError) as info:
+        binance.exchange.create_limit_order("BTC/USDT", Side.BUY, Decimal("0.00123"), Decimal("65000.01"), CID)
+
+    assert type(info.value) is expected
+    # Refused means permanent; everything else leaves the placement to be looked up by client id.
+    assert info.value.transient is not issubclass(expected, PermanentExchangeError)
+    assert binance.http.count("POST", "/api/v3/order") == 1
 
 
 @pytest.mark.parametrize(("ccxt_name", "expected"), ERROR_CLASSES)
@@ -1113,7 +1212,7 @@ VENUE_FAILURES = [
     VenueFailure("binance", "GET", "/api/v3/account", "maintenance",
                  lambda ex: ex.fetch_balances(), ExchangeUnavailable),
     VenueFailure("binance", "GET", "/api/v3/account", "internal_error",
-                 lambda ex: ex.fetch_balances(), PermanentExchangeError),
+                 lambda ex: ex.fetch_balances(), OutcomeUnknown),
     VenueFailure("bybit", "POST", "/v5/order/create", "insufficient_balance",
                  _buy("BTC/USDT", "0.002", "64000"), InsufficientFunds),
     VenueFailure("bybit", "POST", "/v5/order/create", "invalid_symbol",

@@ -12,8 +12,10 @@ import pytest
 from crypto_bot.config import ExecutionMode, StrategyConfig
 from crypto_bot.errors import (
     AuthenticationFailed,
+    ExchangeError,
     ExchangeNetworkError,
     InsufficientFunds,
+    OutcomeUnknown,
     RateLimited,
     RequestTimeout,
 )
@@ -21,7 +23,7 @@ from crypto_bot.exchanges.paper import Fault, PaperExchange, default_market
 from crypto_bot.markets import Side
 from crypto_bot.orders import OrderIntent, OrderStatus, Purpose, intent_id
 from crypto_bot.retry import RetryPolicy
-from crypto_bot.store import IntentRecord, IntentStatus, MemoryStore, Phase
+from crypto_bot.store import CycleRecord, IntentRecord, IntentStatus, MemoryStore, Phase
 from crypto_bot.workflow import Workflow, WorkflowSettings
 
 T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
@@ -109,12 +111,19 @@ def test_marketable_buy_fills_at_last_and_is_booked_once(paper: PaperExchange) -
     assert wf.store.load_ledger().positions["BTCUSD"].amount == D("0.1")
 
 
-def test_timeout_after_the_exchange_accepted_places_exactly_one_order(paper: PaperExchange) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [RequestTimeout("read timed out"), OutcomeUnknown("binance -1006: execution status unknown")],
+    ids=["timeout", "outcome-unknown"],
+)
+def test_an_unknown_outcome_after_the_exchange_accepted_places_exactly_one_order(
+    paper: PaperExchange, error: ExchangeError
+) -> None:
     clock = Clock()
     wf = workflow(paper, clock)
-    paper.faults.append(Fault("create_limit_order", RequestTimeout("read timed out"), after_effect=True))
+    paper.faults.append(Fault("create_limit_order", error, after_effect=True))
     wf.store.put_intent(IntentRecord(intent=intent(), phase=Phase.ENTRIES))
-    with pytest.raises(RequestTimeout):
+    with pytest.raises(type(error)):
         wf.place("cycle-1", intent().intent_id)
     stored = wf.store.get_intent("cycle-1", intent().intent_id)
     assert stored is not None
@@ -279,3 +288,30 @@ def test_a_spent_budget_leaves_the_rest_for_the_next_round_and_starts_with_the_u
     while wf.reconcile("cycle-1", Phase.ENTRIES, budget=timedelta(0)):
         pass
     assert all(r.status is IntentStatus.FILLED for r in wf.store.intents("cycle-1"))
+
+
+def _cycle_with_one_entry(wf: Workflow, clock: Clock) -> None:
+    wf.store.put_cycle(CycleRecord(cycle_id="cycle-1", at=T0, urgent=False, signal_keys=[]))
+    settle(wf, clock, intent())
+
+
+def test_finalize_reports_an_asset_the_account_holds_less_of_than_the_ledger() -> None:
+    clock = Clock()
+    paper = paper_account(btc="0")
+    wf = workflow(paper, clock)
+    _cycle_with_one_entry(wf, clock)
+    paper.balances["BTC"] -= D("0.00008")  # coins gone from the account behind the ledger's back
+
+    summary = wf.finalize("cycle-1").summary
+
+    assert summary["drift"] == {"BTC": "the account holds 0.00008 BTC less than the ledger's 0.1"}
+    assert summary["notes"]["drift BTC"] == summary["drift"]["BTC"]
+
+
+def test_finalize_reports_no_drift_when_the_account_holds_what_the_ledger_says_or_more() -> None:
+    clock = Clock()
+    paper = paper_account(btc="0.5")  # coins from before the bot are not drift
+    wf = workflow(paper, clock)
+    _cycle_with_one_entry(wf, clock)
+
+    assert "drift" not in wf.finalize("cycle-1").summary

@@ -83,7 +83,17 @@ class ExchangeNetworkError(TransientExchangeError):
     """The request did not get a usable answer (connection reset, DNS, 5xx)."""
 
 
-class RequestTimeout(ExchangeNetworkError):
+class OutcomeUnknown(ExchangeNetworkError):
+    """The venue may or may not have executed the request: an HTTP 5xx, a lost or garbled answer.
+
+    Binance documents this for HTTP 5xx and for codes -1000, -1001, -1006 and -1007 ("execution status
+    unknown", binance-spot-api-docs rest-api.md "HTTP Return Codes" and errors.md). Retrying a *read* is safe;
+    after a *placement* that raised this, the order must be looked up by its client id before anything else,
+    exactly as after a timeout.
+    """
+
+
+class RequestTimeout(OutcomeUnknown):
     """No answer in time. The request *may* have been executed: look before re-sending."""
 
 

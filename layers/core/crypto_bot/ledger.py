@@ -109,6 +109,7 @@ class Ledger:
         cost: Decimal,
         fees: Iterable[Fee],
         at: datetime,
+        note: str = "",
     ) -> LedgerEntry:
         """Book a fill (a delta: the newly filled amount and its quote cost).
 
@@ -122,7 +123,6 @@ class Ledger:
         base_fee = sum((f.cost for f in fees if f.currency == strategy.base), ZERO)
         quote_fee = sum((f.cost for f in fees if f.currency == strategy.quote), ZERO)
         position = self.position(strategy)
-        note = ""
         if side is Side.BUY:
             base_delta = filled - base_fee
             cost_delta = cost + quote_fee
@@ -136,7 +136,8 @@ class Ledger:
         else:
             leaving = filled + base_fee
             if leaving > position.amount:
-                note = f"sold {leaving} but the ledger held {position.amount}; the excess shows as drift"
+                excess = f"sold {leaving} but the ledger held {position.amount}; the excess shows as drift"
+                note = f"{note}; {excess}" if note else excess
                 leaving = position.amount
             fraction = leaving / position.amount if position.amount else ZERO
             removed = position.cost_basis * fraction

@@ -63,6 +63,9 @@ class ExchangeOrder:
     filled: Decimal = ZERO
     cost: Decimal = ZERO  # quote spent or received by the fills, fees excluded
     fees: tuple[Fee, ...] = ()
+    # False when the venue said nothing about the fees of these fills, neither on the order nor in its
+    # trades: ``fees`` is then empty because nothing is known, not because nothing was charged.
+    fees_reported: bool = True
 
     @property
     def remaining(self) -> Decimal:

@@ -442,6 +442,10 @@ class Workflow:
         _remember(record, fresh)
         if filled <= 0 and not fees:
             return
+        note = ""
+        if filled > 0 and not fresh.fees_reported:
+            # Nothing to book a fee from: say so where the trader looks, and let the drift check show it.
+            note = f"{self.exchange.name} reported no fee for order {fresh.id}; booked without one"
         ledger.apply_fill(
             self.config[record.intent.strategy],
             fresh.side,
@@ -450,6 +454,7 @@ class Workflow:
             cost=cost,
             fees=fees,
             at=self.clock(),
+            note=note,
         )
         record.filled += filled
         record.cost += cost
@@ -479,6 +484,7 @@ class Workflow:
             orders[r.status.value] = orders.get(r.status.value, 0) + 1
         cycle.status = "failed" if error else "done"
         cycle.error = error
+        shortfall = self._shortfall()
         cycle.summary = {
             "signals": statuses,
             "orders": orders,
@@ -487,7 +493,8 @@ class Workflow:
                 f"{r.intent.strategy} {r.intent.purpose.value}": f"{r.status.value}: {r.reason}"
                 for r in intents
                 if r.reason or r.status is not IntentStatus.FILLED
-            },
+            }
+            | {f"drift {asset}": why for asset, why in shortfall.items()},
             "traded": {r.intent.strategy: f"{r.intent.side.value} {plain(r.filled)}" for r in intents if r.filled},
             "slippage_bps": {
                 r.intent.strategy: str(slip.quantize(Decimal("0.01")))
@@ -495,8 +502,28 @@ class Workflow:
                 if (slip := r.slippage_bps) is not None
             },
         }
+        if shortfall:
+            cycle.summary["drift"] = shortfall
         self.store.put_cycle(cycle)
         return cycle
+
+    def _shortfall(self) -> dict[str, str]:
+        """Check the ledger against the account: every asset the account holds less of than the strategies own.
+
+        More coins than the ledger is normal (holdings from before the bot, deposits); fewer means a fill or a
+        fee was booked wrong or coins left the account, and the next exit of that asset would fall short.
+        """
+        try:
+            balances = self._read(self.exchange.fetch_balances)
+        except ExchangeError as e:
+            return {"*": f"not checked: the balances could not be read: {type(e).__name__}: {e}"}
+        ledger = self.store.load_ledger()
+        held = ledger.amounts_by_asset()
+        return {
+            asset: f"the account holds {plain(-difference)} {asset} less than the ledger's {plain(held[asset])}"
+            for asset, difference in ledger.drift(balances).items()
+            if difference < 0
+        }
 
     def _abandon(self, record: IntentRecord, error: str) -> IntentRecord:
         """Settle an order a failed cycle leaves working: book its fills, cancel the rest, say why.

@@ -25,20 +25,22 @@ def cycle_message(cycle: CycleRecord) -> tuple[str, str]:
     lines += [f"  {strategy}: {what}" for strategy, what in sorted(traded.items())] or ["  no trades"]
     notes = summary.get("notes", {})
     if notes:
-        # Cancelled, abandoned, refused or skipped orders, and fills that needed the market fallback.
-        lines += ["", "orders not simply filled:"] + [f"  {order}: {why}" for order, why in sorted(notes.items())]
+        # Cancelled, abandoned, refused or skipped orders, fills that needed the market fallback, and drift.
+        lines += ["", "orders not simply filled, and ledger drift:"]
+        lines += [f"  {order}: {why}" for order, why in sorted(notes.items())]
     lines += ["", "signals: " + json.dumps(summary.get("signals", {}), sort_keys=True)]
     lines += ["orders: " + json.dumps(summary.get("orders", {}), sort_keys=True)]
     return subject[:MAX_SUBJECT], "\n".join(lines)
 
 
 def worth_notifying(cycle: CycleRecord) -> bool:
-    """Say whether a finished cycle needs a message: it traded, failed, was urgent, or gave an order up."""
+    """Say whether a finished cycle needs a message: it traded, failed, was urgent, gave an order up, or drifted."""
     orders = cycle.summary.get("orders", {})
     return bool(
         cycle.urgent
         or cycle.status == "failed"
         or cycle.summary.get("traded")
+        or cycle.summary.get("drift")
         or any(orders.get(status) for status in ABANDONED)
     )
 

@@ -39,7 +39,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final, Literal
 
@@ -52,6 +52,7 @@ from crypto_bot.errors import (
     InsufficientFunds,
     InvalidOrder,
     OrderNotFound,
+    OutcomeUnknown,
     PermanentExchangeError,
     RateLimited,
     RequestTimeout,
@@ -96,10 +97,18 @@ _STATUSES: Final[Mapping[str, OrderStatus]] = {
     "expired": OrderStatus.EXPIRED,
 }
 
-# ccxt error class name → ours. Checked top to bottom with isinstance, so every
-# subclass must come before its ccxt parent (RateLimitExceeded and DDoSProtection
-# are siblings under NetworkError; OnMaintenance is under ExchangeNotAvailable;
-# OrderNotFound is under InvalidOrder; everything is under BaseError).
+# ccxt error class name → ours, by what the error means for an order (ccxt/base/errors.py holds the
+# hierarchy). Three kinds:
+# * refused (permanent): the venue answered and did not act — InvalidOrder, InsufficientFunds, ...;
+# * transient: worth retrying; for a placement every transient error may hide an accepted order, so
+#   the workflow looks the order up by client id before it sends anything again;
+# * outcome unknown (transient too): OperationFailed and its BadResponse/NullResponse/CancelPending are
+#   what ccxt raises for Binance's "execution status unknown" codes (-1000, -1001, -1006), and
+#   DuplicateOrderId says an order with our client id already exists: look it up.
+# Checked top to bottom with isinstance, so every subclass comes before its ccxt parent
+# (RateLimitExceeded and DDoSProtection are siblings under NetworkError; OnMaintenance is under
+# ExchangeNotAvailable; NetworkError is under OperationFailed; OrderNotFound and DuplicateOrderId are
+# under InvalidOrder; everything is under BaseError).
 _ERROR_MAP: Final[tuple[tuple[str, type[ExchangeError]], ...]] = (
     ("RequestTimeout", RequestTimeout),
     ("RateLimitExceeded", RateLimited),
@@ -107,8 +116,10 @@ _ERROR_MAP: Final[tuple[tuple[str, type[ExchangeError]], ...]] = (
     ("OnMaintenance", ExchangeUnavailable),
     ("ExchangeNotAvailable", ExchangeUnavailable),
     ("NetworkError", ExchangeNetworkError),
+    ("OperationFailed", OutcomeUnknown),
     ("InsufficientFunds", InsufficientFunds),
     ("OrderNotFound", OrderNotFound),
+    ("DuplicateOrderId", OutcomeUnknown),
     ("InvalidOrder", InvalidOrder),
     ("AccountSuspended", AuthenticationFailed),
     ("PermissionDenied", AuthenticationFailed),
@@ -296,6 +307,12 @@ def _fees(order: Mapping[str, Any], what: str) -> tuple[Fee, ...]:
             raise PermanentExchangeError(f"{what}: fee of {cost} has no currency")
         fees.append(Fee(cost=cost, currency=currency))
     return tuple(fees)
+
+
+def _reports_fees(order: Mapping[str, Any]) -> bool:
+    """Say whether a ccxt order structure says anything about its fees (a reported zero counts)."""
+    entries = [order.get("fee"), *(order.get("fees") or [])]
+    return any(isinstance(e, Mapping) and e.get("cost") is not None for e in entries)
 
 
 def _same_fee(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -566,7 +583,7 @@ class CcxtExchange:
                 raise OrderNotFound(f"{self._id} has no order {order_id!r} on {symbol}")
             return found
         raw = self._read(f"fetch_order({order_id!r}, {symbol!r})", lambda: self._client.fetch_order(order_id, symbol))
-        return order_from_ccxt(raw)
+        return self._with_fees(raw, symbol)
 
     def find_order_by_client_id(self, client_order_id: str, symbol: str) -> ExchangeOrder | None:
         """Find an order by our client order id, or None if the exchange never got it."""
@@ -577,7 +594,7 @@ class CcxtExchange:
                 raw = self._read(what, lambda: self._client.fetch_order("", symbol, {"clientOrderId": client_order_id}))
             except OrderNotFound:
                 return None
-            return order_from_ccxt(raw)
+            return self._with_fees(raw, symbol)
         if self._lookup.by_client_id == "gemini_status":
             return self._gemini_status(client_order_id, symbol)
         return self._search_listings(
@@ -611,7 +628,7 @@ class CcxtExchange:
                 f"({self._id} would send {amount_text} @ {price_text})"
             )
         params = {"clientOrderId": client_order_id}
-        raw = self._call(
+        raw = self._place(
             f"create_order({symbol!r}, {ccxt_side!r}, client id {client_order_id!r})",
             lambda: client.create_order(symbol, "limit", ccxt_side, amount_text, price_text, params),
         )
@@ -642,7 +659,7 @@ class CcxtExchange:
                 f"({self._id} would send {amount_text})"
             )
         params = {"clientOrderId": client_order_id}
-        raw = self._call(
+        raw = self._place(
             f"create_order({symbol!r}, 'market', {ccxt_side!r}, client id {client_order_id!r})",
             lambda: client.create_order(symbol, "market", ccxt_side, amount_text, None, params),
         )
@@ -692,6 +709,58 @@ class CcxtExchange:
     def _read[T](self, what: str, fn: Callable[[], T]) -> T:
         return call_with_retry(lambda: self._call(what, fn), self._retry, sleep=self._sleep)
 
+    def _place[T](self, what: str, fn: Callable[[], T]) -> T:
+        """Send an order once; an answer that does not say the venue refused it leaves its outcome unknown."""
+        try:
+            return self._call(what, fn)
+        except PermanentExchangeError as e:
+            if type(e) is not PermanentExchangeError:
+                raise  # a specific refusal: InvalidOrder, InsufficientFunds, AuthenticationFailed, ...
+            # ccxt's bare ExchangeError: the venue's code is one ccxt does not classify. Nothing says the
+            # order was refused, and treating it as refused loses an order that may have filled.
+            raise OutcomeUnknown(f"{e} (an unclassified venue error: the order may exist)") from e
+
+    def _with_fees(self, raw: Mapping[str, Any], symbol: str) -> ExchangeOrder:
+        """Convert an order read, completing its fees from the order's trades where the read has none.
+
+        Binance's order query (GET /api/v3/order) carries no commission at all; only the account's trades
+        (GET /api/v3/myTrades?orderId=...) do (binance-spot-api-docs rest-api.md, "Query order" and
+        "Account trade list"). Booking such a read as it is would drop a commission charged in the base
+        asset, and the ledger would hold coins the account does not.
+        """
+        order = order_from_ccxt(raw)
+        if order.filled <= 0 or _reports_fees(raw):
+            return order
+        client = self._client
+        what = f"trades of order {order.id} on {symbol}"
+        fetch: Callable[[], Sequence[Mapping[str, Any]]]
+        if client.has.get("fetchOrderTrades"):
+            fetch = functools.partial(client.fetch_order_trades, order.id, symbol)
+        elif client.has.get("fetchMyTrades"):
+            # Filtered here too: not every venue filters its trade list by order server-side (Gemini does not).
+            fetch = functools.partial(client.fetch_my_trades, symbol, None, None, {"orderId": order.id})
+        else:
+            return replace(order, fees_reported=False)
+
+        def complete_trades() -> list[Mapping[str, Any]]:
+            found = [t for t in self._call(what, fetch) if t.get("order") is None or str(t.get("order")) == order.id]
+            traded = sum((_decimal(t.get("amount"), f"{what} amount") for t in found), ZERO)
+            if traded < order.filled:
+                # The trade history lags the order's state: read again rather than book a fill without
+                # the fees its missing trades carry.
+                raise ExchangeUnavailable(
+                    f"{self._id} reports order {order.id} filled {_plain(order.filled)} but its trades only "
+                    f"{_plain(traded)}; the trade history is not complete yet"
+                )
+            return found
+
+        trades = call_with_retry(complete_trades, self._retry, sleep=self._sleep)
+        fees: dict[str, Decimal] = {}
+        for trade in trades:
+            for fee in _fees(trade, what):
+                fees[fee.currency] = fees.get(fee.currency, ZERO) + fee.cost
+        return replace(order, fees=tuple(Fee(cost, currency) for currency, cost in sorted(fees.items())))
+
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
@@ -721,7 +790,7 @@ class CcxtExchange:
             orders = self._read(f"{name}({symbol!r}, {filter_value!r})", fetch)
             found = [o for o in orders if matches(o) and o.get("symbol") in (None, symbol)]
             if found:
-                return order_from_ccxt(found[-1])
+                return self._with_fees(found[-1], symbol)
         return None
 
     def _gemini_status(self, client_order_id: str, symbol: str) -> ExchangeOrder | None:
@@ -737,7 +806,7 @@ class CcxtExchange:
         raw_orders = response if isinstance(response, list) else [response]
         parsed = self._call("parse the order status", lambda: client.parse_orders(raw_orders, client.market(symbol)))
         found = [o for o in parsed if o.get("clientOrderId") == client_order_id and o.get("symbol") == symbol]
-        return order_from_ccxt(found[-1]) if found else None
+        return self._with_fees(found[-1], symbol) if found else None
 
 
 def _closed_listing(client: Any) -> str | None:
