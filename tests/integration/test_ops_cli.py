@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -218,12 +218,21 @@ def prices(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     opened: list[tuple[str, bool]] = []
     table = {"BTC/USD": D(61000), "ETH/USD": D(3100)}
 
-    def source(exchange_id: str, *, sandbox: bool) -> Callable[[str], D]:
+    def source(exchange_id: str, *, sandbox: bool, options: Mapping[str, Any] | None = None) -> Callable[[str], D]:
         opened.append((exchange_id, sandbox))
+        options_seen.append(dict(options or {}))
         return table.__getitem__
 
     monkeypatch.setattr(ops, "public_price_source", source)
     return opened
+
+
+options_seen: list[dict[str, Any]] = []
+
+
+@pytest.fixture(autouse=True)
+def _forget_options() -> None:
+    options_seen.clear()
 
 
 def test_positions_json_values_the_ledger_and_shows_zero_drift(
@@ -275,10 +284,12 @@ def test_positions_of_a_live_stack_read_balances_with_the_stacks_api_key(
     capsys: pytest.CaptureFixture[str], prices: list[tuple[str, bool]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = '{"apiKey": "live-key-1", "secret": "live-secret-1"}'
-    seen: list[tuple[str, dict[str, str], bool]] = []
+    seen: list[tuple[str, dict[str, str], bool, dict[str, Any]]] = []
 
-    def balances(exchange_id: str, credentials: dict[str, str], *, sandbox: bool) -> dict[str, Balance]:
-        seen.append((exchange_id, dict(credentials), sandbox))
+    def balances(
+        exchange_id: str, credentials: dict[str, str], *, sandbox: bool, options: Mapping[str, Any] | None = None
+    ) -> dict[str, Balance]:
+        seen.append((exchange_id, dict(credentials), sandbox, dict(options or {})))
         # 0.01 BTC more than the ledger: a manual deposit shows as drift.
         return {"USD": Balance(free=D("500.0002")), "BTC": Balance(free=D("0.16833333"))}
 
@@ -286,7 +297,8 @@ def test_positions_of_a_live_stack_read_balances_with_the_stacks_api_key(
     monkeypatch.chdir(ROOT)
     with _local_stack() as stack:
         stack.client("ssm").put_parameter(Name=API_KEY_NAME, Value=secret, Type="SecureString")
-        register_stack(stack, "live", stack_parameters(PaperTrading="false", Sandbox="true"))
+        options = '{"options": {"recvWindow": 5000}}'
+        register_stack(stack, "live", stack_parameters(PaperTrading="false", Sandbox="true", ExchangeOptions=options))
         outputs = {"SignalsQueueUrl": stack.resource("SignalsQueue")}
         stack.client("sqs").send_message(QueueUrl=outputs["SignalsQueueUrl"], MessageBody=json.dumps(README_ALERTS[0]))
         arn = stack.start_execution("TradeCycleStateMachine", {"trigger": "manual"})
@@ -294,8 +306,11 @@ def test_positions_of_a_live_stack_read_balances_with_the_stacks_api_key(
         capsys.readouterr()  # the handlers' logs
         code, out, err = run_cli(capsys, "positions", "--stack", "live", "--json")
     assert (code, err) == (0, "")
-    assert seen == [("kraken", {"apiKey": "live-key-1", "secret": "live-secret-1"}, True)]
+    # The stack's ExchangeOptions reach every ccxt client the CLI builds.
+    recv_window = {"options": {"recvWindow": 5000}}
+    assert seen == [("kraken", {"apiKey": "live-key-1", "secret": "live-secret-1"}, True, recv_window)]
     assert prices == [("kraken", True)]  # a Sandbox stack is priced from the testnet it trades on
+    assert options_seen == [recv_window]
     report = json.loads(out)
     assert report["positions"]["BTCUSD"]["amount"] == 0.15833333
     assert report["drift"] == {"BTC": 0.01}

@@ -265,6 +265,14 @@ def _mode(text: str) -> ExecutionMode:
         raise ValueError("must be one of boost, multi") from None
 
 
+def parse_exchange_options(text: str, what: str) -> dict[str, Any]:
+    """Parse ccxt constructor options given as JSON text; ConfigError names ``what`` and the problem."""
+    try:
+        return _json_object(text)
+    except ValueError as e:
+        raise ConfigError(f"{what}: {e}") from None
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)

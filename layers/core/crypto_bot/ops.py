@@ -29,7 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from crypto_bot.config import StrategyConfig
+from crypto_bot.config import StrategyConfig, parse_exchange_options
 from crypto_bot.errors import ConfigError, ExchangeError, StoreError
 from crypto_bot.markets import split_symbol
 from crypto_bot.money import ZERO, parse_decimal, plain, to_json_number
@@ -116,6 +116,13 @@ class StackResources:
     @property
     def paper_trading(self) -> bool:
         return self.parameter("PaperTrading").lower() == "true"
+
+    @property
+    def exchange_options(self) -> dict[str, Any]:
+        """Return the stack's ccxt options (its ExchangeOptions parameter), as every ccxt client it builds uses."""
+        if "ExchangeOptions" not in self.parameters:
+            return {}  # a stack deployed before the parameter existed: its functions ran without options
+        return parse_exchange_options(self.parameters["ExchangeOptions"], f"stack {self.name} ExchangeOptions")
 
 
 def stack_resources(cfn: Any, stack: str) -> StackResources:
@@ -428,8 +435,14 @@ def read_api_key(ssm: Any, secretsmanager: Any, name: str, store: str) -> dict[s
     return {str(k): str(v) for k, v in data.items()}
 
 
-def live_balances(exchange_id: str, credentials: Mapping[str, str], *, sandbox: bool) -> Mapping[str, Balance]:
-    """Fetch the account's balances from the exchange with the stack's API key."""
+def live_balances(
+    exchange_id: str,
+    credentials: Mapping[str, str],
+    *,
+    sandbox: bool,
+    options: Mapping[str, Any] | None = None,
+) -> Mapping[str, Balance]:
+    """Fetch the account's balances from the exchange with the stack's API key and ccxt options."""
     from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
 
     exchange = CcxtExchange(
@@ -438,15 +451,18 @@ def live_balances(exchange_id: str, credentials: Mapping[str, str], *, sandbox: 
         secret=credentials.get("secret"),
         password=credentials.get("password"),
         sandbox=sandbox,
+        options=options,
     )
     return exchange.fetch_balances()
 
 
-def public_price_source(exchange_id: str, *, sandbox: bool) -> Callable[[str], Decimal]:
+def public_price_source(
+    exchange_id: str, *, sandbox: bool, options: Mapping[str, Any] | None = None
+) -> Callable[[str], Decimal]:
     """Return a function giving a symbol's last price from the exchange's public ticker."""
     from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
 
-    return CcxtExchange(exchange_id, sandbox=sandbox).fetch_last_price
+    return CcxtExchange(exchange_id, sandbox=sandbox, options=options).fetch_last_price
 
 
 def _read_prices(symbols: Sequence[str], source: Callable[[str], Decimal], notes: list[str]) -> dict[str, Decimal]:
@@ -494,7 +510,7 @@ def deployed_holdings(
                 name,
                 store,
             )
-            balances = live_balances(exchange_id, credentials, sandbox=sandbox)
+            balances = live_balances(exchange_id, credentials, sandbox=sandbox, options=resources.exchange_options)
     notes: list[str] = []
     prices: dict[str, Decimal] | None = None
     if with_prices:
@@ -502,7 +518,8 @@ def deployed_holdings(
         for asset, balance in (balances or {}).items():
             if asset != config.quote and balance.total:
                 symbols.add(f"{asset}/{config.quote}")
-        prices = _read_prices(sorted(symbols), public_price_source(exchange_id, sandbox=sandbox), notes)
+        source = public_price_source(exchange_id, sandbox=sandbox, options=resources.exchange_options)
+        prices = _read_prices(sorted(symbols), source, notes)
     result = holdings(config, ledger, balances, prices)
     result.notes[:0] = notes
     return result

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
+from crypto_bot.config import parse_exchange_options
 from crypto_bot.errors import ConfigError
 
 __all__ = ["DEMO_EXTRA_ALERTS", "DemoStep", "demo_steps", "register"]
@@ -89,6 +90,25 @@ def register(commands: Any) -> None:
         help="alerts older than this expire (default: the template's MaxSignalAgeMinutes; 0: never)",
     )
     local.add_argument("--template", type=Path, help="the SAM template (default: template.yaml)")
+    venue = local.add_argument_group(
+        "a real or emulated venue instead of the paper exchange",
+        "Trade a ccxt venue (a testnet before going live, or an emulator) through the same local pipeline.",
+    )
+    venue.add_argument("--exchange", metavar="ID", help="ccxt exchange id, e.g. binance (default: the paper exchange)")
+    venue.add_argument("--sandbox", action="store_true", help="use the venue's testnet (ccxt sandbox mode)")
+    venue.add_argument(
+        "--exchange-options",
+        metavar="JSON",
+        default="{}",
+        help='JSON deep-merged into the ccxt constructor config, e.g. \'{"urls": {"api": {...}}}\'; also used by '
+        "--prices live:",
+    )
+    venue.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="PATH",
+        help='JSON file with the venue\'s key: {"apiKey": ..., "secret": ...}; needed with --exchange',
+    )
     local.set_defaults(run=_local)
 
     demo = commands.add_parser(
@@ -104,6 +124,22 @@ def register(commands: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------ local
+
+
+def _api_key(path: Path) -> dict[str, str]:
+    """Read a venue API key file; errors name the file and the problem, never the key."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"--api-key-file {path}: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f'--api-key-file {path}: not JSON; expected {{"apiKey": ..., "secret": ...}}') from None
+    if not isinstance(data, dict) or not data.get("apiKey") or not data.get("secret"):
+        raise ConfigError(f"--api-key-file {path}: expected a JSON object with apiKey and secret")
+    unknown = sorted(set(data) - {"apiKey", "secret", "password"})
+    if unknown:
+        raise ConfigError(f"--api-key-file {path}: unknown fields {unknown}; expected apiKey, secret, password")
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -128,7 +164,15 @@ def _settings(args: argparse.Namespace) -> Any:
     template = args.template or default_template()
     if not template.is_file():
         raise ConfigError(f"template {template} not found: run from the project directory or pass --template")
+    options = parse_exchange_options(args.exchange_options, "--exchange-options")
+    if args.exchange is None and (args.sandbox or args.api_key_file):
+        raise ConfigError("--sandbox and --api-key-file choose how to reach a venue: give --exchange ID too")
+    api_key = _api_key(args.api_key_file) if args.api_key_file else None
     return LocalSettings(
+        exchange=args.exchange.strip().lower() if args.exchange else None,
+        sandbox=args.sandbox,
+        exchange_options=options,
+        api_key=api_key,
         config=args.config,
         host=args.host,
         port=args.port,

@@ -76,6 +76,11 @@ class LocalSettings:
     allow: tuple[str, ...] = ()
     max_signal_age: int | None = None  # minutes; 0 never expires; None: the template's
     template: Path = field(default_factory=default_template)
+    # A ccxt venue (a testnet, or an emulator) instead of the paper exchange; None: paper trading.
+    exchange: str | None = None
+    sandbox: bool = False
+    exchange_options: Mapping[str, Any] = field(default_factory=dict)
+    api_key: Mapping[str, str] | None = field(default=None, repr=False)  # {"apiKey", "secret"[, "password"]}
 
 
 @dataclass
@@ -127,6 +132,7 @@ class LocalServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._serving = False
         self.stack: Any = None
+        self._venue_client: Any = None
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -158,6 +164,19 @@ class LocalServer:
             if not exchange:
                 raise ConfigError("--prices live:EXCHANGE: name the ccxt exchange, e.g. live:binance")
             parameters["ExchangeName"] = exchange
+        parameters["ExchangeOptions"] = json.dumps(dict(s.exchange_options), sort_keys=True)
+        if s.exchange is not None:
+            if s.prices:
+                raise ConfigError("--prices is for the paper exchange; a venue (--exchange) prices its own orders")
+            if not s.api_key:
+                raise ConfigError(f"--exchange {s.exchange}: give the venue's API key with --api-key-file")
+            parameters.update(
+                PaperTrading="false",
+                ExchangeName=s.exchange,
+                Sandbox="true" if s.sandbox else "false",
+                ApiKeyParameterName=self._declared_default("ApiKeyParameterName"),
+                SecretStore="ssm",
+            )
         if s.schedule and s.schedule.lower() not in NO_SCHEDULE:
             parameters["CycleSchedule"] = s.schedule
         if s.max_signal_age is not None and s.max_signal_age < 0:
@@ -212,7 +231,26 @@ class LocalServer:
 
     @property
     def _live(self) -> bool:
-        return bool(self.settings.prices and self.settings.prices.startswith("live:"))
+        """Say whether prices move on their own (live prices, or a venue), so fills take real waits."""
+        return self.settings.exchange is not None or bool(
+            self.settings.prices and self.settings.prices.startswith("live:")
+        )
+
+    def _venue(self) -> Any:
+        """Return the ccxt venue the stack trades on (``--exchange``), built once, with the stack's options."""
+        if self._venue_client is None:
+            from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
+
+            key = self.settings.api_key or {}
+            self._venue_client = CcxtExchange(
+                self.parameters["ExchangeName"],
+                api_key=key.get("apiKey"),
+                secret=key.get("secret"),
+                password=key.get("password"),
+                sandbox=self.settings.sandbox,
+                options=self.settings.exchange_options,
+            )
+        return self._venue_client
 
     def _check_live_prices(self) -> None:
         """Fail at start, clearly, when live prices cannot be read (no network, unknown exchange)."""
@@ -222,7 +260,7 @@ class LocalServer:
         name = self.parameters["ExchangeName"]
         symbol = self.config.symbols()[0]
         try:
-            CcxtExchange(name, retry=NO_RETRY).fetch_last_price(symbol)
+            CcxtExchange(name, retry=NO_RETRY, options=self.settings.exchange_options).fetch_last_price(symbol)
         except CryptoBotError as e:
             raise ConfigError(
                 f"--prices live:{name}: cannot read the {symbol} ticker ({type(e).__name__}: {e}); "
@@ -250,8 +288,11 @@ class LocalServer:
         """Build the stack, bind the HTTP server, and start the pipe and the scheduler."""
         from crypto_bot.local.aws import TemplateError, local_stack
 
-        if self._live:
+        if self._live and self.settings.exchange is None:
             self._check_live_prices()
+        ssm_values = {self.parameters["WebhookTokenParameterName"]: self.token}
+        if self.settings.api_key:
+            ssm_values[self.parameters["ApiKeyParameterName"]] = json.dumps(dict(self.settings.api_key))
         try:
             self.stack = self._exits.enter_context(
                 local_stack(
@@ -259,7 +300,7 @@ class LocalServer:
                     parameters=self.parameters,
                     substitution_overrides=_LIVE_SUBSTITUTIONS if self._live else _SUBSTITUTIONS,
                     environment=self._environment(),
-                    ssm_values={self.parameters["WebhookTokenParameterName"]: self.token},
+                    ssm_values=ssm_values,
                     retry_interval_scale=_RETRY_SCALE,
                 )
             )
@@ -693,13 +734,21 @@ class LocalServer:
         phases = list(Phase)
         return sorted(store.intents(cycle_id), key=lambda r: (phases.index(r.phase), r.intent.strategy))
 
-    def _portfolio(self) -> tuple[Any, Decimal, Decimal, dict[str, Any]]:
+    def _account(self) -> tuple[Mapping[str, Any], dict[str, Decimal]]:
+        """Return the account's balances and the prices it is valued at: the paper account's, or the venue's."""
+        if self.settings.exchange is None:
+            paper = self._paper()
+            return paper.fetch_balances(), dict(paper.prices)
+        venue = self._venue()
+        return venue.fetch_balances(), {symbol: venue.fetch_last_price(symbol) for symbol in self.config.symbols()}
+
+    def _portfolio(self) -> tuple[Mapping[str, Any], dict[str, Decimal], Decimal, Decimal, dict[str, Any]]:
         from crypto_bot.cycle import equity_and_positions
 
-        paper = self._paper()
+        balances, prices = self._account()
         ledger = self._store().load_ledger()
-        cash, equity, positions = equity_and_positions(self.config, ledger, paper.fetch_balances(), paper.prices)
-        return paper, cash, equity, positions
+        cash, equity, positions = equity_and_positions(self.config, ledger, balances, prices)
+        return balances, prices, cash, equity, positions
 
     def _cycle_json(self, cycle_id: str) -> dict[str, Any] | None:
         """Shape a finished cycle as ``crypto-bot replay --json`` does, with the portfolio right after it."""
@@ -712,7 +761,7 @@ class LocalServer:
             return None
         outcomes = [s for key in record.signal_keys if (s := store.get_signal(key)) is not None]
         report = CycleReport(record, outcomes, self._intents(store, cycle_id))
-        _paper, cash, equity, positions = self._portfolio()
+        _balances, _prices, cash, equity, positions = self._portfolio()
         return CycleResult(report, cash, equity, positions).to_json()
 
     def state(self) -> dict[str, Any]:
@@ -757,7 +806,8 @@ class LocalServer:
                         "reason": r.reason,
                     }
                 )
-        paper, cash, equity, positions = self._portfolio()
+        balances, prices, cash, equity, positions = self._portfolio()
+        ledger_amounts = store.load_ledger().amounts_by_asset()
         return {
             "signals": signals,
             "orders": orders,
@@ -768,11 +818,15 @@ class LocalServer:
                     "used": to_json_number(b.used),
                     "total": to_json_number(b.total),
                 }
-                for asset, b in paper.fetch_balances().items()
+                for asset, b in balances.items()
             },
             "cash": to_json_number(cash),
             "equity": to_json_number(equity),
-            "prices": {symbol: to_json_number(price) for symbol, price in sorted(paper.prices.items())},
+            "prices": {symbol: to_json_number(price) for symbol, price in sorted(prices.items())},
+            # Where the balances come from: "paper", or the ccxt venue the stack trades on.
+            "exchange": self.settings.exchange or "paper",
+            # What the ledger says the strategies own, per asset, to read beside the balances.
+            "ledger": {asset: to_json_number(amount) for asset, amount in sorted(ledger_amounts.items())},
             "executions": executions,
             "queues": self._queue_depths(),
         }
@@ -974,15 +1028,19 @@ def print_banner(server: LocalServer, out: Any = None) -> None:
         if s.prices
         else "the last alert price per symbol"
     )
+    venue = "paper exchange" if s.exchange is None else f"{s.exchange}{' testnet' if s.sandbox else ''} via ccxt"
+    if s.exchange is not None:
+        prices = f"the {s.exchange} venue's own"
+    account = f"{s.cash} {server.config.quote}" if s.exchange is None else f"the {s.exchange} account's balances"
     lines = [
-        f"crypto-bot local: the deployed pipeline on {server.url} (moto, paper exchange; no AWS account)",
+        f"crypto-bot local: the deployed pipeline on {server.url} (moto, {venue}; no AWS account)",
         f"  webhook   POST {server.url}/signals?token={server.token}",
         f"  token     {server.token}",
         f"  state     GET  {server.url}/_local/state",
         f"  cycle     POST {server.url}/_local/cycle",
         f"  cycles    {server.schedule_description}; stop losses run at once",
         f"  prices    {prices}",
-        f"  account   {s.mode} mode, {s.cash} {server.config.quote}, strategies from {s.config}",
+        f"  account   {s.mode} mode, {account}, strategies from {s.config}",
         "Ctrl-C stops it.",
     ]
     print("\n".join(lines), file=out, flush=True)
