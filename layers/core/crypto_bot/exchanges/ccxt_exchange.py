@@ -19,6 +19,10 @@ inherit their parent's entry):
 * Gemini: ccxt's ``fetch_order`` always sends ``order_id`` and ccxt cannot list
   closed orders, so the client-id lookup posts ``client_order_id`` to the
   order-status endpoint directly.
+* Kraken: ``ClosedOrders`` answers 50 orders at a time, newest first, so an
+  unfiltered search misses an order once 50 newer ones have closed on the
+  account; the open and closed listings are filtered server-side by
+  ``cl_ord_id`` (ccxt sends the unified ``clientOrderId`` param as it).
 * Any other venue: ``fetch_order`` by id, and a client-id search through the
   open and closed order listings.
 
@@ -426,6 +430,9 @@ _LOOKUPS: Final[Mapping[str, _OrderLookup]] = {
     "binance": _OrderLookup(by_client_id="fetch_order"),
     "bybit": _OrderLookup(by_id="listings", listing_id_param="orderId", listing_client_id_param="orderLinkId"),
     "gemini": _OrderLookup(by_client_id="gemini_status"),
+    # krakenfx/api-specs spot-rest: ClosedOrders "50 results are returned at a time, the most recent by
+    # default"; OpenOrders and ClosedOrders take cl_ord_id, "Restrict results to given client order id".
+    "kraken": _OrderLookup(listing_client_id_param="clientOrderId"),
 }
 
 
