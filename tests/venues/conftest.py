@@ -8,7 +8,7 @@ Sockets on 127.0.0.1 are allowed here (the unit lane disables them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,11 +21,17 @@ pytest.register_assert_rewrite("tests.venues.invariants")
 
 from crypto_bot.config import ExecutionMode, StrategyConfig  # noqa: E402
 from crypto_bot.cycle import CycleReport, Engine  # noqa: E402
+from crypto_bot.exchanges.ccxt_exchange import CcxtExchange  # noqa: E402
 from crypto_bot.ports import Exchange  # noqa: E402
 from crypto_bot.retry import RetryPolicy  # noqa: E402
 from crypto_bot.signals import parse_signal  # noqa: E402
 from crypto_bot.store import MemoryStore  # noqa: E402
 from crypto_bot.workflow import Workflow, WorkflowSettings  # noqa: E402
+from tests.venues.binance import API_KEY as BINANCE_KEY  # noqa: E402
+from tests.venues.binance import SECRET as BINANCE_SECRET  # noqa: E402
+from tests.venues.binance import Binance  # noqa: E402
+from tests.venues.binance import ccxt_options as binance_ccxt_options  # noqa: E402
+from tests.venues.http import VenueServer, serving  # noqa: E402
 
 T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
 
@@ -73,7 +79,7 @@ class Bot:
         signals = [parse_signal(a, self.config) for a in alerts]
         # Step Functions' Retry of transient errors around Place, with the clock's sleep instead of a real wait.
         engine = Engine(self.workflow, check_interval=0, place_retry=RetryPolicy(), sleep=self.clock.sleep)
-        self.clock.sleep(60)
+        self.clock.now += timedelta(minutes=1)  # not a sleep: `sleeps` records only what the bot waited
         report = engine.run_cycle(signals, cycle_id=f"cycle-{len(self.cycles) + 1}", at=self.clock(), urgent=urgent)
         self.cycles.append(report)
         return report
@@ -94,3 +100,33 @@ def alert(ticker: str, action: str, price: str, *, at: datetime, comment: str = 
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+# --------------------------------------------------------------------------- Binance
+
+
+@pytest.fixture
+def binance_venue() -> Binance:
+    """A Binance spot account with nothing in it; BTCUSDT trades at 60000 and ETHUSDT at 3000."""
+    venue = Binance()
+    venue.set_price("BTCUSDT", Decimal(60000))
+    venue.set_price("ETHUSDT", Decimal(3000))
+    return venue
+
+
+@pytest.fixture
+def binance_server(binance_venue: Binance) -> Iterator[VenueServer]:
+    with serving(binance_venue.routes()) as server:
+        yield server
+
+
+@pytest.fixture
+def binance(binance_server: VenueServer, clock: Clock) -> CcxtExchange:
+    """The production adapter over ccxt's real binance class, pointed at the emulator."""
+    return CcxtExchange(
+        "binance",
+        api_key=BINANCE_KEY,
+        secret=BINANCE_SECRET,
+        options=binance_ccxt_options(binance_server.url),
+        sleep=clock.sleep,  # the adapter's read retries wait on the test's clock, not for real
+    )
