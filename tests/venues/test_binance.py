@@ -18,6 +18,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from decimal import Decimal as D
 from typing import Any
 from urllib.parse import urlencode
@@ -41,13 +42,15 @@ from crypto_bot.errors import (
 from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
 from crypto_bot.markets import Side
 from crypto_bot.orders import Fee, OrderStatus
-from crypto_bot.store import IntentStatus
+from crypto_bot.store import IntentStatus, MemoryStore
 from tests.venues.binance import (
     API_KEY,
+    BTCUSDT,
     SECRET,
     Balance,
     Binance,
     CommissionRates,
+    Order,
     _signature_payload,
     ip_banned,
     server_error,
@@ -55,7 +58,12 @@ from tests.venues.binance import (
 )
 from tests.venues.conftest import Bot, Clock, alert
 from tests.venues.http import Fault, Request, Response, VenueServer
-from tests.venues.invariants import check_after_scenario
+from tests.venues.invariants import (
+    check_after_scenario,
+    check_ledger_equals_account,
+    check_no_duplicate_orders,
+    check_nothing_left_working,
+)
 
 CONFIG = StrategyConfig.from_mapping(
     {"BTCUSDT": {"exchange_symbol": "BTC/USDT", "base_asset": "BTC", "percentage": "0.5"}}, "USDT"
@@ -687,3 +695,64 @@ def test_a_stop_loss_whose_limit_sells_rest_falls_back_to_a_market_order(
     market = orders[-1]
     assert (market.orig_qty, market.cumulative_quote_qty) == (D("0.08307"), D("0.08307") * 50000)
     assert binance_venue.total_balances()["BTC"] == held - D("0.08307")
+
+
+@BAD_REQUEST_IS_NOT_UNKNOWN
+def test_a_filter_the_venue_tightened_fails_the_entry_once_without_resending(
+    bot: Bot, binance_venue: Binance, binance: CcxtExchange, binance_server: VenueServer
+) -> None:
+    # The bot checks minimums against the markets it loaded; the venue may have raised one since (the
+    # markets cache lives for hours). The -1013 refusal says the order was not placed.
+    binance.load_markets(["BTC/USDT"])
+    binance_venue.rules["BTCUSDT"] = replace(BTCUSDT, min_notional=D(10000))
+    report = cycle(bot, binance_venue, "buy")
+    [entry] = report.results
+    assert entry.status is IntentStatus.FAILED
+    assert "Filter failure: NOTIONAL" in entry.reason
+    assert binance_server.calls(ORDER) == 1
+
+
+def test_ccxt_reads_an_invalid_key_after_a_successful_private_call_as_a_rate_limit(
+    binance_venue: Binance, binance: CcxtExchange, binance_server: VenueServer
+) -> None:
+    # ccxt's documented workaround (binance.py handle_errors): Binance answers -2015 during a temporary ban,
+    # so once a private call has succeeded ccxt raises DDoSProtection for it. A key revoked mid-run is
+    # therefore retried as throttling before it fails.
+    binance.fetch_balances()
+    binance_server.arm(
+        Fault(
+            "GET /api/v3/account",
+            "before",
+            response=_refusal(-2015, "Invalid API-key, IP, or permissions for action.", 401),
+            times=10,
+        )
+    )
+    with pytest.raises(RateLimited):
+        binance.fetch_balances()
+
+
+# --------------------------------------------------------------------------- the checks themselves
+
+
+def test_the_after_scenario_checks_catch_drift_duplicates_orphans_and_working_orders(binance_venue: Binance) -> None:
+    store = MemoryStore()
+    check_after_scenario(store, binance_venue, CONFIG)  # an empty account and an empty store agree
+    binance_venue.deposit("BTC", D("0.1"))
+    with pytest.raises(AssertionError, match=r"ledger vs venue .*'BTC': \(Decimal\('0'\), Decimal\('0.1'\)\)"):
+        check_ledger_equals_account(store, binance_venue, CONFIG)
+
+    def order(order_id: int, client_order_id: str, status: str) -> Order:
+        return Order(order_id, client_order_id, "BTCUSDT", "BUY", "LIMIT", D(59000), D("0.001"), 0, status=status)
+
+    binance_venue.orders = [order(1, CID, "CANCELED"), order(2, CID, "FILLED")]
+    with pytest.raises(AssertionError, match="client order ids the venue accepted more than once"):
+        check_no_duplicate_orders(store, binance_venue)
+    binance_venue.orders = [order(1, CID, "FILLED")]
+    with pytest.raises(AssertionError, match="venue orders of no intent the store knows"):
+        check_no_duplicate_orders(store, binance_venue)
+    binance_venue.orders = [order(1, "web-order-1", "FILLED")]
+    with pytest.raises(AssertionError, match="a client id the bot does not make"):
+        check_no_duplicate_orders(store, binance_venue)
+    binance_venue.orders = [order(1, CID, "NEW")]
+    with pytest.raises(AssertionError, match="orders left working on the venue"):
+        check_nothing_left_working(store, binance_venue)
