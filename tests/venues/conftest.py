@@ -32,6 +32,8 @@ from tests.venues.binance import SECRET as BINANCE_SECRET  # noqa: E402
 from tests.venues.binance import Binance  # noqa: E402
 from tests.venues.binance import ccxt_options as binance_ccxt_options  # noqa: E402
 from tests.venues.http import VenueServer, serving  # noqa: E402
+from tests.venues.kraken import KrakenVenue  # noqa: E402
+from tests.venues.kraken import connect as connect_kraken  # noqa: E402
 
 T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
 
@@ -130,3 +132,24 @@ def binance(binance_server: VenueServer, clock: Clock) -> CcxtExchange:
         options=binance_ccxt_options(binance_server.url),
         sleep=clock.sleep,  # the adapter's read retries wait on the test's clock, not for real
     )
+
+
+# --------------------------------------------------------------------------- Kraken
+
+
+@pytest.fixture
+def kraken_venue() -> KrakenVenue:
+    """A Kraken account holding 10,000 USD; XBT/USD trades at 60,000."""
+    return KrakenVenue({"ZUSD": Decimal(10000)})
+
+
+@pytest.fixture
+def kraken_server(kraken_venue: KrakenVenue) -> Iterator[VenueServer]:
+    with serving(kraken_venue.routes()) as server:
+        yield server
+
+
+@pytest.fixture
+def kraken(kraken_server: VenueServer, kraken_venue: KrakenVenue, clock: Clock) -> CcxtExchange:
+    """The production adapter over ccxt's real kraken class, pointed at the emulator."""
+    return connect_kraken(kraken_server, kraken_venue, sleep=clock.sleep)
