@@ -163,6 +163,25 @@ def test_the_bots_client_order_ids_are_in_a_format_kraken_accepts(bot: Bot, krak
     assert [o.cl_ord_id for o in kraken_venue.orders.values()] == [entry.intent.client_order_id(0)]
 
 
+def test_trades_report_each_fill_with_its_fee_in_the_quote(kraken: CcxtExchange, kraken_venue: KrakenVenue) -> None:
+    kraken_venue.partial_fills(D("0.5"))
+    placed = kraken.create_limit_order(SYMBOL, Side.BUY, D("0.002"), D("60060.0"), CLIENT_ID)
+    kraken_venue.set_price("XBTUSD", D("60060.0"))  # the resting half fills at its limit, as maker
+    # Taker half: 0.001 x 60000 = 60, fee 0.156; maker half: 0.001 x 60060 = 60.06, fee 0.0960960 -> 0.0961.
+    expected = [(placed.id, "maker", D("60.06"), D("0.0961"), "USD"), (placed.id, "taker", D("60"), D("0.156"), "USD")]
+    trade_ids = kraken_venue.orders[placed.id].trade_ids
+    history = kraken.client.fetch_my_trades(SYMBOL)  # TradesHistory
+    by_order = kraken.client.fetch_order_trades(placed.id, SYMBOL, None, None, {"trades": trade_ids})  # QueryTrades
+    for trades in (history, by_order):
+        seen = [
+            (t["order"], t["takerOrMaker"], D(str(t["cost"])), D(str(t["fee"]["cost"])), t["fee"]["currency"])
+            for t in trades
+        ]
+        assert sorted(seen) == expected
+    order = kraken.fetch_order(placed.id, SYMBOL)
+    assert (order.status, order.filled, order.fee_in("USD")) == (OrderStatus.CLOSED, D("0.002"), D("0.2521"))
+
+
 def test_cancelling_a_filled_order_reads_its_final_state(kraken: CcxtExchange) -> None:
     filled = kraken.create_limit_order(SYMBOL, Side.BUY, D("0.001"), D("60060.0"), CLIENT_ID)
     # CancelOrder answers EOrder:Unknown order for an order that is no longer open; the adapter reads it.
