@@ -124,7 +124,18 @@ def group_cycles(alerts: Sequence[ModelAlert]) -> list[tuple[datetime, bool, lis
             stops.setdefault(alert.time, []).append(alert)
         else:
             regular.setdefault(tick_at_or_after(alert.time), []).append(alert)
-    cycles = [(at, False, batch) for at, batch in regular.items()] + [(at, True, b) for at, b in stops.items()]
+    # The rule: a strategy is decided by all its alerts that have arrived, in time order. A stop-loss cycle at T
+    # therefore also takes the stopped strategy's regular alerts timed at or before T whose tick is not yet past.
+    for at in sorted(stops):
+        keys = {a.key for a in stops[at]}
+        for tick in list(regular):
+            if tick < at:
+                continue
+            early = [a for a in regular[tick] if a.key in keys and a.time <= at]
+            regular[tick] = [a for a in regular[tick] if a not in early]
+            stops[at] = early + stops[at]
+    cycles = [(at, False, batch) for at, batch in regular.items() if batch]
+    cycles += [(at, True, b) for at, b in stops.items()]
     return sorted(cycles, key=lambda c: (c[0], not c[1]))
 
 

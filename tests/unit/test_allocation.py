@@ -52,7 +52,7 @@ def test_buy_when_long_is_ignored_and_does_not_stop_other_signals() -> None:
     netting = net_signals([signal("A", "buy"), signal("B", "buy", 1)], {"A": True})
     assert netting.entries == ("B",)
     assert netting.outcomes[0].status is SignalStatus.IGNORED
-    assert netting.outcomes[0].reason == "buy ignored: strategy is already long"
+    assert netting.outcomes[0].reason == "the strategy is already long: nothing to buy"
     assert netting.outcomes[1].status is SignalStatus.PLANNED
 
 
@@ -60,7 +60,7 @@ def test_sell_when_flat_is_ignored_and_later_orders_still_run() -> None:
     # The seed aborted every later order after a sell-while-flat.
     netting = net_signals([signal("A", "sell"), signal("B", "buy", 1)], {})
     assert netting.entries == ("B",)
-    assert netting.outcomes[0].reason == "sell ignored: strategy is already flat"
+    assert netting.outcomes[0].reason == "the strategy is already flat: nothing to sell"
 
 
 def test_repeated_buy_does_not_double_the_position() -> None:

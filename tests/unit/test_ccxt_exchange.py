@@ -1130,8 +1130,23 @@ def test_every_ccxt_error_class_is_classified() -> None:
 # What a placement that raised each ccxt class means: an answer that is not a specific refusal may hide an
 # accepted order, so a bare ExchangeError (a venue code ccxt does not classify) counts as outcome unknown.
 PLACEMENT_OUTCOMES = [
-    (name, OutcomeUnknown if expected is PermanentExchangeError else expected) for name, expected in ERROR_CLASSES
+    (
+        name,
+        OutcomeUnknown
+        if name in ("ExchangeError", "BaseError") or expected is ExchangeUnavailable
+        else InvalidOrder
+        if name == "BadRequest"
+        else expected,
+    )
+    for name, expected in ERROR_CLASSES
 ]
+
+
+def test_binance_duplicate_order_sent_on_placement_is_looked_up_not_given_up(binance: Venue) -> None:
+    raised = ccxt_errors().InvalidOrder('binance {"code":-2010,"msg":"Duplicate order sent."}')
+    binance.http.on("POST", "/api/v3/order", raised)
+    with pytest.raises(OutcomeUnknown):
+        binance.exchange.create_limit_order("BTC/USDT", Side.BUY, Decimal("0.00123"), Decimal("65000.01"), CID)
 
 
 @pytest.mark.parametrize(("ccxt_name", "expected"), PLACEMENT_OUTCOMES)

@@ -145,8 +145,8 @@ def test_buy_when_long_and_sell_when_flat_are_ignored_without_aborting_the_cycle
     result = run(alerts, readme_config)
     ignored = [o for o in result.cycles[1].report.outcomes if o.status.value == "ignored"]
     assert {(o.strategy, o.reason) for o in ignored} == {
-        ("BTCUSD", "buy ignored: strategy is already long"),
-        ("ETHUSD", "sell ignored: strategy is already flat"),
+        ("BTCUSD", "the strategy is already long: nothing to buy"),
+        ("ETHUSD", "the strategy is already flat: nothing to sell"),
     }
     # SOL still enters: precedence over BTC, BTC sold down to 20%, SOL gets 50% + ETH's idle 25%.
     assert weights(result)[1] == {"BTCUSD": D("20.00"), "SOLUSD": D("75.00"), "cash": D("5.00")}

@@ -69,7 +69,7 @@ CONFIG = StrategyConfig.from_mapping(
     {"BTCUSDT": {"exchange_symbol": "BTC/USDT", "base_asset": "BTC", "percentage": "0.5"}}, "USDT"
 )
 ORDER = "POST /api/v3/order"
-CID = "cb0123456789abcdef01234567a0"
+CID = "cb0123456789abcdef01234567a0"  # pragma: allowlist secret
 
 
 def signed(
@@ -117,7 +117,7 @@ def test_the_signature_check_reproduces_the_documented_hmac_example() -> None:
     query = (
         "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"
     )
-    documented = "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
+    documented = "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"  # pragma: allowlist secret
     request = Request("POST", "/api/v3/order", {}, {}, b"", f"{query}&signature={documented}")
     payload, signature = _signature_payload(request)
     assert (payload, signature) == (query, documented)
@@ -200,7 +200,10 @@ def test_account_reports_balances_locked_funds_and_commission_rates(
     [
         ({"key": ""}, (401, {"code": -2014, "msg": "API-key format invalid."})),
         ({"key": "X" * 64}, (401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."})),
-        ({"secret": "not-the-secret"}, (400, {"code": -1022, "msg": "Signature for this request is not valid."})),
+        (
+            {"secret": "not-the-secret"},  # pragma: allowlist secret
+            (400, {"code": -1022, "msg": "Signature for this request is not valid."}),
+        ),
         (
             {"timestamp": str(int(time.time() * 1000) - 60_000)},
             (400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."}),
@@ -471,32 +474,23 @@ def _refusal(code: int, msg: str, status: int = 400) -> Response:
     return Response(status, {"code": code, "msg": msg})
 
 
-def _known_defect(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(reason=reason, strict=True)
-
-
-BAD_REQUEST_IS_NOT_UNKNOWN = _known_defect(
-    "ccxt maps -1013 (other than LOT_SIZE/PRICE_FILTER) and -1102 to BadRequest, a bare ExchangeError to the "
-    "adapter, whose placement then calls it OutcomeUnknown: a refusal is retried as if it might have filled"
-)
+# Two of these were defects this lane found, now fixed in the adapter: ccxt raises -1013 NOTIONAL/MIN_NOTIONAL
+# and -1102 as BadRequest (the placement once called that outcome unknown and retried a refusal), and
+# -2010 "Duplicate order sent." as InvalidOrder (the placement gave up an order that exists).
 ORDER_ERRORS = [
     pytest.param(_refusal(-1013, "Filter failure: PRICE_FILTER"), InvalidOrder, id="-1013-PRICE_FILTER"),
     pytest.param(_refusal(-1013, "Filter failure: LOT_SIZE"), InvalidOrder, id="-1013-LOT_SIZE"),
     pytest.param(_refusal(-1013, "Filter failure: MARKET_LOT_SIZE"), InvalidOrder, id="-1013-MARKET_LOT_SIZE"),
-    pytest.param(
-        _refusal(-1013, "Filter failure: NOTIONAL"), InvalidOrder, id="-1013-NOTIONAL", marks=BAD_REQUEST_IS_NOT_UNKNOWN
-    ),
+    pytest.param(_refusal(-1013, "Filter failure: NOTIONAL"), InvalidOrder, id="-1013-NOTIONAL"),
     pytest.param(
         _refusal(-1013, "Filter failure: MIN_NOTIONAL"),
         InvalidOrder,
         id="-1013-MIN_NOTIONAL",
-        marks=BAD_REQUEST_IS_NOT_UNKNOWN,
     ),
     pytest.param(
         _refusal(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed."),
         InvalidOrder,
         id="-1102",
-        marks=BAD_REQUEST_IS_NOT_UNKNOWN,
     ),
     pytest.param(
         _refusal(-2010, "Account has insufficient balance for requested action."), InsufficientFunds, id="-2010-balance"
@@ -505,10 +499,6 @@ ORDER_ERRORS = [
         _refusal(-2010, "Duplicate order sent."),
         OutcomeUnknown,
         id="-2010-duplicate",
-        marks=_known_defect(
-            "an open order holds our client id, so the order exists; ccxt raises InvalidOrder (by -2010), not "
-            "DuplicateOrderId, so the adapter's DuplicateOrderId → OutcomeUnknown never applies on Binance"
-        ),
     ),
     pytest.param(_refusal(-1121, "Invalid symbol."), BadSymbol, id="-1121"),
     pytest.param(_refusal(-2014, "API-key format invalid.", 401), AuthenticationFailed, id="-2014"),
@@ -697,7 +687,6 @@ def test_a_stop_loss_whose_limit_sells_rest_falls_back_to_a_market_order(
     assert binance_venue.total_balances()["BTC"] == held - D("0.08307")
 
 
-@BAD_REQUEST_IS_NOT_UNKNOWN
 def test_a_filter_the_venue_tightened_fails_the_entry_once_without_resending(
     bot: Bot, binance_venue: Binance, binance: CcxtExchange, binance_server: VenueServer
 ) -> None:

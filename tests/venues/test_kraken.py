@@ -87,7 +87,7 @@ def cycle_orders(venue: KrakenVenue, bot: Bot) -> list[Order]:
 def test_private_calls_are_refused_without_the_documented_signature(
     kraken_server: VenueServer, kraken_venue: KrakenVenue, clock: Clock
 ) -> None:
-    other_secret = "c2VjcmV0" * 11  # valid base64, not the account's secret
+    other_secret = "c2VjcmV0" * 11  # valid base64, not the account's secret  # pragma: allowlist secret
     exchange = connect(kraken_server, kraken_venue, sleep=clock.sleep, secret=other_secret)
     with pytest.raises(ExchangeError):
         exchange.fetch_balances()

@@ -67,6 +67,20 @@ class Netting:
     deciding: Mapping[str, tuple[str, ...]]  # strategy -> dedupe keys of the signals its trade acts on
 
 
+def _no_change(signal: Signal, state: Desired) -> str:
+    """Say why a signal asking for the state its strategy is already in trades nothing."""
+    if signal.action is Side.SELL and signal.desired is Desired.LONG:
+        # TradingView sends market_position "long" after a sell that leaves part of the position open.
+        return 'partial exits are not supported: this sell leaves market_position "long"; a full exit is "flat"'
+    if signal.action is Side.BUY and signal.desired is Desired.FLAT:
+        return 'a buy that leaves market_position "flat" closes a short, and spot trading has no shorts'
+    return (
+        "the strategy is already long: nothing to buy"
+        if state is Desired.LONG
+        else ("the strategy is already flat: nothing to sell")
+    )
+
+
 def net_signals(signals: Sequence[Signal], is_long: Mapping[str, bool]) -> Netting:
     """Apply signals in time order; each strategy ends in the state its last signal asks for.
 
@@ -85,12 +99,8 @@ def net_signals(signals: Sequence[Signal], is_long: Mapping[str, bool]) -> Netti
             state[key] = initial[key]
             flips[key] = []
         if signal.desired is state[key]:
-            what = "buy" if signal.action is Side.BUY else "sell"
             outcomes[index] = SignalOutcome(
-                signal.dedupe_key,
-                key,
-                SignalStatus.IGNORED,
-                f"{what} ignored: strategy is already {state[key].value}",
+                signal.dedupe_key, key, SignalStatus.IGNORED, _no_change(signal, state[key])
             )
             continue
         state[key] = signal.desired
@@ -113,6 +123,10 @@ def net_signals(signals: Sequence[Signal], is_long: Mapping[str, bool]) -> Netti
         key = signal.strategy
         if final_flip.get(key) is signal:
             outcomes[index] = SignalOutcome(signal.dedupe_key, key, SignalStatus.PLANNED, "")
+        elif key not in final_flip and flips[key][-1] is signal:
+            # The last flip of a strategy that ends where it started: it undid the earlier ones before they traded.
+            reason = f"netted out: it reverses this cycle's earlier signals, so the strategy stays {initial[key].value}"
+            outcomes[index] = SignalOutcome(signal.dedupe_key, key, SignalStatus.IGNORED, reason)
         else:
             outcomes[index] = SignalOutcome(
                 signal.dedupe_key,

@@ -31,6 +31,9 @@ class Position:
     cost_basis: Decimal = ZERO
     realized_pnl: Decimal = ZERO
     opened_at: datetime | None = None
+    # The time of the newest alert a cycle has taken for this strategy: an older one arriving later is out of
+    # order (a buy delivered after the stop loss that followed it) and must not trade.
+    decided_through: datetime | None = None
 
     @property
     def is_long(self) -> bool:
@@ -46,11 +49,13 @@ class Position:
             "cost_basis": str(self.cost_basis),
             "realized_pnl": str(self.realized_pnl),
             "opened_at": self.opened_at.isoformat() if self.opened_at else None,
+            "decided_through": self.decided_through.isoformat() if self.decided_through else None,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Position:
         opened = data.get("opened_at")
+        decided = data.get("decided_through")
         return cls(
             strategy=str(data["strategy"]),
             symbol=str(data["symbol"]),
@@ -60,6 +65,7 @@ class Position:
             cost_basis=Decimal(str(data["cost_basis"])),
             realized_pnl=Decimal(str(data["realized_pnl"])),
             opened_at=datetime.fromisoformat(opened) if opened else None,
+            decided_through=datetime.fromisoformat(decided) if decided else None,
         )
 
 

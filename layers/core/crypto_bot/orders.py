@@ -101,9 +101,13 @@ class OrderIntent:
     def client_order_id(self, attempt: int = 0) -> str:
         """Derive the exchange client order id; attempt N is a chase re-placement.
 
-        Short and alphanumeric so that every major venue accepts it (Binance: 36 chars).
+        32 hex digits ("cb", 24 of the intent id, "a", the attempt in 5 digits), so that every major venue
+        accepts it: Binance takes up to 36 characters, and Kraken's ``cl_ord_id`` only a UUID, 32 hex digits
+        or free text of at most 18 characters (Kraken's AddOrder reference).
         """
-        return f"cb{self.intent_id[:24]}a{attempt}"
+        if not 0 <= attempt <= 99999:
+            raise ValueError(f"attempt {attempt} does not fit the client order id's 5 digits")
+        return f"cb{self.intent_id[:24]}a{attempt:05d}"
 
 
 def intent_id(cycle_id: str, purpose: Purpose, strategy: str) -> str:

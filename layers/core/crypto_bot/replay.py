@@ -203,7 +203,17 @@ def _cycles(signals: Sequence[Signal], schedule: Schedule) -> list[tuple[datetim
             stops.setdefault(signal.time, []).append(signal)
         else:
             regular.setdefault(schedule.tick_at_or_after(signal.time), []).append(signal)
-    cycles = [(at, False, batch) for at, batch in regular.items()] + [(at, True, b) for at, b in stops.items()]
+    # As deployed, a stop loss's cycle also takes its strategy's alerts that arrived before it and still wait
+    # for their tick (Workflow.open_cycle): an entry followed by its stop nets out instead of buying later.
+    for at in sorted(stops):
+        stopped = {s.strategy for s in stops[at]}
+        for tick, waiting in regular.items():
+            if tick >= at:
+                taken = [s for s in waiting if s.strategy in stopped and s.time <= at]
+                stops[at][:0] = taken
+                regular[tick] = [s for s in waiting if s not in taken]
+    cycles = [(at, False, batch) for at, batch in regular.items() if batch]
+    cycles += [(at, True, b) for at, b in stops.items()]
     # At the same instant a stop loss goes first: it is executed on arrival.
     return sorted(cycles, key=lambda c: (c[0], not c[1]))
 

@@ -63,3 +63,21 @@ class Schedule:
         if tick < moment:
             tick += self.timeframe.delta
         return tick
+
+
+# TradingView's {{interval}} placeholder: minutes as a bare number ("1", "60", "480"), or a count with a
+# letter for seconds, days, weeks and months ("30S", "1D", "D", "1W", "1M"), as its alert help documents.
+_TRADINGVIEW_INTERVAL = re.compile(r"^(\d*)([SDWM]?)$")
+_TRADINGVIEW_UNITS = {"": 60, "S": 1, "D": 86400, "W": 7 * 86400}
+
+
+def tradingview_interval_seconds(text: str) -> int | None:
+    """Return the length in seconds of a TradingView ``{{interval}}`` value, or None if it is not one.
+
+    Months ("1M") have no fixed length and are returned as None too, as is anything else.
+    """
+    match = _TRADINGVIEW_INTERVAL.fullmatch(text.strip().upper())
+    if match is None or match.group(2) == "M" or (not match.group(1) and not match.group(2)):
+        return None
+    count = int(match.group(1) or "1")
+    return count * _TRADINGVIEW_UNITS[match.group(2)] if count > 0 else None

@@ -52,6 +52,10 @@ from crypto_bot.retry import NO_RETRY, RetryPolicy, call_with_retry
 from crypto_bot.signals import DEFAULT_STOP_LOSS_REGEX, Signal, parse_signal
 from crypto_bot.sizing import affordable_amount, limit_price
 from crypto_bot.store import CycleRecord, IntentRecord, IntentStatus, Phase, SignalRecord, Store
+from crypto_bot.timeframe import Timeframe, tradingview_interval_seconds
+
+# TradingView stamps {{timenow}} from its servers' clocks; more than this ahead of ours is not a real alert.
+MAX_CLOCK_SKEW = timedelta(minutes=2)
 
 # The longest alert body accepted. TradingView's alerts are a few hundred characters; a DynamoDB item holds 400 KB.
 MAX_ALERT_CHARS = 64 * 1024
@@ -66,6 +70,9 @@ class WorkflowSettings:
     max_signal_age: timedelta | None = None  # older signals expire instead of trading
     stop_loss_regex: re.Pattern[str] = DEFAULT_STOP_LOSS_REGEX
     retry: RetryPolicy = field(default_factory=lambda: NO_RETRY)  # in-step retries of reads
+    # The stack's timeframe: an alert whose optional `interval` names another chart is refused. None: unchecked.
+    timeframe: Timeframe | None = None
+    max_clock_skew: timedelta = MAX_CLOCK_SKEW  # an alert dated further ahead of the clock is refused
 
 
 @dataclass(frozen=True)
@@ -115,9 +122,40 @@ class Workflow:
             signal = parse_signal(payload, self.config, stop_loss_regex=self.settings.stop_loss_regex)
         except SignalRejected as e:
             return self._reject(payload, list(e.problems), message_id)
+        problems = self._implausible(signal, now)
+        if problems:
+            return self._reject(payload, problems, message_id)
         record = signal_record(signal, now, message_id)
         added = self.store.add_signal(record)
         return Intake(record if added else self.store.get_signal(record.key) or record, duplicate=not added)
+
+    def _implausible(self, signal: Signal, now: datetime) -> list[FieldProblem]:
+        """Find what a well-formed alert says that cannot be true here: a future time, another chart's interval."""
+        problems = []
+        ahead = signal.time - now
+        if ahead > self.settings.max_clock_skew:
+            problems.append(
+                FieldProblem(
+                    "time",
+                    signal.payload.get("time"),
+                    f"is {_age(ahead)} ahead of the clock ({now:%Y-%m-%dT%H:%M:%SZ}); "
+                    f"at most {_age(self.settings.max_clock_skew)} of clock skew is accepted",
+                )
+            )
+        timeframe = self.settings.timeframe
+        if signal.interval is not None and timeframe is not None:
+            seconds = tradingview_interval_seconds(signal.interval)
+            if seconds != timeframe.seconds:
+                what = "is not a TradingView interval" if seconds is None else "is another chart's timeframe"
+                problems.append(
+                    FieldProblem(
+                        "interval",
+                        signal.interval,
+                        f"{what}: this stack trades the {timeframe.label} timeframe "
+                        f"({timeframe.seconds // 60} in TradingView's {{{{interval}}}})",
+                    )
+                )
+        return problems
 
     def _reject(self, payload: object, problems: list[FieldProblem], message_id: str | None) -> Intake:
         text = payload if isinstance(payload, str) else json.dumps(payload, sort_keys=True, default=str)
@@ -137,32 +175,51 @@ class Workflow:
     # -- open a cycle ----------------------------------------------------------------
 
     def open_cycle(self, cycle_id: str, at: datetime, *, urgent: bool) -> CycleRecord:
-        """Take the pending signals (stop losses only, for an urgent cycle) and net them.
+        """Take the pending signals and net each strategy's in time order.
 
-        Opening the same cycle again returns the stored record unchanged.
+        A scheduled cycle takes every pending signal. An urgent cycle takes every pending signal of each
+        strategy that has a stop loss waiting, so a stop decides its strategy together with the entry that
+        arrived before it instead of leaving that entry for the next cycle to buy. A signal older than one
+        a cycle already took for its strategy arrived out of order and is ignored. Opening the same cycle
+        again returns the stored record unchanged.
         """
         existing = self.store.get_cycle(cycle_id)
         if existing is not None:
             return existing
         now = self.clock()
+        ledger = self.store.load_ledger()
         taken: list[SignalRecord] = []
-        for record in self.store.pending_signals():
-            if urgent and not record.is_stop_loss:
-                continue
-            age = now - (record.time or record.received_at)
+        for record in cycle_signals(self.store.pending_signals(), urgent=urgent):
+            when = record.time or record.received_at
+            age = now - when
+            strategy = self.config.strategies.get(record.strategy or "")
+            decided = ledger.position(strategy).decided_through if strategy is not None else None
             if self.settings.max_signal_age is not None and age > self.settings.max_signal_age:
                 record.status, record.cycle_id = SignalStatus.EXPIRED, cycle_id
                 record.reason = f"expired: {_age(age)} old, more than the allowed {_age(self.settings.max_signal_age)}"
                 self.store.put_signal(record)
                 continue
+            if decided is not None and when < decided:
+                record.status, record.cycle_id = SignalStatus.IGNORED, cycle_id
+                record.reason = (
+                    f"out of order: its time {when.isoformat()} is before {decided.isoformat()}, "
+                    "the time of a newer alert that already decided this strategy"
+                )
+                self.store.put_signal(record)
+                continue
             taken.append(record)
         signals = [self._signal(r) for r in taken]
-        ledger = self.store.load_ledger()
         is_long = {key: ledger.position(s).is_long for key, s in self.config.strategies.items()}
         netting = net_signals(signals, is_long)
         for record, outcome in zip(taken, netting.outcomes, strict=True):
             record.status, record.reason, record.cycle_id = outcome.status, outcome.reason, cycle_id
             self.store.put_signal(record)
+        for signal in signals:
+            position = ledger.position(self.config[signal.strategy])
+            if position.decided_through is None or signal.time > position.decided_through:
+                ledger.positions[signal.strategy] = replace(position, decided_through=signal.time)
+        if signals:
+            self.store.save_ledger(ledger)
         cycle = CycleRecord(
             cycle_id=cycle_id,
             at=at,
@@ -577,6 +634,14 @@ class Workflow:
 
     def _read[T](self, fn: Callable[[], T]) -> T:
         return call_with_retry(fn, self.settings.retry, sleep=self.sleep)
+
+
+def cycle_signals(pending: list[SignalRecord], *, urgent: bool) -> list[SignalRecord]:
+    """Choose the pending signals a cycle takes: all of them, or for an urgent cycle those of stopped strategies."""
+    if not urgent:
+        return list(pending)
+    stopped = {r.strategy for r in pending if r.is_stop_loss}
+    return [r for r in pending if r.strategy in stopped]
 
 
 def _unencodable(payload: object) -> bool:

@@ -71,6 +71,7 @@ class Runtime:
             max_reprice_attempts=_int(env, "MAX_REPRICE_ATTEMPTS", 2),
             max_signal_age=timedelta(minutes=max_age) if max_age else None,
             stop_loss_regex=settings.stop_loss_regex,
+            timeframe=settings.timeframe,
             # One quick retry inside the step; Step Functions' own Retry does the long backoff.
             retry=RetryPolicy(attempts=2, base_delay=0.5),
         )

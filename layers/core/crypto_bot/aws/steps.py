@@ -20,7 +20,7 @@ from crypto_bot.errors import FieldProblem, InputError, LockLost
 from crypto_bot.exchanges.paper import PaperExchange
 from crypto_bot.money import parse_decimal
 from crypto_bot.store import Phase
-from crypto_bot.workflow import Workflow
+from crypto_bot.workflow import Workflow, cycle_signals
 
 
 def _time(value: object, what: str) -> datetime:
@@ -66,13 +66,13 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
         elif isinstance(source, Mapping) and isinstance(source.get("messages"), list):
             for record in source["messages"]:
                 take(str(record["body"]), str(record["messageId"]))
-        unprocessable: list[str] = []
-        if not urgent:
-            wait = int(runtime.env.get("SQS_WAIT_SECONDS", WAIT_SECONDS))
-            unprocessable = drain_queue(
-                runtime.clients("sqs"), runtime.env["SIGNALS_QUEUE_URL"], take, wait_seconds=wait
-            ).failed
-        pending = [s for s in wf.store.pending_signals() if s.is_stop_loss or not urgent]
+        # An urgent cycle drains the signals queue too: an entry still queued when its strategy's stop loss
+        # arrives must be decided with that stop (netted out), not left for the next cycle to buy.
+        wait = int(runtime.env.get("SQS_WAIT_SECONDS", WAIT_SECONDS))
+        unprocessable = drain_queue(
+            runtime.clients("sqs"), runtime.env["SIGNALS_QUEUE_URL"], take, wait_seconds=wait
+        ).failed
+        pending = cycle_signals(wf.store.pending_signals(), urgent=urgent)
     at = runtime.settings.schedule.tick_at_or_before(started) if scheduled else started
     kind = "urgent" if urgent else ("scheduled" if scheduled else "manual")
     # The execution name makes the id unique per execution yet stable across a redrive,

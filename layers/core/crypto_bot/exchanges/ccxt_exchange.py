@@ -320,7 +320,14 @@ def _reports_fees(order: Mapping[str, Any]) -> bool:
 
 
 def _same_fee(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    return a.get("currency") == b.get("currency") and str(a.get("cost")) == str(b.get("cost"))
+    # Compared as numbers: ccxt may give one fee's cost as the string "1.56000" and the same fee in the list
+    # as the float 1.56 (Kraken), and counting both books the fee twice.
+    if a.get("currency") != b.get("currency"):
+        return False
+    try:
+        return parse_decimal(str(a.get("cost"))) == parse_decimal(str(b.get("cost")))
+    except ValueError:
+        return str(a.get("cost")) == str(b.get("cost"))
 
 
 def order_from_ccxt(order: Mapping[str, Any], sent: SentOrder | None = None) -> ExchangeOrder:
@@ -434,6 +441,32 @@ _LOOKUPS: Final[Mapping[str, _OrderLookup]] = {
     # default"; OpenOrders and ClosedOrders take cl_ord_id, "Restrict results to given client order id".
     "kraken": _OrderLookup(listing_client_id_param="clientOrderId"),
 }
+
+
+# Refusals ccxt 4.5.90 leaves unclassified (a bare ExchangeError), mapped from the venue's documented error
+# strings. Without them a refused placement would count as outcome unknown and be retried. Kraken: the
+# error strings of its REST reference ("Errors", krakenfx/api-specs spot-rest).
+_VENUE_REFUSALS: Final[Mapping[str, tuple[tuple[str, type[ExchangeError]], ...]]] = {
+    "kraken": (
+        ("EOrder:Cost minimum not met", InvalidOrder),
+        ("EAPI:Invalid signature", AuthenticationFailed),
+        ("EQuery:Unknown asset pair", BadSymbol),
+    ),
+}
+
+# Venues whose order states the exact quote cost, where ccxt's own ``cost`` is filled × a rounded average
+# computed in floats (Kraken: 0.08303419 at 61000 comes out as 5065.085599964103, not 5065.0856). Kraken's
+# order info has ``cost``, "total cost (quote currency)" (Kraken REST reference, QueryOrders).
+_VENUE_COST_FIELDS: Final[Mapping[str, str]] = {"kraken": "cost"}
+
+# ccxt classes that say only "the venue answered with an error", not that it refused the order.
+_UNCLASSIFIED: Final = frozenset({"ExchangeError", "BaseError"})
+
+# Venues that answer a placement whose client id is taken with a generic refusal rather than a code of its
+# own: the order with that id exists, so the placement is looked up, not given up. Binance: -2010
+# NEW_ORDER_REJECTED with "Duplicate order sent." (binance-spot-api-docs errors.md, "Messages for -1010
+# ERROR_MSG_RECEIVED, -2010 NEW_ORDER_REJECTED, and -2011 CANCEL_REJECTED"), which ccxt raises as InvalidOrder.
+_DUPLICATE_CLIENT_ID: Final[Mapping[str, tuple[str, ...]]] = {"binance": ("Duplicate order sent.",)}
 
 
 def _family[V](client: Any, table: Mapping[str, V]) -> V | None:
@@ -711,7 +744,10 @@ class CcxtExchange:
             # The ccxt error stays attached as __cause__; scrub it too (some venues
             # echo the request URL, which may carry the API key).
             e.args = tuple(self._scrub(str(a)) for a in e.args)
-            raise translate_error(e)(message) from e
+            ours = translate_error(e)
+            if type(e).__name__ in _UNCLASSIFIED:
+                ours = next((c for text, c in _family(self._client, _VENUE_REFUSALS) or () if text in str(e)), ours)
+            raise ours(message) from e
 
     def _read[T](self, what: str, fn: Callable[[], T]) -> T:
         return call_with_retry(lambda: self._call(what, fn), self._retry, sleep=self._sleep)
@@ -720,12 +756,23 @@ class CcxtExchange:
         """Send an order once; an answer that does not say the venue refused it leaves its outcome unknown."""
         try:
             return self._call(what, fn)
+        except ExchangeUnavailable as e:
+            # What ccxt raises for an HTTP 5xx, which Binance documents as "execution status UNKNOWN"
+            # (binance-spot-api-docs rest-api.md, "HTTP Return Codes").
+            raise OutcomeUnknown(f"{e} (the venue failed while handling the order: it may exist)") from e
         except PermanentExchangeError as e:
-            if type(e) is not PermanentExchangeError:
-                raise  # a specific refusal: InvalidOrder, InsufficientFunds, AuthenticationFailed, ...
-            # ccxt's bare ExchangeError: the venue's code is one ccxt does not classify. Nothing says the
-            # order was refused, and treating it as refused loses an order that may have filled.
-            raise OutcomeUnknown(f"{e} (an unclassified venue error: the order may exist)") from e
+            vendor = type(e.__cause__).__name__
+            if type(e) is PermanentExchangeError and vendor == "BadRequest":
+                # The venue parsed the order and refused its arguments (Binance -1013 filters, -1102 a missing
+                # parameter; Kraken "EGeneral:Invalid arguments").
+                raise InvalidOrder(str(e)) from e
+            if type(e) is PermanentExchangeError and vendor in _UNCLASSIFIED:
+                # The venue's code is one ccxt does not classify. Nothing says the order was refused, and
+                # treating it as refused loses an order that may have filled.
+                raise OutcomeUnknown(f"{e} (an unclassified venue error: the order may exist)") from e
+            if any(text in str(e) for text in _family(self._client, _DUPLICATE_CLIENT_ID) or ()):
+                raise OutcomeUnknown(f"{e} (an order with this client id exists: look it up)") from e
+            raise  # a specific refusal: InvalidOrder, BadRequest, InsufficientFunds, AuthenticationFailed, ...
 
     def _with_fees(self, raw: Mapping[str, Any], symbol: str) -> ExchangeOrder:
         """Convert an order read, completing its fees from the order's trades where the read has none.
@@ -736,6 +783,10 @@ class CcxtExchange:
         asset, and the ledger would hold coins the account does not.
         """
         order = order_from_ccxt(raw)
+        exact = _family(self._client, _VENUE_COST_FIELDS)
+        info = raw.get("info")
+        if exact is not None and isinstance(info, Mapping) and info.get(exact) is not None:
+            order = replace(order, cost=_decimal(info[exact], f"order {order.id} {exact}"))
         if order.filled <= 0 or _reports_fees(raw):
             return order
         client = self._client

@@ -175,7 +175,7 @@ class LocalServer:
                 ExchangeName=s.exchange,
                 Sandbox="true" if s.sandbox else "false",
                 ApiKeyParameterName=self._declared_default("ApiKeyParameterName"),
-                SecretStore="ssm",
+                SecretStore="ssm",  # pragma: allowlist secret (a parameter name)
             )
         if s.schedule and s.schedule.lower() not in NO_SCHEDULE:
             parameters["CycleSchedule"] = s.schedule

@@ -1,0 +1,108 @@
+"""A stop loss decides its strategy together with that strategy's waiting alerts, through the executed state machine.
+
+TradingView sends what the strategy did, in order: an entry waiting in the signals queue for the next cycle and
+a stop loss right after it mean the strategy ended flat. Each sequence runs the real state machine under moto:
+entries go to SignalsQueue as the webhook sends them, and the stop arrives through the urgent path (the batch the
+EventBridge Pipe delivers from UrgentQueue).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal as D
+from typing import Any
+
+from crypto_bot.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.local.aws import LocalStack
+from crypto_bot.store import SignalRecord
+from tests.integration import test_trade_cycle
+from tests.integration.test_trade_cycle import portfolio, queue_alert, run
+
+
+def alert(action: str, time: str, comment: str, price: str = "60000") -> dict[str, str]:
+    return {"time": time, "ticker": "BTCUSD", "order_action": action, "order_price": price, "order_comment": comment}
+
+
+stack_factory = test_trade_cycle.stack_factory  # the same emulated stack as the trade-cycle tests
+
+BUY = alert("buy", "2024-08-10T02:30:02Z", "long")
+STOP = alert("sell", "2024-08-10T02:30:03Z", "Stop loss", "59000")
+
+
+def urgent(stack: LocalStack, payload: dict[str, str], name: str) -> dict[str, Any]:
+    return run(stack, [{"messageId": f"m-{name}", "body": json.dumps(payload)}], name=name)
+
+
+def outcomes(stack: LocalStack) -> dict[str, tuple[str, str]]:
+    """Each stored alert by its comment: (status, reason)."""
+    store = DynamoDBStore(stack.resource("Table"), stack.client("dynamodb"))
+    found: dict[str, SignalRecord] = {}
+    for record in store.recent_signals(100):
+        assert isinstance(record.payload, dict)
+        found[str(record.payload["order_comment"])] = record
+    return {comment: (r.status.value, r.reason) for comment, r in found.items()}
+
+
+def orders(stack: LocalStack) -> list[tuple[str, str]]:
+    store = DynamoDBStore(stack.resource("Table"), stack.client("dynamodb"))
+    cycles = [item for item in _cycle_ids(stack)]
+    return [(r.side.value, r.status.value) for cycle in cycles for r in store.intents(cycle) if r.filled]
+
+
+def _cycle_ids(stack: LocalStack) -> list[str]:
+    page = stack.client("dynamodb").scan(
+        TableName=stack.resource("Table"),
+        FilterExpression="begins_with(pk, :p) AND sk = :s",
+        ExpressionAttributeValues={":p": {"S": "CYCLE#"}, ":s": {"S": "CYCLE"}},
+    )
+    return sorted(item["pk"]["S"].removeprefix("CYCLE#") for item in page["Items"])
+
+
+def test_a_stop_after_a_waiting_entry_nets_out_and_the_next_cycle_buys_nothing(stack_factory: Any) -> None:
+    with stack_factory() as stack:
+        queue_alert(stack, BUY)  # waits for the scheduled cycle
+        urgent(stack, STOP, "stop-1")
+        run(stack, {"trigger": "manual"}, name="next-cycle")
+
+        assert portfolio(stack)[2] == {}
+        assert orders(stack) == []
+        seen = outcomes(stack)
+        assert seen["long"] == ("ignored", "netted out: a later signal in the same cycle reversed it")
+        assert seen["Stop loss"] == (
+            "ignored",
+            "netted out: it reverses this cycle's earlier signals, so the strategy stays flat",
+        )
+
+
+def test_an_older_entry_arriving_after_the_stop_does_not_re_enter(stack_factory: Any) -> None:
+    with stack_factory() as stack:
+        urgent(stack, STOP, "stop-1")  # the strategy is flat: nothing to sell
+        queue_alert(stack, BUY)  # delivered late: its time is before the stop's
+        run(stack, {"trigger": "manual"}, name="next-cycle")
+
+        assert portfolio(stack)[2] == {}
+        assert orders(stack) == []
+        seen = outcomes(stack)
+        assert seen["Stop loss"] == ("ignored", "the strategy is already flat: nothing to sell")
+        assert seen["long"] == (
+            "ignored",
+            "out of order: its time 2024-08-10T02:30:02+00:00 is before 2024-08-10T02:30:03+00:00, "
+            "the time of a newer alert that already decided this strategy",
+        )
+
+
+def test_a_stop_while_long_with_a_waiting_sell_sells_once(stack_factory: Any) -> None:
+    with stack_factory() as stack:
+        queue_alert(stack, BUY)
+        run(stack, {"trigger": "manual"}, name="entry")
+        held = portfolio(stack)[2]["BTCUSD"]
+        assert held == D("0.15833333")
+        queue_alert(stack, alert("sell", "2024-08-10T10:30:02Z", "exit", "59500"))  # waits for the next cycle
+        urgent(stack, alert("sell", "2024-08-10T10:30:03Z", "Stop loss", "59000"), "stop-1")
+        run(stack, {"trigger": "manual"}, name="next-cycle")
+
+        assert portfolio(stack)[2] == {}
+        assert orders(stack) == [("buy", "filled"), ("sell", "filled")]
+        seen = outcomes(stack)
+        assert seen["exit"][0] == "filled"
+        assert seen["Stop loss"] == ("ignored", "the strategy is already flat: nothing to sell")
