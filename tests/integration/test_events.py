@@ -30,14 +30,14 @@ def test_the_sample_events_run_a_stop_loss_cycle_through_every_handler() -> None
 
         urgent = invoke(stack, "CollectFunction", load_event("collect_urgent.json"))
         assert urgent["urgent"] is True
-        assert urgent["pending"] == 1  # only the stop loss: the entry waits for its bar
+        assert urgent["pending"] == 2  # the stop loss, and the waiting entry of the strategy it stops
 
         base = {"cycle_id": urgent["cycle_id"], "at": urgent["at"], "urgent": True}
         plan = invoke(stack, "PlanFunction", {**load_event("plan_exits.json"), **base, "execution_id": ""})
         assert plan == {"phase": "exits", "intent_ids": [], "count": 0, "next_phase": "sell_downs"}
         done = {**load_event("finalize_done.json"), "cycle_id": urgent["cycle_id"]}
         finalize = invoke(stack, "FinalizeFunction", done)
-        assert finalize["signals"] == {"ignored": 1}  # nothing to stop: BTC was flat
+        assert finalize["signals"] == {"ignored": 2}  # the entry and its stop net out: BTC stays flat
 
         failure = load_event("finalize_failure.json")
         failure["failed_state"]["cycle"]["cycle_id"] = scheduled["cycle_id"]
