@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --no-sync
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help bootstrap sync demo replay-demo test lint typecheck unit check-template bench build deploy clean
+.PHONY: help bootstrap sync demo replay-demo test lint typecheck unit check-template bench layer-requirements build deploy clean
 
 # Pinned so that a new release of a checker cannot break the gate overnight.
 SAM_CLI := aws-sam-cli==1.170.0
@@ -61,6 +61,12 @@ bench: sync ## measure cold starts, the markets cache, cycle scale and latency; 
 # with the project's Python 3.12 (the runtime's bytecode format). unchecked-hash: a .pyc checked against its
 # source's mtime goes stale when the deployment zip rounds mtimes to 2 s, and is then silently recompiled.
 COMPILE_PYC := python -m compileall -q -j 0 --invalidation-mode unchecked-hash
+
+# The layer installs exactly what uv.lock pins (with hashes), so `sam build` ships the versions the tests ran.
+LAYER_REQUIREMENTS := $(UV) export --frozen --only-group layer --no-emit-project --format requirements-txt --quiet
+
+layer-requirements: bootstrap ## regenerate layers/core/requirements.txt from uv.lock (the layer's exact versions)
+	@$(LAYER_REQUIREMENTS) --output-file layers/core/requirements.txt
 
 build: sync ## validate strategy_config.json, bundle it into the core layer, sam build, compile the bytecode
 	@$(RUN) python -c "from crypto_bot.config import StrategyConfig; import os; \
