@@ -1,1 +1,0 @@
-"""Harnesses shared by several test kinds."""
