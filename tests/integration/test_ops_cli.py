@@ -183,6 +183,56 @@ def test_signals_status_filter_keeps_only_that_status(deployed: Deployed, capsys
     assert [s["status"] for s in json_lines(out)] == ["filled"]
 
 
+def test_signals_refused_lists_every_refused_delivery_with_its_reason(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqs = deployed.stack.client("sqs")
+    queue_url = deployed.outputs["SignalsQueueUrl"]
+    not_json = sqs.send_message(QueueUrl=queue_url, MessageBody="{{strategy.order.alert_message}}")["MessageId"]
+    hold = deployed.queue({**README_ALERTS[0], "order_action": "hold"})
+    # What the webhook's mapping template sends for an alert over its limit (answered 413).
+    too_large = sqs.send_message_batch(
+        QueueUrl=queue_url,
+        Entries=[
+            {
+                "Id": "refused",
+                "MessageBody": '{"time": "2024-08-10T10:00:00Z", "order_comment": "xxxx',
+                "MessageAttributes": {
+                    "refused": {"DataType": "String", "StringValue": "too_large"},
+                    "characters": {"DataType": "Number", "StringValue": "70000"},
+                },
+            }
+        ],
+    )["Successful"][0]["MessageId"]
+    arn = deployed.stack.start_execution("TradeCycleStateMachine", {"trigger": "manual"}, name="second")
+    assert deployed.stack.wait_for_execution(arn, timeout=60)["status"] == "SUCCEEDED"
+    capsys.readouterr()  # the handlers' log lines
+
+    code, out, err = run_cli(capsys, "signals", "--stack", STACK, "--refused", "--json")
+
+    assert (code, err) == (0, "")
+    assert sorted((s["id"], s["status"], s["reason"]) for s in json_lines(out)) == sorted(
+        [
+            (
+                not_json,
+                "rejected",
+                "body: is not JSON (Expecting property name enclosed in double quotes) "
+                "(got '{{strategy.order.alert_message}}')",
+            ),
+            (hold, "rejected", "order_action: must be buy or sell (got 'hold')"),
+            (
+                too_large,
+                "rejected",
+                "body: is 70000 characters; an alert may have 65536: refused at the webhook (answered 413), "
+                "which kept its first 200",
+            ),
+        ]
+    )
+    with pytest.raises(SystemExit, match="2"):
+        run_cli(capsys, "signals", "--stack", STACK, "--refused", "--status", "filled")
+    assert "argument --status: not allowed with argument --refused" in capsys.readouterr().err
+
+
 def test_signals_rejects_an_unknown_status_and_a_bad_since(
     deployed: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -929,7 +929,13 @@ def register(commands: Any) -> None:
     )
     _target_options(signals)
     signals.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d ... or all (default 24h)")
-    signals.add_argument("--status", help="only these statuses, comma-separated (e.g. failed,rejected)")
+    which = signals.add_mutually_exclusive_group()
+    which.add_argument("--status", help="only these statuses, comma-separated (e.g. failed,rejected)")
+    which.add_argument(
+        "--refused",
+        action="store_true",
+        help="only the alerts refused, by the core or at the webhook (too large), each with its reason",
+    )
     signals.add_argument("--limit", type=_positive_int, default=500, help="read at most N newest signals")
     signals.add_argument("--json", action="store_true", help="print one JSON object per signal")
     signals.set_defaults(run=_run_signals)
@@ -1075,7 +1081,8 @@ def _console() -> Console:
 @_aws_command
 def _run_signals(args: argparse.Namespace) -> int:
     window = parse_since(args.since)
-    statuses = _statuses(args.status)
+    # Every refused delivery is stored as a rejected signal (a bad token is only counted: API Gateway's 4XXError).
+    statuses = {"rejected"} if args.refused else _statuses(args.status)
     if args.local:
         rows = local_signals(LocalClient(args.local).state())[-args.limit :]
     else:

@@ -15,7 +15,7 @@ from typing import Any
 from crypto_bot.aws.lock import lease_time, renew_lease
 from crypto_bot.aws.notify import cycle_message, publish, worth_notifying
 from crypto_bot.aws.runtime import Runtime
-from crypto_bot.aws.sqs_intake import WAIT_SECONDS, drain_queue
+from crypto_bot.aws.sqs_intake import WAIT_SECONDS, Refusal, drain_queue
 from crypto_bot.errors import FieldProblem, InputError, LockLost
 from crypto_bot.exchanges.paper import PaperExchange
 from crypto_bot.money import parse_decimal
@@ -60,6 +60,13 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
             received += 1
             _price_from_alert(wf, intake.record.payload)
 
+        def refuse(excerpt: str, message_id: str, refusal: Refusal) -> None:
+            # A delivery the webhook refused (too large) but sent on as a record: stored as a rejected signal.
+            nonlocal received, rejected, duplicates
+            duplicates += not wf.store.add_signal(refusal.record(excerpt, message_id, wf.clock()))
+            rejected += 1
+            received += 1
+
         if isinstance(source, list):
             for record in source:
                 take(str(record["body"]), str(record["messageId"]))
@@ -70,7 +77,7 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
         # arrives must be decided with that stop (netted out), not left for the next cycle to buy.
         wait = int(runtime.env.get("SQS_WAIT_SECONDS", WAIT_SECONDS))
         unprocessable = drain_queue(
-            runtime.clients("sqs"), runtime.env["SIGNALS_QUEUE_URL"], take, wait_seconds=wait
+            runtime.clients("sqs"), runtime.env["SIGNALS_QUEUE_URL"], take, refused=refuse, wait_seconds=wait
         ).failed
         pending = cycle_signals(wf.store.pending_signals(), urgent=urgent)
     at = runtime.settings.schedule.tick_at_or_before(started) if scheduled else started

@@ -1,25 +1,28 @@
 """Emulate the webhook's API Gateway REST API from its definition in template.yaml.
 
 :class:`WebhookDefinition` reads the ``AWS::Serverless::Api`` resource (its OpenAPI
-``DefinitionBody``: resource policy, request validators, models, the SQS integration with
-its mapping templates and integration responses, and the gateway responses).
+``DefinitionBody``: resource policy, the SQS integration with its mapping templates and
+integration responses, and the gateway responses), with the template's parameters.
 :class:`ApiGatewayEmulator` answers one HTTP request the way the deployed stage does:
 
-1. the resource policy (the source-IP allowlist), only when it is switched on;
+1. the payload limit (10 MB), then the resource policy (the source-IP allowlist), only when it is switched on;
 2. the REQUEST authorizer: a request without the identity source (``?token=``) is a 401
    without calling it; otherwise its answer (the authorizer's own code) is an Allow or Deny
    policy, cached for ``ReauthorizeEvery`` seconds per identity;
-3. the request validator: the operation's JSON-schema model for the content type, draft 4;
-4. the integration request: the mapping template for the content type, rendered as
+3. the integration request: the mapping template for the content type, rendered as
    Velocity, which picks the SQS queue through ``$context.requestOverride.path``; a
    content type without a template is a 415 (``passthroughBehavior: never``);
-5. the SQS ``SendMessage`` call, injected as a function so that pure rendering needs no AWS;
-6. the integration response selected by SQS's status code, or a gateway response.
+4. the SQS call (``SendMessage`` or ``SendMessageBatch``), injected as a function so that pure
+   rendering needs no AWS, given ``timeoutInMillis``: a slower one is the INTEGRATION_TIMEOUT
+   gateway response (and still happens, as on AWS), one that raises is INTEGRATION_FAILURE;
+5. the integration response selected by SQS's status code (keyed by the status code it answers,
+   as API Gateway stores them), or a gateway response.
 
 Velocity is airspeed, made to behave like API Gateway's Velocity 1.7: Java's String
 methods (``matches`` is a whole-string match, with the ``regex`` module standing in for
-java.util.regex) and single-quoted literals taken verbatim. What is not emulated:
-throttling, the integration timeout, stage variables, API keys and usage plans, CORS.
+java.util.regex; ``length`` and ``substring`` count UTF-16 units) and single-quoted literals
+taken verbatim. Request validators and models are not emulated, and a template that declares
+them is refused; neither are throttling, stage variables, API keys and usage plans, CORS.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = [
     "AuthorizerFailed",
     "Authorizer",
     "Input",
+    "MappingTemplateFailed",
     "Response",
     "SqsRequest",
     "SqsSend",
@@ -68,46 +72,105 @@ _MESSAGES: Final = {
     "MISSING_AUTHENTICATION_TOKEN": "Missing Authentication Token",
     "UNAUTHORIZED": "Unauthorized",
     "ACCESS_DENIED": "User is not authorized to access this resource with an explicit deny",
-    "BAD_REQUEST_BODY": "Invalid request body",
     "UNSUPPORTED_MEDIA_TYPE": "Unsupported Media Type",
     "REQUEST_TOO_LARGE": "Request Entity Too Large",
     "AUTHORIZER_FAILURE": None,
     "API_CONFIGURATION_ERROR": "Internal server error",
+    "INTEGRATION_TIMEOUT": "Endpoint request timed out",
+    "INTEGRATION_FAILURE": None,
 }
-# API Gateway's payload limit (10 MB, in bytes): a larger request is a 413 before the authorizer or the validator runs.
+# API Gateway's payload limit (10 MB, in bytes): a larger request is a 413 before the authorizer runs.
 PAYLOAD_LIMIT: Final = 10 * 1024 * 1024
-_DEFAULT_STATUS: Final = {
+# The default status of each gateway response type (developer guide, "Gateway response types for API Gateway").
+DEFAULT_STATUS: Final = {
     "MISSING_AUTHENTICATION_TOKEN": 403,
     "UNAUTHORIZED": 401,
     "ACCESS_DENIED": 403,
-    "BAD_REQUEST_BODY": 400,
     "UNSUPPORTED_MEDIA_TYPE": 415,
     "REQUEST_TOO_LARGE": 413,
     "AUTHORIZER_FAILURE": 500,
     "API_CONFIGURATION_ERROR": 500,
+    "INTEGRATION_FAILURE": 504,
+    "INTEGRATION_TIMEOUT": 504,
 }
+# An integration's timeout when timeoutInMillis is not given (API Gateway's default and maximum for REST APIs).
+DEFAULT_TIMEOUT_MILLIS: Final = 29_000
 
 
 class AuthorizerFailed(Exception):
     """The authorizer could not answer (it crashed): API Gateway answers 500."""
 
 
-def substitute(value: Any, variables: Mapping[str, str]) -> str:
-    """Resolve a string or the string form of ``Fn::Sub`` as CloudFormation would, from ``variables`` only."""
+def substitute(value: Any, variables: Mapping[str, str], parameters: Mapping[str, str] | None = None) -> str:
+    """Resolve a string or ``Fn::Sub`` as CloudFormation would, from ``variables`` and template ``parameters`` only.
+
+    The list form's own variables may be ``Ref`` (to a parameter), ``Fn::Join``, ``Fn::Split`` or ``Fn::Sub``.
+    """
     if isinstance(value, str):
         return value
-    if not (isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str)):
-        raise TemplateError(f"expected a string or the string form of Fn::Sub, got {value!r}")
+    if not (isinstance(value, dict) and set(value) == {"Fn::Sub"}):
+        raise TemplateError(f"expected a string or Fn::Sub, got {value!r}")
+    argument = value["Fn::Sub"]
+    own: dict[str, str] = {}
+    if isinstance(argument, list) and len(argument) == 2 and isinstance(argument[1], dict):
+        argument, own = (
+            argument[0],
+            {
+                name: _text(_intrinsic(item, variables, parameters or {}), f"Fn::Sub variable {name}")
+                for name, item in argument[1].items()
+            },
+        )
+    if not isinstance(argument, str):
+        raise TemplateError(f"expected the text of Fn::Sub, got {argument!r}")
+    known = {**variables, **own}
 
     def variable(match: re.Match[str]) -> str:
         name = match.group(1)
         if name.startswith("!"):  # `${!Literal}` is the escape for a literal `${Literal}`
             return "${" + name[1:] + "}"
-        if name not in variables:
-            raise TemplateError(f"Fn::Sub variable ${{{name}}} has no value here (known: {sorted(variables)})")
-        return variables[name]
+        if name in known:
+            return known[name]
+        if parameters and name in parameters:
+            return parameters[name]
+        raise TemplateError(f"Fn::Sub variable ${{{name}}} has no value here (known: {sorted(known)})")
 
-    return _SUB_VARIABLE.sub(variable, value["Fn::Sub"])
+    return _SUB_VARIABLE.sub(variable, argument)
+
+
+def _intrinsic(value: Any, variables: Mapping[str, str], parameters: Mapping[str, str]) -> str | list[str]:
+    """Evaluate the few intrinsic functions a mapping template's Fn::Sub variables use, as CloudFormation does."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, argument),) = value.items()
+        if key == "Ref" and isinstance(argument, str):
+            if argument not in parameters:
+                raise TemplateError(f"Ref {argument}: no such parameter here (known: {sorted(parameters)})")
+            return parameters[argument]
+        if key == "Fn::Sub":
+            return substitute(value, variables, parameters)
+        if key == "Fn::Join" and isinstance(argument, list) and len(argument) == 2:
+            delimiter, items = argument
+            parts = (
+                [_text(_intrinsic(item, variables, parameters), "Fn::Join item") for item in items]
+                if isinstance(items, list)
+                else _intrinsic(items, variables, parameters)
+            )
+            if not isinstance(parts, list):
+                raise TemplateError(f"Fn::Join needs a list, got {parts!r}")
+            return _text(delimiter, "Fn::Join delimiter").join(parts)
+        if key == "Fn::Split" and isinstance(argument, list) and len(argument) == 2:
+            delimiter, source = argument
+            return _text(_intrinsic(source, variables, parameters), "Fn::Split source").split(
+                _text(delimiter, "Fn::Split delimiter")
+            )
+    raise TemplateError(f"{value!r}: only Ref, Fn::Sub, Fn::Join and Fn::Split are resolved here")
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TemplateError(f"{what}: expected a string, got {value!r}")
+    return value
 
 
 # ------------------------------------------------------------------------------ Velocity, as API Gateway runs it
@@ -124,13 +187,45 @@ def _java_matches(text: str, pattern: str) -> bool:
     return regex.fullmatch(pattern, text) is not None
 
 
+def _utf16(text: str) -> bytes:
+    # A Java String is UTF-16: a character outside the BMP is two units, an unpaired surrogate one.
+    return text.encode("utf-16-le", "surrogatepass")
+
+
+def java_length(text: str) -> int:
+    """Count what Java's String.length counts: UTF-16 code units."""
+    return len(_utf16(text)) // 2
+
+
+def _java_substring(text: str, begin: int, end: int | None = None) -> str:
+    units = _utf16(text)
+    stop = len(units) // 2 if end is None else end
+    if not 0 <= begin <= stop <= len(units) // 2:
+        # Java throws StringIndexOutOfBoundsException, and the template fails.
+        raise IndexError(f"substring({begin}, {stop}) of a string of length {len(units) // 2}")
+    return units[2 * begin : 2 * stop].decode("utf-16-le", "surrogatepass")
+
+
+def _java_replace_all(text: str, pattern: str, replacement: str) -> str:
+    import regex
+
+    if "$" in replacement or "\\" in replacement:
+        # Java's replacement syntax ($1, \$) is not emulated: refuse it rather than read it as Python's.
+        raise ValueError(f"replaceAll replacement {replacement!r}: group references and escapes are not emulated")
+    return str(regex.sub(pattern, lambda _match: replacement, text))
+
+
 # Java String methods the templates call; airspeed looks str methods up in this table.
 JAVA_STRING: Final[dict[str, Callable[..., Any]]] = {
     "matches": _java_matches,
     "trim": java_trim,
     "startsWith": lambda text, prefix: text.startswith(prefix),
     "endsWith": lambda text, suffix: text.endswith(suffix),
-    "length": len,
+    "length": java_length,
+    "substring": _java_substring,
+    "replaceAll": _java_replace_all,
+    # Java's toLowerCase() in a root-like locale (not Turkish, Azeri or Lithuanian): Unicode's full lower-case mapping.
+    "toLowerCase": lambda text: text.lower(),
 }
 _velocity_lock = threading.Lock()
 
@@ -142,13 +237,21 @@ def _velocity_like_api_gateway() -> Iterator[Any]:
 
     with _velocity_lock:
         methods = airspeed.__additional_methods__
-        saved = (methods.get(str), airspeed.StringLiteral.STRING, airspeed.StringLiteral.ESCAPED_CHAR)
+        saved = (
+            methods.get(str),
+            airspeed.StringLiteral.STRING,
+            airspeed.StringLiteral.ESCAPED_CHAR,
+            airspeed.ElseBlock.START,
+        )
         # airspeed's own `matches` is re.match, a prefix match; Java's matches the whole string.
         methods[str] = {**(saved[0] or {}), **JAVA_STRING}
         # Velocity 1.7 takes a single-quoted literal verbatim, backslashes included (its grammar: any
         # character but the quote); airspeed would unescape a few and refuse the rest.
         airspeed.StringLiteral.STRING = re.compile(r"'([^']*)'", re.S)
         airspeed.StringLiteral.ESCAPED_CHAR = re.compile(r"(?!)")
+        # Velocity 1.7's ELSE_DIRECTIVE token takes the blanks and the newline after #else with it (Parser.jjt),
+        # as its END and a directive's closing parenthesis do; airspeed leaves that newline in the output.
+        airspeed.ElseBlock.START = re.compile(r"#(?:else|\{else\})(?:[ \t]*(?:\r\n|\n|\r))?", re.I)
         try:
             yield airspeed
         finally:
@@ -157,24 +260,36 @@ def _velocity_like_api_gateway() -> Iterator[Any]:
             else:
                 methods[str] = saved[0]
             airspeed.StringLiteral.STRING, airspeed.StringLiteral.ESCAPED_CHAR = saved[1], saved[2]
+            airspeed.ElseBlock.START = saved[3]
+
+
+_JSONPATH_STEP: Final = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
 
 
 class Input:
     """``$input``: the raw body, the dotted JSONPath reads API Gateway offers on it, and the request parameters."""
 
     def __init__(self, body: str, params: Mapping[str, Mapping[str, str]] | None = None) -> None:
-        self.body = body
+        # A request without a body reaches the template as "{}": recorded from AWS in LocalStack's validated
+        # test_apigateway_sqs.py::test_sqs_aws_integration ("sqs-aws-integration-without-payload", body {}).
+        self.body = body or "{}"
         self._params = params or {"path": {}, "querystring": {}, "header": {}}
 
     def path(self, expression: str) -> Any:
-        """Return the value at a dotted JSONPath (``$.a.b``) of the body parsed as JSON, or None when absent."""
+        """Return the value at a JSONPath of names and indexes (``$.a.b[0].c``) of the body as JSON, None if absent."""
         value: Any = json.loads(self.body)
-        for part in expression.removeprefix("$").split("."):
-            if not part:
-                continue
-            if not isinstance(value, dict) or part not in value:
-                return None
-            value = value[part]
+        steps = expression.removeprefix("$")
+        if _JSONPATH_STEP.sub("", steps):
+            raise ValueError(f"JSONPath {expression!r}: only .name and [index] steps are emulated")
+        for name, index in _JSONPATH_STEP.findall(steps):
+            if name:
+                if not isinstance(value, dict) or name not in value:
+                    return None
+                value = value[name]
+            else:
+                if not isinstance(value, list) or int(index) >= len(value):
+                    return None
+                value = value[int(index)]
         return value
 
     def json(self, expression: str) -> str:
@@ -195,8 +310,11 @@ class Util:
     """``$util``."""
 
     def urlEncode(self, text: str) -> str:  # noqa: N802 (API Gateway's name)
-        """Encode as java.net.URLEncoder does with UTF-8: letters, digits and .-*_ stay, a space becomes +."""
-        return urllib.parse.quote_plus(text, safe="*").replace("~", "%7E")
+        """Encode as java.net.URLEncoder does with UTF-8: letters, digits and .-*_ stay, a space becomes +.
+
+        An unpaired surrogate, which UTF-8 cannot encode, becomes "?" (%3F), as Java's encoder replaces it.
+        """
+        return urllib.parse.quote_plus(text.encode("utf-8", "replace"), safe="*").replace("~", "%7E")
 
     def urlDecode(self, text: str) -> str:  # noqa: N802
         """Decode application/x-www-form-urlencoded text."""
@@ -233,10 +351,18 @@ def render(
 ) -> str:
     """Render a mapping template with ``$input``, ``$util`` and ``$context`` (which the template may change)."""
     with _velocity_like_api_gateway() as airspeed:
-        output: str = airspeed.Template(template).merge(
-            {"input": Input(body, params), "util": Util(), "context": context}
-        )
+        try:
+            output: str = airspeed.Template(template).merge(
+                {"input": Input(body, params), "util": Util(), "context": context}
+            )
+        except airspeed.TemplateError as e:
+            # What failed inside (a Java exception on API Gateway) is the cause; API Gateway answers a 500.
+            raise MappingTemplateFailed(f"{e.__cause__ or e}") from e
     return output
+
+
+class MappingTemplateFailed(ValueError):
+    """A mapping template failed to render (a syntax error, or an exception while it ran)."""
 
 
 # ------------------------------------------------------------------------------ the API's definition
@@ -286,7 +412,13 @@ def _content_type(headers: Mapping[str, str]) -> str:
 class WebhookDefinition:
     """The parts of an ``AWS::Serverless::Api`` OpenAPI body the emulator runs, with ``Fn::Sub`` resolved."""
 
-    def __init__(self, document: Mapping[str, Any], variables: Mapping[str, str], api_logical_id: str) -> None:
+    def __init__(
+        self,
+        document: Mapping[str, Any],
+        variables: Mapping[str, str],
+        api_logical_id: str,
+        parameters: Mapping[str, str] | None = None,
+    ) -> None:
         resources: Mapping[str, Any] = document.get("Resources") or {}
         resource = resources.get(api_logical_id)
         if not resource or resource.get("Type") != "AWS::Serverless::Api":
@@ -298,9 +430,12 @@ class WebhookDefinition:
             raise TemplateError(f"{api_logical_id}: DefinitionBody with paths is needed to emulate it")
         self.body: dict[str, Any] = body
         self.variables = dict(variables)
+        self.parameters = _parameter_values(dict(document.get("Parameters") or {}), parameters or {})
+        if body.get("x-amazon-apigateway-request-validators") or any(
+            "x-amazon-apigateway-request-validator" in operation for operation in self._operations()
+        ):
+            raise TemplateError(f"{api_logical_id}: request validators are not emulated")
         self.gateway_responses: dict[str, Any] = dict(body.get("x-amazon-apigateway-gateway-responses") or {})
-        self.validators: dict[str, Any] = dict(body.get("x-amazon-apigateway-request-validators") or {})
-        self.schemas: dict[str, Any] = dict((body.get("components") or {}).get("schemas") or {})
         self.policy: dict[str, Any] | None = body.get("x-amazon-apigateway-policy")
         self.writable_queues = self._writable_queues(resources)
         auth = self.properties.get("Auth") or {}
@@ -313,10 +448,22 @@ class WebhookDefinition:
 
     @classmethod
     def from_template(
-        cls, document: Mapping[str, Any], variables: Mapping[str, str], api_logical_id: str = "WebhookApi"
+        cls,
+        document: Mapping[str, Any],
+        variables: Mapping[str, str],
+        api_logical_id: str = "WebhookApi",
+        parameters: Mapping[str, str] | None = None,
     ) -> WebhookDefinition:
-        """Read the API from a loaded template; ``variables`` give the values of its ``Fn::Sub`` variables."""
-        return cls(document, variables, api_logical_id)
+        """Read the API from a loaded template.
+
+        ``variables`` give the values of its ``Fn::Sub`` variables (``Queue.QueueName``); ``parameters`` the
+        template parameters given at deploy, the others taking their ``Default``.
+        """
+        return cls(document, variables, api_logical_id, parameters)
+
+    def substitute(self, value: Any) -> str:
+        """Resolve a string or ``Fn::Sub`` with this API's variables and parameters."""
+        return substitute(value, self.variables, self.parameters)
 
     def _writable_queues(self, resources: Mapping[str, Any]) -> frozenset[str]:
         """Name the queues the integration's role may send to (``sqs:SendMessage`` on ``!GetAtt Q.Arn``)."""
@@ -372,54 +519,13 @@ class WebhookDefinition:
         """Return the request mapping template for a content type, substituted, or None if there is none."""
         templates = self.integration(operation or self._only_operation()).get("requestTemplates") or {}
         template = templates.get(content_type)
-        return None if template is None else substitute(template, self.variables)
+        return None if template is None else self.substitute(template)
 
     def _only_operation(self) -> dict[str, Any]:
         operations = list(self._operations())
         if len(operations) != 1:
             raise TemplateError(f"{self.logical_id}: name the operation; the API has {len(operations)}")
         return operations[0]
-
-    def model(self, content_type: str, operation: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        """Return the JSON schema the validator applies to a content type, or None when the body is not validated."""
-        operation = operation or self._only_operation()
-        validator = self.validators.get(operation.get("x-amazon-apigateway-request-validator") or "")
-        if not validator or not validator.get("validateRequestBody"):
-            return None
-        content = ((operation.get("requestBody") or {}).get("content") or {}).get(content_type)
-        if not content or "schema" not in content:
-            return None  # API Gateway validates no content type that has no model
-        return self._resolve_schema(content["schema"])
-
-    def _resolve_schema(self, schema: Mapping[str, Any]) -> dict[str, Any]:
-        reference = schema.get("$ref")
-        if isinstance(reference, str):
-            prefix = "#/components/schemas/"
-            if not reference.startswith(prefix) or reference[len(prefix) :] not in self.schemas:
-                raise TemplateError(f"{self.logical_id}: cannot resolve model reference {reference}")
-            return dict(self.schemas[reference[len(prefix) :]])
-        return dict(schema)
-
-    def validation_errors(self, body: str, content_type: str, operation: Mapping[str, Any] | None = None) -> list[str]:
-        """Validate a body as API Gateway does (draft 4); return its error messages, none when it passes."""
-        model = self.model(content_type, operation)
-        if model is None:
-            return []
-        try:
-            instance = json.loads(body)
-        except ValueError as e:
-            return [f"Invalid JSON: {e}"]
-        except RecursionError:
-            # Found by the webhook fuzzer: a body nested 50,000 deep crashed the request thread (no answer at all).
-            # API Gateway's parser has a nesting limit and answers 400.
-            return ["Invalid JSON: nested too deeply"]
-        import jsonschema
-
-        errors = sorted(
-            jsonschema.Draft4Validator(model).iter_errors(instance), key=lambda e: [str(part) for part in e.path]
-        )
-        # jsonschema reports each missing property apart; API Gateway names them all in one message.
-        return list(dict.fromkeys(_validation_message(error) for error in errors))
 
     def integration_request(
         self,
@@ -442,29 +548,57 @@ class WebhookDefinition:
         else:
             raw = render(template, body, context, params)
         mapped = (integration.get("requestParameters") or {}).get("integration.request.path.queue")
-        queue = substitute(mapped, self.variables).strip("'") if mapped is not None else ""
+        queue = self.substitute(mapped).strip("'") if mapped is not None else ""
         queue = str(context["requestOverride"]["path"].get("queue", queue))
         return SqsRequest(raw=raw, queue=queue, context=context, writable=self.writable_queues)
 
+    def integration_responses(self, operation: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """Return the operation's integration responses keyed by the status code each answers, as API Gateway does.
+
+        The OpenAPI extension keys them by selection pattern, but API Gateway stores them by status code
+        (``PutIntegrationResponse .../responses/{status_code}``): two with one status code cannot both exist, so
+        a template that has them is refused here instead of losing one silently.
+        """
+        responses: dict[str, Any] = self.integration(operation or self._only_operation()).get("responses") or {}
+        by_status: dict[str, dict[str, Any]] = {}
+        for pattern, response in responses.items():
+            status = str(response.get("statusCode", ""))
+            if status in by_status:
+                raise TemplateError(
+                    f"{self.logical_id}: integration responses {by_status[status]['selectionPattern']!r} and "
+                    f"{pattern!r} both answer {status}; API Gateway keeps one integration response per status code"
+                )
+            by_status[status] = {**response, "selectionPattern": None if pattern == "default" else pattern}
+        return by_status
+
+    def timeout(self, operation: Mapping[str, Any] | None = None) -> float:
+        """Return the integration's timeout in seconds (``timeoutInMillis``, else API Gateway's 29 s)."""
+        integration = self.integration(operation or self._only_operation())
+        return int(integration.get("timeoutInMillis", DEFAULT_TIMEOUT_MILLIS)) / 1000
+
     def integration_response(
         self, request: SqsRequest, sqs_status: int, sqs_body: str = "{}", operation: Mapping[str, Any] | None = None
-    ) -> tuple[int, str]:
-        """Pick the integration response by SQS's status code, render it, apply a status override."""
-        responses: dict[str, Any] = self.integration(operation or self._only_operation()).get("responses") or {}
+    ) -> tuple[int, str] | None:
+        """Pick the integration response by SQS's status code, render it, apply a status override.
+
+        None when no selection pattern matches and there is no default: API Gateway's API_CONFIGURATION_ERROR
+        ("integration response mapping can't match any template and no default template is configured").
+        """
+        responses = list(self.integration_responses(operation).values())
         chosen = next(
-            (r for pattern, r in responses.items() if pattern != "default" and re.fullmatch(pattern, str(sqs_status))),
-            responses.get("default"),
+            (r for r in responses if r["selectionPattern"] and re.fullmatch(r["selectionPattern"], str(sqs_status))),
+            next((r for r in responses if r["selectionPattern"] is None), None),
         )
         if chosen is None:
-            return sqs_status, sqs_body  # no integration response: API Gateway passes the status through
+            return None
         template = (chosen.get("responseTemplates") or {}).get("application/json")
-        text = sqs_body if template is None else render(substitute(template, self.variables), sqs_body, request.context)
+        text = sqs_body if template is None else render(self.substitute(template), sqs_body, request.context)
         status = request.context["responseOverride"].get("status", chosen.get("statusCode", 200))
         return int(status), text
 
     def gateway_response(self, kind: str, context: dict[str, Any], status: int | None = None) -> tuple[int, str]:
         """Render a gateway response (or its DEFAULT_4XX/5XX fallback) with its status code."""
-        default_status = status or _DEFAULT_STATUS.get(kind, 500)
+        default_status = status or DEFAULT_STATUS.get(kind, 500)
         configured = self.gateway_responses.get(kind) or self.gateway_responses.get(
             "DEFAULT_4XX" if default_status < 500 else "DEFAULT_5XX"
         )
@@ -475,37 +609,32 @@ class WebhookDefinition:
         template = (configured.get("responseTemplates") or {}).get("application/json")
         if template is None:
             return final_status, json.dumps({"message": message})
-        return final_status, render(substitute(template, self.variables), "", context)
+        return final_status, render(self.substitute(template), "", context)
 
 
-_JSON_TYPES: Final = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    bool: "boolean",
-    int: "integer",
-    float: "number",
-    type(None): "null",
-}
+def _parameter_values(declared: Mapping[str, Any], given: Mapping[str, str]) -> dict[str, str]:
+    """Return every template parameter's value, given or its Default, checked as CloudFormation checks it."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise TemplateError(f"parameters {unknown} are not declared in the template")
+    values: dict[str, str] = {}
+    for name, spec in declared.items():
+        if name not in given and "Default" not in spec:
+            continue  # not needed unless the API refers to it, and then substitute() names it
+        value = str(given.get(name, spec.get("Default")))
+        allowed = [str(v) for v in spec.get("AllowedValues") or []]
+        if allowed and value not in allowed:
+            raise TemplateError(f"parameter {name} is {value!r}, not one of {allowed}")
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None:
+            import regex
 
-
-def _validation_message(error: Any) -> str:
-    """Word a jsonschema error as API Gateway's validator (java json-schema-validator) words it."""
-    instance, value = error.instance, error.validator_value
-    if error.validator == "required":
-        missing = [name for name in value if isinstance(instance, dict) and name not in instance]
-        return f"object has missing required properties ({json.dumps(missing)})"
-    if error.validator == "type":
-        allowed = [value] if isinstance(value, str) else list(value)
-        found = _JSON_TYPES.get(type(instance), "unknown")
-        return f"instance type ({found}) does not match any allowed primitive types (allowed: {json.dumps(allowed)})"
-    if error.validator == "pattern":
-        return f"ECMA 262 regex {json.dumps(value)} does not match input string {json.dumps(instance)}"
-    if error.validator == "minLength":
-        return f"string {json.dumps(instance)} is too short (length: {len(instance)}, required minimum: {value})"
-    if error.validator == "minimum":
-        return f"numeric instance is lower than the required minimum (minimum: {value}, found: {instance})"
-    return str(error.message)
+            # CloudFormation reads AllowedPattern as a Java regex; the regex module stands in for it, as above.
+            if regex.fullmatch(str(pattern), value) is None:
+                why = spec.get("ConstraintDescription") or f"it must match {pattern}"
+                raise TemplateError(f"parameter {name} is {value!r}: {why}")
+        values[name] = value
+    return values
 
 
 # ------------------------------------------------------------------------------ the emulator
@@ -628,14 +757,9 @@ class ApiGatewayEmulator:
         if refusal is not None:
             return refusal
         content_type = _content_type(headers)
-        errors = self.definition.validation_errors(text, content_type, operation)
-        if errors:
-            detail = "[" + ", ".join(errors) + "]"
-            context["error"]["validationErrorString"] = json.dumps(detail)[1:-1]
-            return self._refuse("BAD_REQUEST_BODY", context)
         try:
             request = self.definition.integration_request(text, content_type, context, operation, params)
-        except (ValueError, TypeError, AttributeError, KeyError) as e:
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as e:
             # A template that fails to render is API Gateway's 500 "Internal server error".
             return self._refuse("API_CONFIGURATION_ERROR", context, outcome=f"mapping template failed: {e}")
         if request is None:
@@ -644,8 +768,20 @@ class ApiGatewayEmulator:
             form = request.form
         except ValueError as e:
             return self._refuse("API_CONFIGURATION_ERROR", context, outcome=str(e))
-        sqs_status, sqs_body = self.sqs_send(request.queue, form)
-        status, answer = self.definition.integration_response(request, sqs_status, sqs_body, operation)
+        called = self._call_integration(request.queue, form, self.definition.timeout(operation))
+        if called is None:
+            return self._refuse("INTEGRATION_TIMEOUT", context, outcome=f"{request.queue}: SQS did not answer in time")
+        if isinstance(called, BaseException):
+            failure = f"{request.queue}: SQS call failed: {type(called).__name__}: {called}"
+            return self._refuse("INTEGRATION_FAILURE", context, outcome=failure)
+        sqs_status, sqs_body = called
+        try:
+            mapped = self.definition.integration_response(request, sqs_status, sqs_body, operation)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as e:
+            return self._refuse("API_CONFIGURATION_ERROR", context, outcome=f"response template failed: {e}")
+        if mapped is None:
+            return self._refuse("API_CONFIGURATION_ERROR", context, outcome=f"no integration response for {sqs_status}")
+        status, answer = mapped
         message_id = None
         if 200 <= sqs_status < 300:
             result = json.loads(sqs_body).get("SendMessageResponse", {}).get("SendMessageResult", {})
@@ -654,9 +790,31 @@ class ApiGatewayEmulator:
             status=status,
             body=answer,
             headers={"Content-Type": "application/json", "x-amzn-RequestId": request_id},
-            outcome=f"{request.queue} (SQS {sqs_status})",
+            outcome=f"{request.queue} ({form.get('Action')}, SQS {sqs_status})",
             message_id=message_id,
         )
+
+    def _call_integration(
+        self, queue: str, form: Mapping[str, str], timeout: float
+    ) -> tuple[int, str] | BaseException | None:
+        """Call SQS as the integration does: its answer, what it raised, or None after ``timeout`` seconds.
+
+        API Gateway stops waiting at the integration timeout but cannot take the call back: a message SQS
+        stores afterwards is queued all the same. The call goes on in its thread, as it does on AWS.
+        """
+        outcome: list[tuple[int, str] | BaseException] = []
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                outcome.append(self.sqs_send(queue, form))
+            except Exception as e:  # reported to the caller: API Gateway's INTEGRATION_FAILURE
+                outcome.append(e)
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="api-gateway-integration", daemon=True).start()
+        return outcome[0] if done.wait(timeout) else None
 
     def _refuse(self, kind: str, context: dict[str, Any], *, message: str | None = None, outcome: str = "") -> Response:
         text = message if message is not None else _MESSAGES.get(kind)

@@ -17,6 +17,7 @@ Local-only endpoints report the state (``GET /_local/state``) and run a cycle no
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sys
 import threading
@@ -374,7 +375,7 @@ class LocalServer:
         from crypto_bot.local.api_gateway import ApiGatewayEmulator, WebhookDefinition
 
         variables = {f"{logical_id}.QueueName": name for logical_id, name in self._queues.items()}
-        definition = WebhookDefinition.from_template(self.template, variables, API)
+        definition = WebhookDefinition.from_template(self.template, variables, API, parameters=self.parameters)
         policy = {"AllowedSourceCidrs": list(self.settings.allow)} if self.settings.allow else None
         self._authorizer_function = self._authorizer_logical_id(definition.authorizer)
         return ApiGatewayEmulator(
@@ -414,7 +415,11 @@ class LocalServer:
         return payload
 
     def _sqs_send(self, queue: str, form: Mapping[str, str]) -> tuple[int, str]:
-        """Do the SendMessage API Gateway's SQS integration does, answering with SQS's status and JSON."""
+        """Do the SQS call API Gateway's integration does (SendMessage or SendMessageBatch), answering as SQS does.
+
+        The answer is SQS's status and the JSON form of its query API response, ``{"<Action>Response":
+        {"<Action>Result": ...}}`` with the result's members as the SQS API reference names them.
+        """
         from botocore.exceptions import ClientError
 
         request_id = str(uuid.uuid4())
@@ -428,35 +433,79 @@ class LocalServer:
         logical_id = next((k for k, v in self._queues.items() if v == queue), None)
         if logical_id is None:
             return error(400, "AWS.SimpleQueueService.NonExistentQueue", f"no queue {queue}")
-        if form.get("Action") != "SendMessage":
-            return error(400, "InvalidAction", f"the action {form.get('Action')!r} is not valid for this endpoint")
-        attributes: dict[str, dict[str, str]] = {}
-        for key, name in form.items():
-            if key.startswith("MessageAttribute.") and key.endswith(".Name"):
-                prefix = key.removesuffix(".Name")
-                attributes[name] = {
-                    "DataType": form.get(f"{prefix}.Value.DataType", "String"),
-                    "StringValue": form.get(f"{prefix}.Value.StringValue", ""),
-                }
+        action = form.get("Action")
+        if action == "SendMessage":
+            entries = [_Entry("", form.get("MessageBody", ""), _attributes(form, ""))]
+        elif action == "SendMessageBatch":
+            prefix = "SendMessageBatchRequestEntry"
+            numbers = sorted({int(key.split(".")[1]) for key in form if key.startswith(f"{prefix}.")})
+            entries = [
+                _Entry(
+                    form.get(f"{prefix}.{n}.Id", ""),
+                    form.get(f"{prefix}.{n}.MessageBody", ""),
+                    _attributes(form, f"{prefix}.{n}."),
+                )
+                for n in numbers
+            ]
+            if not entries:
+                return error(400, "AWS.SimpleQueueService.EmptyBatchRequest", "There should be at least one entry")
+        else:
+            return error(400, "InvalidAction", f"the action {action!r} is not valid for this endpoint")
+        # What moto does not check, as the SQS API reference states it for MessageBody: at least one character,
+        # and only #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF.
+        refused = {}
+        for entry in entries:
+            if not entry.body:
+                refused[entry.id] = ("MissingParameter", "The request must contain the parameter MessageBody.")
+            elif _SQS_INVALID_CHARACTER.search(entry.body):
+                refused[entry.id] = ("InvalidMessageContents", "Invalid characters found.")
+        if action == "SendMessage" and refused:
+            return error(400, *refused[""])
+        sqs = self.stack.client("sqs")
+        url = self.stack.resource(logical_id)
         try:
-            sent = self.stack.client("sqs").send_message(
-                QueueUrl=self.stack.resource(logical_id),
-                MessageBody=form.get("MessageBody", ""),
-                **({"MessageAttributes": attributes} if attributes else {}),
-            )
+            if action == "SendMessage":
+                [entry] = entries
+                sent = sqs.send_message(
+                    QueueUrl=url,
+                    MessageBody=entry.body,
+                    **({"MessageAttributes": entry.attributes} if entry.attributes else {}),
+                )
+                result: dict[str, Any] = {
+                    "MD5OfMessageBody": sent.get("MD5OfMessageBody"),
+                    "MD5OfMessageAttributes": sent.get("MD5OfMessageAttributes"),
+                    "MessageId": sent["MessageId"],
+                }
+            else:
+                accepted = [e for e in entries if e.id not in refused]
+                sent = (
+                    sqs.send_message_batch(
+                        QueueUrl=url,
+                        Entries=[
+                            {
+                                "Id": e.id,
+                                "MessageBody": e.body,
+                                **({"MessageAttributes": e.attributes} if e.attributes else {}),
+                            }
+                            for e in accepted
+                        ],
+                    )
+                    if accepted
+                    else {}
+                )
+                failed = [
+                    {"Id": key, "Code": code, "Message": message, "SenderFault": True}
+                    for key, (code, message) in refused.items()
+                ]
+                result = {"Successful": sent.get("Successful", []), "Failed": failed + sent.get("Failed", [])}
         except ClientError as e:
             status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
             details = e.response.get("Error", {})
             return error(status, str(details.get("Code", "Error")), str(details.get("Message", e)))
         if logical_id in self._pipes:
             self._pipe_wakeup.set()
-        result = {
-            "MD5OfMessageBody": sent.get("MD5OfMessageBody"),
-            "MD5OfMessageAttributes": sent.get("MD5OfMessageAttributes"),
-            "MessageId": sent["MessageId"],
-        }
-        response = {"ResponseMetadata": {"RequestId": request_id}, "SendMessageResult": result}
-        return 200, json.dumps({"SendMessageResponse": response})
+        response = {"ResponseMetadata": {"RequestId": request_id}, f"{action}Result": result}
+        return 200, json.dumps({f"{action}Response": response})
 
     # -- the pipe ----------------------------------------------------------------------------
 
@@ -509,7 +558,16 @@ class LocalServer:
                 "receiptHandle": m["ReceiptHandle"],
                 "body": m["Body"],
                 "attributes": m.get("Attributes", {}),
-                "messageAttributes": m.get("MessageAttributes", {}),
+                # The shape Lambda and EventBridge Pipes deliver an SQS message attribute in.
+                "messageAttributes": {
+                    name: {
+                        "stringValue": value.get("StringValue"),
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                        "dataType": value.get("DataType"),
+                    }
+                    for name, value in m.get("MessageAttributes", {}).items()
+                },
                 "md5OfBody": m.get("MD5OfBody"),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": arn["Attributes"]["QueueArn"],
@@ -867,6 +925,34 @@ class LocalServer:
         return depths
 
 
+# Characters SQS refuses in a message body (SendMessage, API reference): anything outside #x9 | #xA | #xD |
+# #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF.
+_SQS_INVALID_CHARACTER: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One message of an SQS send: its batch entry id ("" for SendMessage), body and attributes."""
+
+    id: str
+    body: str
+    attributes: dict[str, dict[str, str]]
+
+
+def _attributes(form: Mapping[str, str], prefix: str) -> dict[str, dict[str, str]]:
+    """Read the ``{prefix}MessageAttribute.N`` parameters of an SQS query form."""
+    attributes: dict[str, dict[str, str]] = {}
+    pattern = re.compile(re.escape(prefix) + r"MessageAttribute\.\d+\.Name")
+    for key, name in form.items():
+        if pattern.fullmatch(key):
+            at = key.removesuffix(".Name")
+            attributes[name] = {
+                "DataType": form.get(f"{at}.Value.DataType", "String"),
+                "StringValue": form.get(f"{at}.Value.StringValue", ""),
+            }
+    return attributes
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%H:%M:%S")
 
@@ -959,11 +1045,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         local = self.server.local
         query = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
+        text = (self.headers.get("Content-Length") or "0").strip()
+        # RFC 9110: Content-Length is 1*DIGIT. Anything else ("lots", "-5") is a malformed request, which the HTTP
+        # front end answers 400 before API Gateway sees it: a body of unknown length must not become an empty alert.
+        if not text.isascii() or not text.isdigit():
             self.close_connection = True  # where the body ends is unknown
             return 400, '{"accepted": false, "reason": "Content-Length is not a number"}', {}, "bad Content-Length"
+        length = int(text)
         if length > PAYLOAD_LIMIT and not parsed.path.startswith("/_local/"):
             # Over API Gateway's payload limit: never held in memory, only read through so that the client,
             # still sending, gets the 413 instead of a reset connection.
