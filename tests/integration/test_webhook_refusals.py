@@ -22,7 +22,7 @@ RECEIVED = datetime(2024, 8, 10, 2, 31, tzinfo=UTC)
 def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret (moto's fake credentials)
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
