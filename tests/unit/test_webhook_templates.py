@@ -563,7 +563,7 @@ def test_sqs_success_answers_accepted_with_the_message_id() -> None:
     assert integration_response(request, 200, json.dumps(sqs)) == (200, {"accepted": True, "id": "5fea7756-0ea4"})
 
 
-def batch_response(successful: list[dict[str, Any]], failed: list[dict[str, Any]] | None) -> str:
+def batch_response(successful: list[dict[str, Any]] | None, failed: list[dict[str, Any]] | None) -> str:
     result = {"Successful": successful, "Failed": failed}
     return json.dumps(
         {"SendMessageBatchResponse": {"ResponseMetadata": {"RequestId": "r"}, "SendMessageBatchResult": result}}
@@ -583,11 +583,12 @@ def test_a_recorded_refusal_answers_413_with_the_records_id() -> None:
     )
 
 
-def test_a_refusal_sqs_did_not_store_is_a_502_so_tradingview_resends_it() -> None:
+@pytest.mark.parametrize("successful", [[], None], ids=["empty", "null"])
+def test_a_refusal_sqs_did_not_store_is_a_502_so_tradingview_resends_it(successful: list[Any] | None) -> None:
     request = integration_request("x" * (MAX_ALERT_CHARS + 1))
     failed = [{"Id": "refused", "Code": "InternalError", "SenderFault": False, "Message": "x"}]
 
-    status, answer = integration_response(request, 200, batch_response([], failed))
+    status, answer = integration_response(request, 200, batch_response(successful, failed))
 
     assert (status, answer["accepted"]) == (502, False)
     assert "TradingView resends it" in answer["reason"]
