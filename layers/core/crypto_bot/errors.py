@@ -74,9 +74,13 @@ class ExchangeError(CryptoBotError):
 
 
 class TransientExchangeError(ExchangeError):
-    """Worth retrying with backoff: the same call may succeed later."""
+    """Worth retrying with backoff: the same call may succeed later.
+
+    ``retry_after`` is how long the venue asked us to wait, in seconds (an HTTP ``Retry-After``), if it said.
+    """
 
     transient: ClassVar[bool] = True
+    retry_after: float | None = None
 
 
 class ExchangeNetworkError(TransientExchangeError):

@@ -17,6 +17,9 @@ class RetryPolicy:
     base_delay: float = 0.5
     factor: float = 2.0
     max_delay: float = 8.0
+    # The longest wait a venue's Retry-After may ask for before this caller gives the retry up to its own
+    # caller instead (a Lambda should not sleep through its timeout; Step Functions retries later).
+    max_retry_after: float = 60.0
 
     def delay(self, retry_number: int) -> float:
         return float(min(self.base_delay * self.factor**retry_number, self.max_delay))
@@ -43,9 +46,12 @@ def call_with_retry[T](
         try:
             return fn()
         except TransientExchangeError as e:
-            if attempt + 1 >= policy.attempts:
+            # Retrying before the venue's Retry-After is what turns a 429 into a ban (Binance: HTTP 418,
+            # "from 2 minutes to 3 days", binance-spot-api-docs rest-api.md "LIMITS").
+            asked = e.retry_after or 0.0
+            if attempt + 1 >= policy.attempts or asked > policy.max_retry_after:
                 raise
             if on_retry is not None:
                 on_retry(attempt + 1, e)
-            sleep(policy.delay(attempt))
+            sleep(max(policy.delay(attempt), asked))
     raise AssertionError("unreachable")  # pragma: no cover

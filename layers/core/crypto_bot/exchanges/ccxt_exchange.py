@@ -313,6 +313,15 @@ def _fees(order: Mapping[str, Any], what: str) -> tuple[Fee, ...]:
     return tuple(fees)
 
 
+def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    """Read an HTTP ``Retry-After`` in seconds (RFC 9110 §10.2.3); None when absent or an HTTP date."""
+    for name, value in (headers or {}).items():
+        if str(name).lower() == "retry-after":
+            text = str(value).strip()
+            return float(text) if text.isdigit() else None
+    return None
+
+
 def _reports_fees(order: Mapping[str, Any]) -> bool:
     """Say whether a ccxt order structure says anything about its fees (a reported zero counts)."""
     entries = [order.get("fee"), *(order.get("fees") or [])]
@@ -747,7 +756,10 @@ class CcxtExchange:
             ours = translate_error(e)
             if type(e).__name__ in _UNCLASSIFIED:
                 ours = next((c for text, c in _family(self._client, _VENUE_REFUSALS) or () if text in str(e)), ours)
-            raise ours(message) from e
+            error = ours(message)
+            if isinstance(error, RateLimited):
+                error.retry_after = _retry_after(getattr(self._client, "last_response_headers", None))
+            raise error from e
 
     def _read[T](self, what: str, fn: Callable[[], T]) -> T:
         return call_with_retry(lambda: self._call(what, fn), self._retry, sleep=self._sleep)
