@@ -152,8 +152,10 @@ class PaperExchange:
     markets: dict[str, Market] = field(default_factory=dict)
     prices: dict[str, Decimal] = field(default_factory=dict)
     # "quote": every fee is charged in the quote currency; "received": in the asset
-    # received (base on buys, quote on sells), as Binance does without BNB.
-    fee_mode: Literal["quote", "received"] = "quote"
+    # received (base on buys, quote on sells), as Binance does without BNB; "base": in the
+    # base asset on both sides, a sell's fee taken on top of the amount sold (so the ledger's
+    # base-fee sell path is exercised, which no other mode reaches).
+    fee_mode: Literal["quote", "received", "base"] = "quote"
     partial_fill_ratio: Decimal | None = None  # marketable orders fill only this share at once
     default_fee: Decimal = ZERO
     # Where prices come from when asked: None means explicit set_price() updates only
@@ -360,7 +362,7 @@ class PaperExchange:
             raise ValueError(f"paper state format {state.get('format')!r} is not {PAPER_STATE_FORMAT}")
         ratio = state.get("partial_fill_ratio")
         fee_mode = state["fee_mode"]
-        if fee_mode not in ("quote", "received"):
+        if fee_mode not in ("quote", "received", "base"):
             raise ValueError(f"paper state has an unknown fee_mode {fee_mode!r}")
         orders = [_order_from_state(o) for o in state.get("orders", [])]
         return cls(
@@ -412,7 +414,8 @@ class PaperExchange:
         if side is Side.BUY:
             fee = max(market.taker_fee, market.maker_fee) if self.fee_mode == "quote" else ZERO
             return market.quote, amount * price * (ONE + fee)
-        return market.base, amount
+        fee = max(market.taker_fee, market.maker_fee) if self.fee_mode == "base" else ZERO
+        return market.base, amount * (ONE + fee)
 
     @staticmethod
     def _marketable(order: _PaperOrder, last: Decimal) -> bool:
@@ -445,6 +448,13 @@ class PaperExchange:
                 fee, fee_currency = amount * rate, market.base
                 self._move(market.quote, reserved - cost)
                 self._move(market.base, amount - fee)
+        elif self.fee_mode == "base":
+            reserved = order.locked * amount / (order.amount - order.filled)
+            self._locked[market.base] -= reserved
+            order.locked -= reserved
+            fee, fee_currency = amount * rate, market.base
+            self._move(market.base, reserved - amount - fee)
+            self._move(market.quote, cost)
         else:
             self._locked[market.base] -= amount
             order.locked -= amount

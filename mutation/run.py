@@ -1,0 +1,153 @@
+"""`make mutate`: cosmic-ray over the money-critical core; the score and the survivors go to docs/reliability.md.
+
+cosmic-ray edits each module in place, one mutant at a time, so it runs in a scratch copy of the
+committed tree (``git archive``): the working tree is shared and must never hold a mutant. Each module
+runs against the fast unit tests that exercise it. The report is written between the
+``<!-- mutation:start -->`` / ``<!-- mutation:end -->`` markers only, with the commit it measured.
+
+    python mutation/run.py                      # every module below
+    python mutation/run.py sizing.py markets.py  # some of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "docs" / "reliability.md"
+START, END = "<!-- mutation:start -->", "<!-- mutation:end -->"
+EQUIVALENT = Path(__file__).with_name("equivalent.json")
+"""Survivors judged equivalent, keyed ``module:line:operator:occurrence``, each with its one-line reason."""
+
+_FAST = "tests/unit/test_money_boundaries.py"
+MODULES: dict[str, tuple[str, ...]] = {
+    "sizing.py": (_FAST, "tests/unit/test_sizing.py", "tests/unit/test_allocation.py"),
+    "markets.py": (_FAST, "tests/unit/test_sizing.py", "tests/unit/test_paper.py"),
+    "ledger.py": (_FAST, "tests/unit/test_ledger.py", "tests/unit/test_workflow_orders.py"),
+    "allocation.py": (_FAST, "tests/unit/test_allocation.py", "tests/unit/test_properties.py"),
+    "exchanges/paper.py": (_FAST, "tests/unit/test_paper.py", "tests/unit/test_workflow_orders.py"),
+}
+"""Module (in crypto_bot/) → the fast unit tests that cover it; workflow.py's booking is covered through them."""
+
+
+def commit_id() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)  # noqa: S607
+    return out.stdout.strip()
+
+
+def run_module(tree: Path, module: str, tests: tuple[str, ...]) -> list[dict[str, object]]:
+    """Run cosmic-ray on one module; return one record per mutant."""
+    path = f"layers/core/crypto_bot/{module}"
+    config = tree / "cosmic-ray.toml"
+    command = f"{sys.executable} -m pytest -q -x -p no:cacheprovider {' '.join(tests)}"
+    config.write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{path}"\n'
+        "timeout = 120.0\n"
+        "excluded-modules = []\n"
+        f'test-command = "{command}"\n'
+        '[cosmic-ray.distributor]\nname = "local"\n',
+        encoding="utf-8",
+    )
+    # The scratch copy's layer comes first on the path, ahead of the editable install of the working tree's.
+    env = {**os.environ, "PYTHONPATH": str(tree / "layers/core"), "PYTHONDONTWRITEBYTECODE": "1"}
+    session = tree / f"{module.replace('/', '_')}.sqlite"
+    cosmic = str(Path(sys.executable).with_name("cosmic-ray"))
+    for step in (["init", str(config), str(session)], ["exec", str(config), str(session)]):
+        subprocess.run([cosmic, *step], cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
+    dump = subprocess.run([cosmic, "dump", str(session)], cwd=tree, capture_output=True, text=True, check=True)  # noqa: S603
+    records = []
+    source = (tree / path).read_text(encoding="utf-8").splitlines()
+    for line in dump.stdout.splitlines():
+        job, result = json.loads(line)
+        (mutation,) = job["mutations"]
+        row = mutation["start_pos"][0]
+        records.append(
+            {
+                "module": module,
+                "line": row,
+                "operator": mutation["operator_name"],
+                "occurrence": mutation["occurrence"],
+                "code": source[row - 1].strip(),
+                "outcome": (result or {}).get("test_outcome", "not run"),
+            }
+        )
+    return records
+
+
+def render(records: list[dict[str, object]], modules: list[str], commit: str) -> str:
+    equivalent: dict[str, str] = json.loads(EQUIVALENT.read_text(encoding="utf-8")) if EQUIVALENT.exists() else {}
+    lines = [
+        START,
+        "## Mutation score (`make mutate`, cosmic-ray)",
+        "",
+        f"Measured on commit `{commit}`; modules: {', '.join(f'`{m}`' for m in modules)}.",
+        "",
+        "| module | mutants | killed | survived | score |",
+        "|---|---|---|---|---|",
+    ]
+    for module in modules:
+        outcomes = Counter(str(r["outcome"]) for r in records if r["module"] == module)
+        total = sum(outcomes.values())
+        killed = outcomes["killed"]
+        lines.append(
+            f"| `{module}` | {total} | {killed} | {outcomes['survived']} | {killed / total:.1%} |"
+            if total
+            else f"| `{module}` | 0 | | | |"
+        )
+    lines += ["", "### Survivors", "", "| mutant | code | verdict |", "|---|---|---|"]
+    for r in records:
+        if r["outcome"] == "killed":
+            continue
+        key = f"{r['module']}:{r['line']}:{r['operator']}:{r['occurrence']}"
+        verdict = equivalent.get(key, f"{r['outcome']}: not yet accounted for")
+        code = str(r["code"]).replace("|", "\\|")
+        lines.append(f"| `{key}` | `{code}` | {verdict} |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_section(section: str) -> None:
+    """Replace the text between the markers (appending them if absent); nothing else in the file changes."""
+    text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else ""
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    REPORT.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("modules", nargs="*", help=f"some of {', '.join(MODULES)} (default: all)")
+    args = parser.parse_args()
+    modules: list[str] = args.modules or list(MODULES)
+    unknown = set(modules) - set(MODULES)
+    if unknown:
+        parser.error(f"unknown modules {sorted(unknown)}; choose from {', '.join(MODULES)}")
+    commit = commit_id()
+    with tempfile.TemporaryDirectory(prefix="mutate-") as scratch:
+        tree = Path(scratch)
+        archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout  # noqa: S607
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)  # noqa: S603, S607
+        records: list[dict[str, object]] = []
+        for module in modules:
+            records += run_module(tree, module, MODULES[module])
+            print(f"{module}: {Counter(str(r['outcome']) for r in records if r['module'] == module)}", flush=True)
+    write_section(render(records, modules, commit))
+    # Every mutant with its outcome, for looking into survivors (not committed: .build/ is scratch).
+    (ROOT / ".build").mkdir(exist_ok=True)
+    (ROOT / ".build" / "mutants.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Fees and boundaries of the money-critical core, pinned to exact decimals.
+
+Each test here kills a bug that once survived the whole suite when planted on purpose
+(the table is in docs/reliability.md, "Planted bugs"): a fee dropped where the 2% cushion
+hid it, a base-asset fee on a sell, a dust loss never realized, and every ``<`` that could
+become ``<=`` at a market minimum, a dust threshold or a limit price.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal as D
+
+import pytest
+
+from crypto_bot.allocation import EntryPlan, Plan, PlanContext, size_entries
+from crypto_bot.config import ExecutionMode, Strategy, StrategyConfig
+from crypto_bot.errors import InsufficientFunds
+from crypto_bot.exchanges.paper import PaperExchange
+from crypto_bot.ledger import Ledger
+from crypto_bot.markets import Market, Side
+from crypto_bot.orders import Fee, OrderStatus
+from crypto_bot.sizing import buy_cost_with_fee
+
+T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
+BTC = Strategy(key="BTCUSD", symbol="BTC/USD", base="BTC", quote="USD", percentage=D("0.2"))
+
+
+def market(symbol: str = "BTC/USD", **overrides: D) -> Market:
+    base, quote = symbol.split("/")
+    values = {
+        "amount_step": D("0.001"),
+        "price_step": D("0.01"),
+        "min_amount": D("0.01"),
+        "min_cost": D("10"),
+        "maker_fee": D("0.001"),
+        "taker_fee": D("0.002"),
+    }
+    values.update(overrides)
+    return Market(symbol=symbol, base=base, quote=quote, **values)
+
+
+# -- fees ----------------------------------------------------------------------------
+
+
+def test_buy_cost_with_fee_adds_the_taker_fee_to_the_cost() -> None:
+    assert buy_cost_with_fee(D("2"), D("100"), market()) == D("200.400")
+
+
+def test_second_entry_is_capped_by_the_cash_the_first_left_after_its_fee() -> None:
+    # Both buys want 1010 (10 units at 100 plus a 1% fee); 1515 is free. The first spends 1010
+    # with its fee, leaving 505: the second can afford 5 units, not the 5.09 that 515 would buy.
+    config = StrategyConfig.from_mapping(
+        {
+            "AAA": {"exchange_symbol": "AAA/USD", "base_asset": "AAA", "percentage": "0.3"},
+            "BBB": {"exchange_symbol": "BBB/USD", "base_asset": "BBB", "percentage": "0.3"},
+        },
+        "USD",
+    )
+    markets = {s: market(s, amount_step=D("0.01"), taker_fee=D("0.01"), min_cost=D(1)) for s in config.symbols()}
+    ctx = PlanContext(
+        cycle_id="c1",
+        config=config,
+        ledger=Ledger(),
+        free={"USD": D(1515)},
+        total_quote=D(1515),
+        markets=markets,
+        prices={"AAA/USD": D(100), "BBB/USD": D(100)},
+        increment=D(0),
+    )
+    plan = EntryPlan(
+        ExecutionMode.MULTI, D(1515), None, D(0), {"AAA": D(1010), "BBB": D(1010)}, ("AAA", "BBB"), Plan((), ())
+    )
+    sized = size_entries(plan, ctx)
+    assert [(i.strategy, i.amount) for i in sized.intents] == [("AAA", D("10.00")), ("BBB", D("5.00"))]
+
+
+def test_sell_with_a_base_asset_fee_gives_up_the_fee_too() -> None:
+    ledger = Ledger()
+    ledger.apply_fill(BTC, Side.BUY, order_id="b", filled=D("1"), cost=D("60000"), fees=(), at=T0)
+    entry = ledger.apply_fill(
+        BTC, Side.SELL, order_id="s", filled=D("0.5"), cost=D("30000"), fees=(Fee(D("0.001"), "BTC"),), at=T0
+    )
+    position = ledger.position(BTC)
+    assert position.amount == D("0.499")
+    # 0.501 of the 1 BTC left the position, and so did that share of its cost basis.
+    assert position.cost_basis == D("29940.000")
+    assert entry.realized_pnl == D("-60.000")
+    assert position.realized_pnl == D("-60.000")
+
+
+def test_paper_sell_with_base_fees_leaves_the_ledger_equal_to_the_venue() -> None:
+    paper = PaperExchange(balances={"USD": D(1000)}, markets={"BTC/USD": market()}, fee_mode="base")
+    paper.set_price("BTC/USD", D(50000))
+    ledger = Ledger()
+    for side, amount, client_id in ((Side.BUY, D("0.015"), "b"), (Side.SELL, D("0.01"), "s")):
+        order = paper.create_limit_order("BTC/USD", side, amount, D(50000), client_id)
+        ledger.apply_fill(BTC, side, order_id=order.id, filled=order.filled, cost=order.cost, fees=order.fees, at=T0)
+    # Bought 0.015 less a 0.2% taker fee in BTC (0.00003); sold 0.01 plus 0.00002 of fee in BTC.
+    assert ledger.position(BTC).amount == D("0.00495")
+    assert ledger.drift(paper.fetch_balances()) == {"BTC": D(0)}
+    assert paper.fetch_balances()["USD"].total == D("750")
+
+
+def test_paper_base_fee_sell_needs_the_fee_in_the_base_asset() -> None:
+    paper = PaperExchange(balances={"BTC": D("0.01")}, markets={"BTC/USD": market()}, fee_mode="base")
+    paper.set_price("BTC/USD", D(50000))
+    with pytest.raises(InsufficientFunds, match=r"needs 0\.01002 BTC"):
+        paper.create_limit_order("BTC/USD", Side.SELL, D("0.01"), D(50000), "s")
+
+
+def test_dust_sweep_realizes_the_remainder_cost_basis_as_a_loss() -> None:
+    ledger = Ledger()
+    ledger.apply_fill(BTC, Side.BUY, order_id="b", filled=D("0.005"), cost=D("300"), fees=(), at=T0)
+    assert ledger.sweep_dust(BTC, market()) == D("0.005")
+    position = ledger.position(BTC)
+    assert (position.amount, position.cost_basis, position.realized_pnl) == (D(0), D(0), D("-300"))
+    assert ledger.dust == {"BTC": D("0.005")}
+
+
+# -- boundaries ----------------------------------------------------------------------
+
+
+def test_an_order_of_exactly_the_minimum_amount_is_allowed() -> None:
+    assert market(min_cost=D(0)).below_minimum(D("0.01"), D(1)) is None
+    assert market(min_cost=D(0)).below_minimum(D("0.009"), D(1)) == "amount 0.009 is below the market minimum 0.01 BTC"
+
+
+def test_an_order_of_exactly_the_minimum_cost_is_allowed() -> None:
+    assert market().below_minimum(D("0.1"), D(100)) is None
+    assert market().below_minimum(D("0.099"), D(100)) == "cost 9.9 USD is below the market minimum 10 USD"
+
+
+def test_a_remainder_of_exactly_the_minimum_amount_is_sold_not_swept() -> None:
+    ledger = Ledger()
+    ledger.apply_fill(BTC, Side.BUY, order_id="b", filled=D("0.01"), cost=D("600"), fees=(), at=T0)
+    assert ledger.sweep_dust(BTC, market()) == D(0)
+    assert ledger.position(BTC).amount == D("0.01")
+    assert ledger.dust == {}
+
+
+@pytest.mark.parametrize(("side", "limit"), [(Side.BUY, D(49000)), (Side.SELL, D(51000))])
+def test_a_resting_order_fills_as_maker_when_the_price_touches_its_limit(side: Side, limit: D) -> None:
+    paper = PaperExchange(balances={"USD": D(1000), "BTC": D(1)}, markets={"BTC/USD": market()})
+    paper.set_price("BTC/USD", D(50000))
+    order = paper.create_limit_order("BTC/USD", side, D("0.01"), limit, "c")
+    assert order.status is OrderStatus.OPEN
+    (filled,) = paper.set_price("BTC/USD", limit)
+    assert filled.status is OrderStatus.CLOSED
+    assert filled.fees == (Fee(D("0.01") * limit * D("0.001"), "USD"),)
+
+
+@pytest.mark.parametrize("side", list(Side))
+def test_a_limit_at_the_last_price_is_marketable_and_fills_as_taker(side: Side) -> None:
+    paper = PaperExchange(balances={"USD": D(1000), "BTC": D(1)}, markets={"BTC/USD": market()})
+    paper.set_price("BTC/USD", D(50000))
+    order = paper.create_limit_order("BTC/USD", side, D("0.01"), D(50000), "c")
+    assert order.status is OrderStatus.CLOSED
+    assert order.fees == (Fee(D("1.000"), "USD"),)
+
+
+def test_a_resting_buy_reserves_the_larger_of_the_maker_and_taker_fees() -> None:
+    paper = PaperExchange(balances={"USD": D(1000)}, markets={"BTC/USD": market()})
+    paper.set_price("BTC/USD", D(50000))
+    paper.create_limit_order("BTC/USD", Side.BUY, D("0.01"), D(49000), "c")
+    assert paper.fetch_balances()["USD"].used == D("490.980")
+
+
+def test_a_buy_the_smaller_fee_would_cover_is_refused_for_want_of_the_larger() -> None:
+    # 490 × 1.001 = 490.49 covers the maker fee only; the order could still fill as taker.
+    paper = PaperExchange(balances={"USD": D("490.49")}, markets={"BTC/USD": market()})
+    paper.set_price("BTC/USD", D(50000))
+    with pytest.raises(InsufficientFunds):
+        paper.create_limit_order("BTC/USD", Side.BUY, D("0.01"), D(49000), "c")
