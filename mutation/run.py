@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "reliability.md"
 START, END = "<!-- mutation:start -->", "<!-- mutation:end -->"
+RESULTS = Path(__file__).with_name("results")
+"""One JSON file per module: its mutants, their outcomes, and the commit they were measured on."""
 EQUIVALENT = Path(__file__).with_name("equivalent.json")
 """Survivors judged equivalent, keyed ``module:line:operator:occurrence``, each with its one-line reason."""
 
@@ -82,25 +84,35 @@ def run_module(tree: Path, module: str, tests: tuple[str, ...]) -> list[dict[str
     return records
 
 
-def render(records: list[dict[str, object]], modules: list[str], commit: str) -> str:
+def result_path(module: str) -> Path:
+    return RESULTS / f"{module.replace('/', '_')}.json"
+
+
+def render() -> str:
+    """Render every module's latest result; a module never run says so."""
     equivalent: dict[str, str] = json.loads(EQUIVALENT.read_text(encoding="utf-8")) if EQUIVALENT.exists() else {}
     lines = [
         START,
         "## Mutation score (`make mutate`, cosmic-ray)",
         "",
-        f"Measured on commit `{commit}`; modules: {', '.join(f'`{m}`' for m in modules)}.",
+        "Each module against the fast unit tests that cover it (`mutation/run.py`); a survivor is either killed by a",
+        "later test (then the next run counts it killed) or explained as equivalent in `mutation/equivalent.json`.",
         "",
-        "| module | mutants | killed | survived | score |",
-        "|---|---|---|---|---|",
+        "| module | measured on | mutants | killed | survived | score |",
+        "|---|---|---|---|---|---|",
     ]
-    for module in modules:
-        outcomes = Counter(str(r["outcome"]) for r in records if r["module"] == module)
-        total = sum(outcomes.values())
-        killed = outcomes["killed"]
+    records: list[dict[str, object]] = []
+    for module in MODULES:
+        path = result_path(module)
+        if not path.exists():
+            lines.append(f"| `{module}` | not run yet | | | | |")
+            continue
+        result = json.loads(path.read_text(encoding="utf-8"))
+        records += result["mutants"]
+        outcomes = Counter(str(r["outcome"]) for r in result["mutants"])
+        total, killed = sum(outcomes.values()), outcomes["killed"]
         lines.append(
-            f"| `{module}` | {total} | {killed} | {outcomes['survived']} | {killed / total:.1%} |"
-            if total
-            else f"| `{module}` | 0 | | | |"
+            f"| `{module}` | `{result['commit']}` | {total} | {killed} | {total - killed} | {killed / total:.1%} |"
         )
     lines += ["", "### Survivors", "", "| mutant | code | verdict |", "|---|---|---|"]
     for r in records:
@@ -139,14 +151,13 @@ def main() -> None:
         tree = Path(scratch)
         archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout  # noqa: S607
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)  # noqa: S603, S607
-        records: list[dict[str, object]] = []
+        RESULTS.mkdir(exist_ok=True)
         for module in modules:
-            records += run_module(tree, module, MODULES[module])
-            print(f"{module}: {Counter(str(r['outcome']) for r in records if r['module'] == module)}", flush=True)
-    write_section(render(records, modules, commit))
-    # Every mutant with its outcome, for looking into survivors (not committed: .build/ is scratch).
-    (ROOT / ".build").mkdir(exist_ok=True)
-    (ROOT / ".build" / "mutants.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
+            records = run_module(tree, module, MODULES[module])
+            result = {"commit": commit, "tests": list(MODULES[module]), "mutants": records}
+            result_path(module).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+            print(f"{module}: {Counter(str(r['outcome']) for r in records)}", flush=True)
+            write_section(render())
 
 
 if __name__ == "__main__":

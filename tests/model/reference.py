@@ -1,45 +1,49 @@
-"""An independent reference model of the allocation rules, written from the spec alone.
+"""An independent reference model of the allocation rules, written from docs/allocation.md alone.
 
-It shares no code with ``crypto_bot``: exact arithmetic with :class:`fractions.Fraction`,
-no lot sizes, no fees, fills at the market price. Each strategy trades its own symbol,
-so a strategy's key also names its market.
+It shares no code with ``crypto_bot``: exact arithmetic with :class:`fractions.Fraction`. Each
+strategy trades its own symbol, so a strategy's key also names its market. A market (:class:`ModelMarket`)
+has a lot size, a tick size, a minimum order cost (the minimum amount is one lot) and one fee rate;
+fills happen at the last price, as a taker. Fees are charged in the quote, or (``fee_in_base``) in the
+asset received: the base on buys, the quote on sells.
 
 Rules modelled (one cycle):
 
 1. Netting: signals apply in time order; a strategy ends in the state of its last
    signal (buy → long, sell → flat). A strategy that flips and flips back trades nothing.
-2. Sells first: a long strategy that ends flat sells its whole holding.
-3. V = cash + Σ cost basis of the strategies still long, after the sells.
-4. Incoming = strategies flat after the sells that end the cycle long.
-5. multi: each incoming strategy buys V × p.
-6. boost (only with at least one incoming strategy): P = highest p among incoming ∪
-   active (ties → alphabetically first key); A = Σ p of the strategies neither active
-   nor incoming; target = V × p, plus V × A for P. Active strategies above target sell
-   down to it (skipped under 1 USD or under 0.5% of V), never topped up; incoming
-   strategies buy their target.
-7. Orders under 1 USD are not sent.
+2. Exits first: a long strategy that ends flat sells its whole holding, truncated to the lot;
+   the remainder is swept out of the strategy as dust (it stays in the account), so it is flat.
+3. V = quote cash + Σ cost basis (fees included) of the strategies still long, after the exits.
+4. Entries = strategies flat after the exits that end the cycle long.
+5. multi: each entry's target is V × p.
+6. boost (only with at least one entry): P = highest p among entries ∪ active (ties →
+   alphabetically first key); A = Σ p of the strategies neither active nor entering;
+   target = V × p, plus V × A for P. Active strategies above target sell
+   ``holding × (cost basis − target) / cost basis`` (truncated to the lot), skipped under the
+   market minimum or under 0.5% of V; never topped up. Selling releases the same share of the cost basis.
+7. A buy's limit is last × (1 + increment), a sell's last × (1 − increment), each rounded to the tick.
+   A buy's amount is target / (limit × (1 + fee)), capped by the free quote (cost plus fee), truncated
+   to the lot; the precedence strategy buys last. An order under one lot or under the minimum cost
+   (at its limit) is not sent.
 
-Where the spec does not decide the outcome (not enough cash for the buys, an order
-within rounding distance of a threshold, an order under 1 USD that the spec does not
-say how to treat), the cycle is marked ``ambiguous`` with the reason; the simulation
-goes on, but later cycles depend on that guess.
+Where the spec does not decide the outcome, the cycle is marked ``ambiguous`` with the reason:
+cash too short for a buy other than the precedence one (the spec orders only that one), a price
+exactly half a tick from two ticks, a sell-down whose worth is on either side of its threshold
+depending on the price it is valued at, a limit rounded to the wrong side of the last price (the
+order rests, and the spec leaves the rest to re-pricing), and a closing sell above one lot but under
+the minimum cost (the spec calls it too small to sell and sweeps it; ``Ledger.sweep_dust`` looks at
+the lot and the minimum amount only). The caller may then
+:meth:`ModelAccount.adopt` the engine's state and go on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
-MIN_ORDER_COST = Fraction(1)
-"""Orders under this notional (in the quote currency) are not sent."""
-
 MIN_SELL_DOWN_SHARE = Fraction(5, 1000)
 """A boost sell-down under this share of V is skipped."""
-
-THRESHOLD_MARGIN = Fraction(5, 100)
-"""An order this close to a threshold may land on either side once amounts are rounded to lots."""
 
 CYCLE_LENGTH = timedelta(hours=8)
 CYCLE_OFFSET = timedelta(minutes=1)
@@ -58,6 +62,17 @@ class ModelAlert:
 
 
 @dataclass(frozen=True)
+class ModelMarket:
+    """A market's rules: lot and tick sizes, the minimum order cost, and the fee rate (maker = taker)."""
+
+    lot: Fraction | None = None
+    """None: amounts are not truncated (the worked example's continuous market)."""
+    tick: Fraction = Fraction(1, 100)
+    min_cost: Fraction = Fraction(1)
+    fee: Fraction = Fraction(0)
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The account right after one cycle, valued at that cycle's prices."""
 
@@ -66,7 +81,10 @@ class Snapshot:
     cash: Fraction
     equity: Fraction
     longs: frozenset[str]
+    amounts: Mapping[str, Fraction]
+    cost_basis: Mapping[str, Fraction]
     weights: Mapping[str, Fraction]
+    prices: Mapping[str, Fraction]
     ambiguous: str | None = None
     notes: frozenset[str] = frozenset()
     """Which rules the cycle exercised (for coverage statistics), e.g. ``sell-down``."""
@@ -79,30 +97,55 @@ class Snapshot:
         return self.weights.get(key, Fraction(0))
 
 
+def floor_to(value: Fraction, step: Fraction | None) -> Fraction:
+    return value if step is None else (value // step) * step
+
+
+def _round_to(value: Fraction, step: Fraction, doubts: list[str], what: str) -> Fraction:
+    steps = value / step
+    if steps - (steps // 1) == Fraction(1, 2):
+        doubts.append(f"{what} {float(value)} is exactly half a tick from two ticks")
+    return ((steps + Fraction(1, 2)) // 1) * step
+
+
 @dataclass
-class _Account:
+class ModelAccount:
+    """Quote cash, each long strategy's holding and cost basis, and dust left in the account by exits."""
+
     cash: Fraction
     amount: dict[str, Fraction] = field(default_factory=dict)
     cost_basis: dict[str, Fraction] = field(default_factory=dict)
+    dust: dict[str, Fraction] = field(default_factory=dict)
 
     @property
     def longs(self) -> set[str]:
         return set(self.amount)
 
-    def buy(self, key: str, notional: Fraction, price: Fraction) -> None:
-        self.cash -= notional
-        self.amount[key] = notional / price
-        self.cost_basis[key] = notional
+    def adopt(self, cash: Fraction, amount: Mapping[str, Fraction], cost_basis: Mapping[str, Fraction]) -> None:
+        """Take the engine's state after a cycle the rules do not decide (dust is kept: it is below one lot)."""
+        self.cash = cash
+        self.amount = dict(amount)
+        self.cost_basis = dict(cost_basis)
 
-    def sell_all(self, key: str, price: Fraction) -> None:
-        self.cash += self.amount.pop(key) * price
-        del self.cost_basis[key]
-
-    def sell_part(self, key: str, amount: Fraction, price: Fraction) -> None:
-        held = self.amount[key]
-        self.cash += amount * price
-        self.cost_basis[key] -= amount / held * self.cost_basis[key]
-        self.amount[key] = held - amount
+    def snapshot(
+        self, at: datetime, urgent: bool, prices: Mapping[str, Fraction], doubt: str | None, notes: set[str]
+    ) -> Snapshot:
+        values = {key: amount * prices[key] for key, amount in self.amount.items()}
+        dust = sum((amount * prices[key] for key, amount in self.dust.items()), Fraction(0))
+        equity = self.cash + sum(values.values(), Fraction(0)) + dust
+        return Snapshot(
+            at=at,
+            urgent=urgent,
+            cash=self.cash,
+            equity=equity,
+            longs=frozenset(self.amount),
+            amounts=dict(self.amount),
+            cost_basis=dict(self.cost_basis),
+            weights={key: value / equity for key, value in values.items()},
+            prices=dict(prices),
+            ambiguous=doubt,
+            notes=frozenset(notes),
+        )
 
 
 def tick_at_or_after(moment: datetime) -> datetime:
@@ -164,72 +207,134 @@ def net_signals(batch: Sequence[ModelAlert], longs: set[str], notes: set[str] | 
     return {key for key, long in desired.items() if long}
 
 
-def _near(value: Fraction, threshold: Fraction) -> bool:
-    return abs(value - threshold) <= THRESHOLD_MARGIN
+@dataclass
+class _Cycle:
+    """One cycle's context: the account it changes, the cycle's prices and markets, and what it noted."""
+
+    account: ModelAccount
+    prices: Mapping[str, Fraction]
+    markets: Mapping[str, ModelMarket]
+    increment: Fraction
+    fee_in_base: bool
+    notes: set[str]
+    doubts: list[str] = field(default_factory=list)
+
+    def sell_limit(self, key: str) -> Fraction:
+        last = self.prices[key]
+        limit = _round_to(last * (1 - self.increment), self.markets[key].tick, self.doubts, f"sell limit of {key}")
+        if limit > last:
+            # Rounded above the last price, the order rests; the spec leaves what then fills to the re-pricing.
+            self.doubts.append(f"sell limit of {key} is rounded above the last price")
+        return limit
+
+    def sell(self, key: str, amount: Fraction) -> None:
+        account, held = self.account, self.account.amount[key]
+        account.cash += amount * self.prices[key] * (1 - self.markets[key].fee)  # a sell's fee is always in the quote
+        account.cost_basis[key] -= account.cost_basis[key] * amount / held
+        account.amount[key] = held - amount
+
+    def exit(self, key: str) -> None:
+        account, market = self.account, self.markets[key]
+        amount = floor_to(account.amount[key], market.lot)
+        if amount > 0 and amount * self.sell_limit(key) < market.min_cost:
+            self.doubts.append(f"closing sell of {key} is above one lot but under the minimum cost")
+            return
+        if amount > 0:
+            self.sell(key, amount)
+            self.notes.add("exit")
+        if account.amount[key] > 0:
+            self.notes.add("dust swept")
+            account.dust[key] = account.dust.get(key, Fraction(0)) + account.amount[key]
+        del account.amount[key], account.cost_basis[key]
+
+    def sell_down(self, key: str, target: Fraction, value_v: Fraction) -> None:
+        basis, market = self.account.cost_basis[key], self.markets[key]
+        if basis <= target:
+            return  # never top up
+        amount = floor_to(self.account.amount[key] * (basis - target) / basis, market.lot)
+        limit = self.sell_limit(key)
+        floor = value_v * MIN_SELL_DOWN_SHARE
+        if amount > 0 and (amount * limit < floor) != (amount * self.prices[key] < floor):
+            self.doubts.append(f"sell-down of {key} is worth more or less than 0.5% of V by the price it is valued at")
+        if amount > 0 and amount * limit >= market.min_cost and amount * limit >= floor:
+            self.notes.add("sell-down")
+            self.sell(key, amount)
+        else:
+            self.notes.add("sell-down skipped")
+
+    def buy(self, key: str, target: Fraction, remaining: Fraction, precedence: str | None) -> Fraction:
+        """Buy ``key`` toward ``target``; return the free quote left for the next buy."""
+        account, market, last = self.account, self.markets[key], self.prices[key]
+        limit = _round_to(last * (1 + self.increment), market.tick, self.doubts, f"buy limit of {key}")
+        if limit < last:
+            self.doubts.append(f"buy limit of {key} is rounded below the last price")
+        per_unit = limit * (1 + market.fee)
+        affordable = max(remaining, Fraction(0)) / per_unit
+        wanted = target / per_unit
+        if affordable < wanted:
+            self.notes.add("buy capped by cash")
+            if key != precedence:
+                self.doubts.append(f"cash is short for {key}, which is not the precedence strategy")
+        amount = floor_to(min(wanted, affordable), market.lot)
+        if amount <= 0 or amount * limit < market.min_cost:
+            self.notes.add("buy under the minimum")
+            return remaining
+        cost = amount * last
+        if self.fee_in_base:
+            account.cash -= cost
+            account.amount[key] = amount * (1 - market.fee)
+            account.cost_basis[key] = cost
+        else:
+            account.cash -= cost * (1 + market.fee)
+            account.amount[key] = amount
+            account.cost_basis[key] = cost * (1 + market.fee)
+        return remaining - amount * per_unit
 
 
 def run_cycle(
-    account: _Account,
+    account: ModelAccount,
     batch: Sequence[ModelAlert],
     percentages: Mapping[str, Fraction],
     prices: Mapping[str, Fraction],
     boost: bool,
+    *,
+    markets: Mapping[str, ModelMarket],
+    increment: Fraction = Fraction(0),
+    fee_in_base: bool = False,
     notes: set[str] | None = None,
 ) -> str | None:
     """Apply one cycle to ``account``; return why the result is ambiguous, if it is."""
-    notes = set() if notes is None else notes
-    doubts: list[str] = []
+    cycle = _Cycle(account, prices, markets, increment, fee_in_base, set() if notes is None else notes)
     start = account.longs
-    end = net_signals(batch, start, notes)
+    end = net_signals(batch, start, cycle.notes)
     for key in sorted(start - end):
-        value = account.amount[key] * prices[key]
-        if value < MIN_ORDER_COST + THRESHOLD_MARGIN:
-            doubts.append(f"closing sell of {key} is worth only {float(value):.4f}")
-        account.sell_all(key, prices[key])
+        cycle.exit(key)
     active = start & end
     incoming = end - start
     value_v = account.cash + sum((account.cost_basis[k] for k in active), Fraction(0))
 
-    buys: dict[str, Fraction]
-    if not boost:
-        buys = {key: value_v * percentages[key] for key in incoming}
-    elif incoming:
+    targets: dict[str, Fraction] = {key: value_v * percentages[key] for key in incoming}
+    precedence: str | None = None
+    if boost and incoming:
         holders = incoming | active
         precedence = min(holders, key=lambda k: (-percentages[k], k))
         if sum(1 for k in holders if percentages[k] == percentages[precedence]) > 1:
-            notes.add("precedence tie")
+            cycle.notes.add("precedence tie")
         idle = sum((p for k, p in percentages.items() if k not in holders), Fraction(0))
-        target = {key: value_v * percentages[key] for key in holders}
-        target[precedence] += value_v * idle
+        targets = {key: value_v * percentages[key] for key in holders}
+        targets[precedence] += value_v * idle
         for key in sorted(active):
-            basis = account.cost_basis[key]
-            if basis <= target[key]:
-                continue  # never top up
-            amount = account.amount[key] * (basis - target[key]) / basis
-            notional = amount * prices[key]
-            floor = max(MIN_ORDER_COST, value_v * MIN_SELL_DOWN_SHARE)
-            if _near(notional, floor):
-                doubts.append(f"sell-down of {key} ({float(notional):.4f}) is at a threshold")
-            if notional >= floor:
-                notes.add("sell-down")
-                account.sell_part(key, amount, prices[key])
-            else:
-                notes.add("sell-down skipped")
-        buys = {key: target[key] for key in incoming}
-    else:
-        buys = {}
-        if start - end:
-            notes.add("sells only")
+            cycle.sell_down(key, targets[key], value_v)
+    elif not incoming and start - end:
+        cycle.notes.add("sells only")
 
-    if sum(buys.values(), Fraction(0)) > account.cash:
-        doubts.append(f"buys need {float(sum(buys.values())):.4f}, cash is {float(account.cash):.4f}")
-    for key in sorted(buys):
-        if buys[key] < MIN_ORDER_COST + THRESHOLD_MARGIN:
-            doubts.append(f"buy of {key} is worth only {float(buys[key]):.4f}")
-            if buys[key] < MIN_ORDER_COST:
-                continue
-        account.buy(key, buys[key], prices[key])
-    return "; ".join(doubts) or None
+    # Buys: the precedence strategy last; the spec does not order the others, so none of them may be short.
+    order = sorted((k for k in incoming if k != precedence), key=lambda k: (-percentages[k], k))
+    order += [precedence] if precedence in incoming else []
+    remaining = account.cash
+    for key in order:
+        remaining = cycle.buy(key, targets[key], remaining, precedence)
+    return "; ".join(cycle.doubts) or None
 
 
 def simulate(
@@ -238,26 +343,37 @@ def simulate(
     *,
     boost: bool,
     cash: Fraction,
+    markets: Mapping[str, ModelMarket] | None = None,
+    increment: Fraction = Fraction(0),
+    fee_in_base: bool = False,
+    adopt: Callable[[int, Snapshot], tuple[Fraction, dict[str, Fraction], dict[str, Fraction]] | None] | None = None,
 ) -> list[Snapshot]:
-    """Run every cycle the alerts make and return the account after each one."""
-    account = _Account(cash=cash)
+    """Run every cycle the alerts make and return the account after each one.
+
+    After an ambiguous cycle, ``adopt(index, snapshot)`` may return the engine's cash, amounts and
+    cost bases for the model to go on from.
+    """
+    chosen = markets or {key: ModelMarket() for key in percentages}
+    account = ModelAccount(cash=cash)
     snapshots: list[Snapshot] = []
-    for at, urgent, batch in group_cycles(alerts):
+    for index, (at, urgent, batch) in enumerate(group_cycles(alerts)):
         prices = prices_at(alerts, at)
         notes = {"stop-loss cycle"} if urgent else set()
-        doubt = run_cycle(account, batch, percentages, prices, boost, notes)
-        values = {key: amount * prices[key] for key, amount in account.amount.items()}
-        equity = account.cash + sum(values.values(), Fraction(0))
-        snapshots.append(
-            Snapshot(
-                at=at,
-                urgent=urgent,
-                cash=account.cash,
-                equity=equity,
-                longs=frozenset(account.longs),
-                weights={key: value / equity for key, value in values.items()},
-                ambiguous=doubt,
-                notes=frozenset(notes),
-            )
+        doubt = run_cycle(
+            account,
+            batch,
+            percentages,
+            prices,
+            boost,
+            markets=chosen,
+            increment=increment,
+            fee_in_base=fee_in_base,
+            notes=notes,
         )
+        snapshot = account.snapshot(at, urgent, prices, doubt, notes)
+        snapshots.append(snapshot)
+        if doubt is not None and adopt is not None:
+            state = adopt(index, snapshot)
+            if state is not None:
+                account.adopt(*state)
     return snapshots

@@ -8,6 +8,7 @@ become ``<=`` at a market minimum, a dust threshold or a limit price.
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, replace
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
@@ -18,9 +19,10 @@ from crypto_bot.config import ExecutionMode, Strategy, StrategyConfig
 from crypto_bot.errors import InsufficientFunds
 from crypto_bot.exchanges.paper import PaperExchange
 from crypto_bot.ledger import Ledger
-from crypto_bot.markets import Market, Side
+from crypto_bot.markets import Market, Side, split_symbol
+from crypto_bot.money import plain
 from crypto_bot.orders import Fee, OrderStatus
-from crypto_bot.sizing import buy_cost_with_fee
+from crypto_bot.sizing import Sized, affordable_amount, buy_cost_with_fee, limit_price, size_buy, size_sell
 
 T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
 BTC = Strategy(key="BTCUSD", symbol="BTC/USD", base="BTC", quote="USD", percentage=D("0.2"))
@@ -172,3 +174,100 @@ def test_a_buy_the_smaller_fee_would_cover_is_refused_for_want_of_the_larger() -
     paper.set_price("BTC/USD", D(50000))
     with pytest.raises(InsufficientFunds):
         paper.create_limit_order("BTC/USD", Side.BUY, D("0.01"), D(49000), "c")
+
+
+# -- sizing and market rules at their edges (survivors of `make mutate`) -------------------
+
+
+def test_affordable_amount_is_the_largest_lot_whose_cost_and_fee_fit() -> None:
+    # 2 × 50 × 1.003 = 100.30 exactly: 2 fits, 2.001 would not.
+    assert affordable_amount(D("100.30"), D(50), market(taker_fee=D("0.003"))) == D("2.000")
+    assert affordable_amount(D("100.29"), D(50), market(taker_fee=D("0.003"))) == D("1.999")
+    assert affordable_amount(D("-5"), D(50), market()) == D(0)
+
+
+@pytest.mark.parametrize(
+    ("free", "suffix"),
+    [(D("0.005"), " (free BTC is only 0.005)"), (D("0.009"), ""), (D("1"), "")],
+)
+def test_a_sell_below_the_minimum_says_the_free_balance_only_when_it_capped_the_sell(free: D, suffix: str) -> None:
+    sized = size_sell(D("0.009"), free, D(100), market(min_cost=D(0)))
+    assert sized.amount == D(0)
+    assert sized.reason == f"amount {plain(min(free, D('0.009')))} is below the market minimum 0.01 BTC{suffix}"
+
+
+def test_a_buy_below_the_minimum_blames_the_free_cash_only_when_it_capped_the_buy() -> None:
+    # 0.009 × 100 × 1.002 = 0.9018: wanted and affordable are the same amount, so the cash is not to blame.
+    sized = size_buy(D("0.9018"), D(100), D("0.9018"), market(min_cost=D(0)))
+    assert sized.reason == "amount 0.009 is below the market minimum 0.01 BTC"
+    capped = size_buy(D("10"), D(100), D("0.9018"), market(min_cost=D(0)))
+    assert capped.reason == (
+        "amount 0.009 is below the market minimum 0.01 BTC (free USD 0.9018 covers only 0.00900000 BTC)"
+    )
+
+
+@pytest.mark.parametrize("notional", [D(0), D(-1)])
+def test_a_buy_of_no_positive_notional_is_not_sized(notional: D) -> None:
+    assert size_buy(notional, D(100), D(1000), market()) == Sized(D(0), f"nothing to buy: notional {notional}")
+
+
+def test_a_buy_of_a_small_positive_notional_is_sized() -> None:
+    assert size_buy(D("0.5"), D("0.1"), D(1000), market(min_cost=D(0), min_amount=D(0))).amount == D("4.990")
+
+
+@pytest.mark.parametrize("last", [D(0), D(-1)])
+def test_a_limit_price_needs_a_positive_last_price(last: D) -> None:
+    with pytest.raises(ValueError, match="last price must be positive"):
+        limit_price(last, Side.BUY, D(0), market())
+
+
+@pytest.mark.parametrize(("last", "side", "increment"), [(D("0.001"), Side.BUY, D(0)), (D(1), Side.SELL, D(2))])
+def test_a_limit_price_that_rounds_to_zero_or_below_is_refused(last: D, side: Side, increment: D) -> None:
+    with pytest.raises(ValueError, match="rounds to zero"):
+        limit_price(last, side, increment, market(price_step=D("0.5")))
+
+
+def test_a_limit_price_of_one_tick_or_one_unit_is_allowed() -> None:
+    assert limit_price(D("0.5"), Side.BUY, D(0), market()) == D("0.50")
+    assert limit_price(D(1), Side.SELL, D(0), market()) == D("1.00")
+
+
+def test_sizes_and_markets_are_immutable() -> None:
+    with pytest.raises(FrozenInstanceError):
+        market().taker_fee = D(0)  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        Sized(D(1)).amount = D(2)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("field", ["amount_step", "price_step"])
+@pytest.mark.parametrize("value", [D(0), D("-0.01")])
+def test_a_market_needs_positive_steps(field: str, value: D) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be positive"):
+        replace(market(), **{field: value})  # type: ignore[arg-type]  # the field is a Decimal one
+
+
+@pytest.mark.parametrize("field", ["min_amount", "min_cost", "maker_fee", "taker_fee"])
+def test_a_market_refuses_negative_minimums_and_fees(field: str) -> None:
+    with pytest.raises(ValueError, match=f"{field} must not be negative"):
+        replace(market(), **{field: D("-0.001")})  # type: ignore[arg-type]  # the field is a Decimal one
+
+
+def test_a_negative_amount_rounds_to_nothing() -> None:
+    assert market().below_minimum(D("-0.01"), D(100)) == "amount -0.01 rounds to nothing at lot size 0.001"
+
+
+@pytest.mark.parametrize(
+    ("symbol", "parts"), [("BTC/USD", ("BTC", "USD")), ("BTC/USDT:USDT", ("BTC", "USDT")), ("A:B/C", ("A", ""))]
+)
+def test_split_symbol_reads_base_and_quote_before_any_settle_currency(symbol: str, parts: tuple[str, str]) -> None:
+    if parts[1]:
+        assert split_symbol(symbol) == parts
+    else:
+        with pytest.raises(ValueError, match="is not of the form BASE/QUOTE"):
+            split_symbol(symbol)
+
+
+@pytest.mark.parametrize("symbol", ["BTC", "A/B/C", "/USD", "BTC/", "/"])
+def test_split_symbol_refuses_anything_but_one_base_and_one_quote(symbol: str) -> None:
+    with pytest.raises(ValueError, match="is not of the form BASE/QUOTE"):
+        split_symbol(symbol)
