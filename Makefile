@@ -70,6 +70,11 @@ test: lint typecheck check-template unit ## the whole gate: lint, types, templat
 bench: sync ## measure cold starts, the markets cache, cycle scale and latency; regenerate docs/performance.md
 	@$(RUN) python bench/run.py
 
+# Mutation testing of the money-critical core with cosmic-ray, in a scratch copy of HEAD (it edits modules in place).
+# Not part of `make test`: a full run takes over an hour on two cores; MODULES="sizing.py markets.py" runs some.
+mutate: sync ## cosmic-ray over the money-critical core; score and survivors into docs/reliability.md
+	@nice -n 19 $(RUN) python mutation/run.py $(MODULES)
+
 # Lambda's /opt and /var/task are read-only, and `sam build` ships no .pyc files: without them every cold start
 # compiles each module it imports again (ccxt alone: well over a second; docs/performance.md). So the build compiles them,
 # with the project's Python 3.12 (the runtime's bytecode format). unchecked-hash: a .pyc checked against its
