@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --no-sync
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help bootstrap sync demo replay-demo test lint typecheck unit dynamodb-local check-template bench layer-requirements build deploy clean
+.PHONY: help bootstrap sync demo replay-demo test lint typecheck unit dynamodb-local check-template bench reports layer-requirements build deploy clean
 
 # Pinned so that a new release of a checker cannot break the gate overnight.
 SAM_CLI := aws-sam-cli==1.170.0
@@ -57,6 +57,13 @@ $(DYNAMODB_LOCAL_STAMP):
 
 unit: sync dynamodb-local ## pytest (the store's tests on moto and on DynamoDB Local, which pytest starts)
 	@$(RUN) pytest -q
+
+# The suites that feed docs/reliability.md, run whole; a plain pytest run writes .build/reports/reliability.md
+# instead, so that the gate leaves no tracked file modified (tests/faults/report.py).
+RELIABILITY_SUITES := tests/faults tests/venues tests/e2e/test_abuse.py tests/e2e/test_burst.py
+
+reports: sync ## regenerate docs/reliability.md (fault suite, venue lane, abuse and load) for committing
+	@RELIABILITY_REPORT=docs/reliability.md $(RUN) pytest -q $(RELIABILITY_SUITES)
 
 check-template: sync ## cfn-lint, sam validate --lint, checkov, and an independent ASL validator
 	@$(TOOL) $(CFN_LINT) cfn-lint template.yaml

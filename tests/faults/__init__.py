@@ -7,13 +7,16 @@ method, or a Lambda step or store call that crashes once) and runs the cycle. Th
 helper, :func:`tests.faults.harness.check_invariants`, asserts what must hold whatever
 happened:
 
-* no duplicate orders: each client order id (one per intent attempt) reached the
-  exchange at most once, and every exchange order belongs to an intent attempt;
+* no duplicate orders, counted on the venue's side over its whole order history: no
+  intent attempt (client order id) twice, no intent filled beyond its amount, no alert
+  traded in two cycles; and every venue order belongs to an intent attempt;
 * no lost signals: every distinct alert sent is stored;
 * every signal ends in a terminal status with a reason;
 * the ledger's amount of every asset equals the paper exchange's balance;
 * every failed cycle, and every cycle that gave an order up, was notified over SNS.
 
-The figures of the run (cases, faults survived, duplicates, lost signals) are written
-to ``docs/reliability.md`` when the whole suite ran; see ``conftest.py``.
+A fault is counted where it fires, and only when an error is really raised or a fill
+really withheld; it survived when every invariant that concerns it held. The figures of
+a whole run are written to the reliability report (``tests/faults/report.py``:
+``.build/reports/reliability.md``, or ``docs/reliability.md`` under ``make reports``).
 """

@@ -19,17 +19,23 @@ from crypto_bot.errors import (
 from crypto_bot.exchanges.paper import PaperExchange
 from crypto_bot.orders import OrderStatus
 from crypto_bot.store import IntentStatus
-from tests.faults.harness import BTC_BUY, BTC_STOP, ETH_BUY, Case, check_invariants, inject, seed_account
+from tests.faults.harness import (
+    BTC_BUY,
+    BTC_STOP,
+    ETH_BUY,
+    Case,
+    FaultKind,
+    check_invariants,
+    inject,
+    seed_account,
+    withhold_fills,
+    withhold_part_of_fills,
+)
 
 
 def btc_intent(case: Case, cycle_id: str = "manual-run") -> Any:
     (intent,) = case.store.intents(cycle_id)
     return intent
-
-
-def no_bids(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every limit order rest unfilled: a market without counterparties at our price."""
-    monkeypatch.setattr(PaperExchange, "_marketable", staticmethod(lambda order, last: False))
 
 
 # --------------------------------------------------------------------------- placement
@@ -153,11 +159,12 @@ def test_transient_read_errors_are_retried_by_the_step_and_the_state_machine(
 
 
 def test_network_error_on_cancel_is_retried_and_the_chase_goes_on(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
-    no_bids(monkeypatch)
+    withhold_fills(monkeypatch, case)
     inject(monkeypatch, case, "cancel_order", ExchangeNetworkError("connection reset"), times=3)
     case.send(BTC_BUY)
     case.run(name="run")
-    assert case.faults == 3
+    # Three placements rest without the fill the venue would have given; three cancels fail.
+    assert (case.count(FaultKind.WITHHELD), case.count(FaultKind.RAISED)) == (3, 3)
     intent = btc_intent(case)
     assert intent.status is IntentStatus.UNFILLED
     assert [o.status for o in intent.orders] == [OrderStatus.CANCELED] * 3
@@ -167,33 +174,39 @@ def test_network_error_on_cancel_is_retried_and_the_chase_goes_on(case: Case, mo
 def test_cancel_whose_answer_is_lost_is_not_cancelled_twice_into_confusion(
     case: Case, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    no_bids(monkeypatch)
+    withhold_fills(monkeypatch, case)
     inject(monkeypatch, case, "cancel_order", RequestTimeout("cancel timed out"), after=True)
     case.send(BTC_BUY)
     case.run(name="run")
-    assert case.faults == 1
+    assert (case.count(FaultKind.WITHHELD), case.count(FaultKind.RAISED)) == (3, 1)
     assert btc_intent(case).status is IntentStatus.UNFILLED
     check_invariants(case)
 
 
-def test_partial_fill_then_silence_chases_the_remainder_and_reports_it(case: Case) -> None:
+def test_partial_fill_then_silence_chases_the_remainder_and_reports_it(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seed_account(case, partial_fill_ratio=D("0.5"))
-    case.fault()  # the venue's partial fills are the fault
+    withhold_part_of_fills(monkeypatch, case)
     case.send(BTC_BUY)
     case.run(name="run")
     intent = btc_intent(case)
     assert intent.status is IntentStatus.PARTIALLY_FILLED
-    assert [o.filled for o in intent.orders] == [D("0.07916666"), D("0.03958333"), D("0.01979167")]
+    # 9500 USD at 60000 + 0.1 % = 60060 buys 0.15817515 BTC; each attempt fills half of what is left (lot
+    # 1e-8, rounded down) and the rest is chased one increment wider.
+    assert [o.filled for o in intent.orders] == [D("0.07908757"), D("0.03954379"), D("0.01977189")]
+    assert [o.price for o in intent.orders] == [D("60060"), D("60120"), D("60180")]
+    assert case.count(FaultKind.WITHHELD) == 3
     assert "unfilled after 3 placements" in intent.reason
     check_invariants(case)
 
 
 def test_fill_that_races_the_cancel_is_booked(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
-    no_bids(monkeypatch)
+    withhold_fills(monkeypatch, case)
     original = PaperExchange.cancel_order
 
     def fill_first(self: PaperExchange, order_id: str, symbol: str) -> Any:
-        case.fault()
+        # A fill arriving just before the cancel: nothing raised or withheld, so no fault is counted for it.
         self.fill_resting(order_id)
         return original(self, order_id, symbol)
 
@@ -207,8 +220,7 @@ def test_fill_that_races_the_cancel_is_booked(case: Case, monkeypatch: pytest.Mo
 
 
 def test_order_that_never_fills_is_given_up_and_notified(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
-    no_bids(monkeypatch)
-    case.fault()
+    withhold_fills(monkeypatch, case)
     case.send(ETH_BUY)
     case.run(name="run")
     (intent,) = case.store.intents("manual-run")
@@ -225,8 +237,7 @@ def test_stop_loss_unfilled_by_limit_orders_falls_back_to_a_market_order(
 ) -> None:
     case.send(BTC_BUY)
     case.run(name="entry")
-    no_bids(monkeypatch)
-    case.fault()
+    withhold_fills(monkeypatch, case)
     case.urgent(BTC_STOP, "m-stop", name="stop")
     (intent,) = case.store.intents("urgent-stop")
     assert intent.status is IntentStatus.FILLED
@@ -239,13 +250,13 @@ def test_stop_loss_unfilled_by_limit_orders_falls_back_to_a_market_order(
 def test_stop_loss_market_fallback_whose_answer_is_lost_sells_once(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     case.send(BTC_BUY)
     case.run(name="entry")
-    no_bids(monkeypatch)
+    withhold_fills(monkeypatch, case)
     inject(monkeypatch, case, "create_market_order", RequestTimeout("read timed out"), after=True)
     case.urgent(BTC_STOP, "m-stop", name="stop")
     (intent,) = case.store.intents("urgent-stop")
     assert intent.status is IntentStatus.FILLED
     assert sum(o.client_order_id == intent.intent.client_order_id(3) for o in case.paper().orders()) == 1
-    assert case.faults == 1
+    assert (case.count(FaultKind.WITHHELD), case.count(FaultKind.RAISED)) == (3, 1)
     check_invariants(case)
 
 
@@ -254,14 +265,13 @@ def test_stop_loss_without_market_orders_is_given_up_with_the_reason(
 ) -> None:
     case.send(BTC_BUY)
     case.run(name="entry")
-    no_bids(monkeypatch)
+    withhold_fills(monkeypatch, case)
     restore = PaperExchange.from_state.__func__  # type: ignore[attr-defined]
 
     def limit_only(cls: type[PaperExchange], state: Any, **kwargs: Any) -> PaperExchange:
         return restore(cls, state, supports_market_orders=False, **kwargs)
 
     monkeypatch.setattr(PaperExchange, "from_state", classmethod(limit_only))
-    case.fault()
     case.urgent(BTC_STOP, "m-stop", name="stop")
     (intent,) = case.store.intents("urgent-stop")
     assert intent.status is IntentStatus.UNFILLED

@@ -15,7 +15,7 @@ from crypto_bot.aws.paper_state import PaperStateStore
 from crypto_bot.errors import StoreConflict, StoreUnavailable
 from crypto_bot.store import IntentStatus
 from crypto_bot.workflow import Workflow
-from tests.faults.harness import BTC_BUY, BTC_STOP, ETH_BUY, ETH_SELL, Case, check_invariants
+from tests.faults.harness import BTC_BUY, BTC_STOP, ETH_BUY, ETH_SELL, Case, FaultKind, check_invariants
 
 # What the Lambda service reports when a function's sandbox dies under it; the state machine retries it.
 LambdaServiceException = type("Lambda.ServiceException", (RuntimeError,), {})
@@ -28,9 +28,9 @@ def crash_step(monkeypatch: pytest.MonkeyPatch, case: Case, step: str, when: str
 
     def crashing(event: Any, runtime: Any) -> dict[str, Any]:
         if case.faults == 0:
-            case.fault()
             if when == "after":
                 original(event, runtime)
+            case.fault(FaultKind.RAISED, f"step {step}", f"{error.__name__} {when} its work")
             raise error(f"{step} crashed {when} its work")
         return original(event, runtime)
 
@@ -46,7 +46,7 @@ def crash_once(monkeypatch: pytest.MonkeyPatch, case: Case, owner: Any, method: 
     def failing(self: Any, *args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         if calls[0] == skip + 1:
-            case.fault()
+            case.fault(FaultKind.RAISED, f"{owner.__name__}.{method}", "StoreUnavailable: throttled")
             raise StoreUnavailable(f"{method} throttled")
         return original(self, *args, **kwargs)
 
@@ -87,7 +87,9 @@ def test_step_crashing_once_is_retried_without_trading_twice(
 @pytest.mark.parametrize(
     ("owner", "method", "skip"),
     [
-        (DynamoDBStore, "add_signal", 1),  # collect: the second alert's write
+        # collect: the second alert's write. The deployed paper session drops the failed attempt's state (the
+        # first alert's price), so the retry must price the first alert again although it is now a duplicate.
+        (DynamoDBStore, "add_signal", 1),
         (DynamoDBStore, "put_intent", 1),  # plan: between two intents
         (Workflow, "place", 0),  # place: the Map's first placement
         (DynamoDBStore, "book", 1),  # reconcile: between booking two intents
@@ -129,7 +131,8 @@ def test_paper_account_write_conflict_is_retried_on_fresh_state(case: Case, monk
 
     def racing(self: PaperStateStore, state: dict[str, Any], expected_version: int) -> int:
         if expected_version > 0 and case.faults == 0:
-            case.fault()  # another Lambda saved the account first: the condition check fails
+            # Another Lambda saved the account first: the condition check fails.
+            case.fault(FaultKind.RAISED, "PaperStateStore.save", "StoreConflict: the paper state changed")
             raise StoreConflict("the paper state changed since it was loaded")
         return original(self, state, expected_version)
 
@@ -148,13 +151,14 @@ def test_lock_taken_by_another_cycle_is_waited_for_then_acquired(case: Case, mon
 
     def release_on_second_look(event: Any, runtime: Any) -> dict[str, Any]:
         if isinstance(event.get("input"), dict) and "cycle" in event["input"]:
-            case.fault()  # AcquireLock's condition failed once: the other cycle finishes now
+            # Collect runs again only after AcquireLock was refused: the other cycle finishes now.
             dynamodb.delete_item(TableName=table, Key=key)
         return original(event, runtime)
 
     monkeypatch.setitem(handler.STEPS, "collect", release_on_second_look)
     case.send(BTC_BUY)
     result = case.run(name="run")
+    case.lock_refusals(result["history"])
     assert case.faults == 1
     names = [e["stateEnteredEventDetails"]["name"] for e in result["history"] if e["type"].endswith("StateEntered")]
     assert names.count("WaitForLock") == 1
@@ -164,8 +168,8 @@ def test_lock_taken_by_another_cycle_is_waited_for_then_acquired(case: Case, mon
 @pytest.mark.parametrize("deliveries", [2, 4])
 def test_alert_delivered_several_times_is_one_signal_and_one_order(case: Case, deliveries: int) -> None:
     case.send(BTC_BUY, times=deliveries)  # TradingView resends after a 5xx; SQS delivers at least once
-    case.faults = deliveries - 1
     case.run(name="run")
+    assert case.redeliveries == deliveries - 1
     assert len(case.store.recent_signals()) == 1
     assert len(case.paper().orders()) == 1
     check_invariants(case)
@@ -175,17 +179,33 @@ def test_urgent_batch_delivered_twice_sells_once(case: Case) -> None:
     case.send(BTC_BUY)
     case.run(name="entry")
     case.urgent(BTC_STOP, "m-stop", name="stop-1")
-    case.fault()
     case.urgent(BTC_STOP, "m-stop", name="stop-2")  # the pipe redelivers the same record
     assert len([o for o in case.paper().orders() if o.side.value == "sell"]) == 1
     assert case.store.get_cycle("urgent-stop-2") is None or not case.store.intents("urgent-stop-2")
     check_invariants(case)
 
 
+def test_alert_resent_after_its_position_changed_trades_nothing(case: Case) -> None:
+    # TradingView's {{time}} is the bar's, so a stop loss hit inside the entry's own bar carries the entry's
+    # time: the stop does not make the entry older than what decided the strategy, and only the store's
+    # dedupe stands between the late copy of the entry and a second buy.
+    stop_in_the_same_bar = {**BTC_STOP, "time": BTC_BUY["time"]}
+    case.send(BTC_BUY)
+    case.run(name="entry")
+    case.urgent(stop_in_the_same_bar, "m-stop", name="stop")  # flat again
+    case.send(BTC_BUY)  # the entry's alert, delivered again a cycle later
+    case.run(name="later")
+    assert [(o.symbol, o.side.value) for o in case.paper().orders()] == [("BTC/USD", "buy"), ("BTC/USD", "sell")]
+    assert case.redeliveries == 1
+    assert not case.store.intents("manual-later")
+    (entry,) = [s for s in case.store.recent_signals() if s.payload == BTC_BUY]
+    assert (entry.status.value, entry.cycle_id) == ("filled", "manual-entry")
+    check_invariants(case)
+
+
 def test_rerunning_an_execution_name_never_trades_twice(case: Case) -> None:
     case.send(BTC_BUY)
     case.run(name="once")
-    case.fault()
     case.send(BTC_BUY)
     case.run(name="twice")
     assert len(case.paper().orders()) == 1
@@ -201,7 +221,6 @@ def test_concurrent_scheduled_and_urgent_cycles_never_trade_at_the_same_time(cas
     case.run(name="entry")
     case.send(ETH_BUY)
     case.sent.append(BTC_STOP)
-    case.fault()
     urgent_record = {"messageId": "m-stop", "body": json.dumps(BTC_STOP)}
     arns = [
         case.stack.start_execution("TradeCycleStateMachine", {"trigger": "manual"}, name="scheduled"),
@@ -209,6 +228,8 @@ def test_concurrent_scheduled_and_urgent_cycles_never_trade_at_the_same_time(cas
         case.stack.start_execution("TradeCycleStateMachine", cast(Any, [urgent_record]), name="urgent"),
     ]
     results = [case.stack.wait_for_execution(arn, timeout=120) for arn in arns]
+    for result in results:
+        case.lock_refusals(result["history"])
     assert [r["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"]
     # Whichever collects first may take the stop loss too; either way each trade happens once.
     assert sorted((o.symbol, o.side.value) for o in case.paper().orders()) == [
@@ -245,7 +266,6 @@ def test_lock_of_a_dead_execution_expires_and_the_next_cycle_proceeds(case: Case
             "lease_until": {"S": "2020-01-01T00:00:00.000000Z"},
         },
     )
-    case.fault()
     case.send(BTC_BUY)
     case.send(ETH_SELL)  # nothing to sell: ignored, with its reason
     case.run(name="run")

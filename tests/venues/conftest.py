@@ -8,10 +8,12 @@ Sockets on 127.0.0.1 are allowed here (the unit lane disables them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,15 +29,18 @@ from crypto_bot.retry import RetryPolicy  # noqa: E402
 from crypto_bot.signals import parse_signal  # noqa: E402
 from crypto_bot.store import MemoryStore  # noqa: E402
 from crypto_bot.workflow import Workflow, WorkflowSettings  # noqa: E402
+from tests.faults.report import measured_line, write_section  # noqa: E402
 from tests.venues.binance import API_KEY as BINANCE_KEY  # noqa: E402
 from tests.venues.binance import SECRET as BINANCE_SECRET  # noqa: E402
 from tests.venues.binance import Binance  # noqa: E402
 from tests.venues.binance import ccxt_options as binance_ccxt_options  # noqa: E402
 from tests.venues.http import VenueServer, serving  # noqa: E402
+from tests.venues.invariants import VenueAccount, check_ledger_equals_account  # noqa: E402
 from tests.venues.kraken import KrakenVenue  # noqa: E402
 from tests.venues.kraken import connect as connect_kraken  # noqa: E402
 
 T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
+VENUES_DIR = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -65,6 +70,9 @@ class Bot:
     fill_timeout: timedelta = timedelta(seconds=0)
     max_reprice_attempts: int = 2
     cycles: list[CycleReport] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _bots.append(self)  # the scenario report reads each test's bots after it ran
 
     @property
     def workflow(self) -> Workflow:
@@ -153,3 +161,113 @@ def kraken_server(kraken_venue: KrakenVenue) -> Iterator[VenueServer]:
 def kraken(kraken_server: VenueServer, kraken_venue: KrakenVenue, clock: Clock) -> CcxtExchange:
     """The production adapter over ccxt's real kraken class, pointed at the emulator."""
     return connect_kraken(kraken_server, kraken_venue, sleep=clock.sleep)
+
+
+# --------------------------------------------------------------------------- the scenario report
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What one whole-cycle test left on its venue, read from the emulator after the test ran."""
+
+    venue: str
+    result: str
+    orders: int
+    duplicates: int
+    ledger_equals_account: bool
+    signals_terminal: tuple[int, int]  # (terminal with a reason, stored)
+
+
+_bots: list[Bot] = []
+_scenarios: dict[str, Scenario] = {}
+_collected: set[str] = set()
+_reported: set[str] = set()
+_deselected: list[str] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _collected.update(item.nodeid for item in items if item.path.resolve().is_relative_to(VENUES_DIR))
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _deselected.extend(item.nodeid for item in items if item.path.resolve().is_relative_to(VENUES_DIR))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _bots.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.when != "call" or item.nodeid not in _collected:
+        return
+    _reported.add(item.nodeid)
+    bots = [b for b in _bots if b.cycles]
+    venues = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Binance | KrakenVenue)]
+    if len(bots) != 1 or len(venues) != 1:
+        return  # not a whole-cycle scenario: a test of the emulator or of the adapter alone
+    result = "passed" if report.passed else "failed"
+    if hasattr(report, "wasxfail"):
+        result = f"failed, a known defect (strict xfail: {report.wasxfail})"
+    _scenarios[item.nodeid] = _scenario(type(venues[0]).__name__.removesuffix("Venue"), result, bots[0], venues[0])
+
+
+def _scenario(name: str, result: str, bot: Bot, venue: VenueAccount) -> Scenario:
+    """Read the scenario's figures from the venue's own records and the bot's store."""
+    placed = list(venue.placed_client_order_ids())
+    duplicates = sum(n - 1 for n in Counter(placed).values())
+    records = [r for report in bot.cycles for r in bot.store.intents(report.cycle.cycle_id)]
+    # An alert traded by intents of two cycles is a duplicate whatever client ids its orders carry.
+    traded: dict[str, set[str]] = {}
+    placed_set = set(placed)
+    for record in records:
+        ids = {record.intent.client_order_id(n) for n in range(record.attempt + 1)}
+        if ids & placed_set and record.filled > 0:
+            for key in record.intent.signal_keys:
+                traded.setdefault(f"{key}|{record.intent.side.value}", set()).add(record.intent.cycle_id)
+    duplicates += sum(len(cycles) - 1 for cycles in traded.values())
+    try:
+        check_ledger_equals_account(bot.store, venue, bot.config)
+        ledger_equals_account = True
+    except AssertionError:
+        ledger_equals_account = False
+    signals = bot.store.recent_signals(limit=10_000)
+    settled = sum(1 for s in signals if s.status.is_terminal and s.reason)
+    return Scenario(name, result, len(placed), duplicates, ledger_equals_account, (settled, len(signals)))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Only a run of the whole lane speaks for it: not a -k selection, not one file.
+    if _deselected or not _scenarios or _reported != _collected:
+        return
+    lines = [
+        "## Venue lane: whole cycles on the Binance and Kraken emulators (tests/venues)",
+        "",
+        measured_line(),
+        "",
+        "The real ccxt clients over HTTP against emulators of each venue's documented REST API, through the",
+        "production adapter and workflow. Each row is one test that ran whole cycles, read afterwards from the",
+        "emulator's own records: the orders it accepted, duplicates among them (a client id or an intent",
+        "attempt twice, or an alert traded in two cycles), whether the ledger equals the account asset by",
+        "asset, and how many stored signals ended in a terminal status with a reason.",
+        "",
+        "| venue | scenario | result | orders placed on the venue | duplicates | ledger = account | signals terminal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for nodeid, s in sorted(_scenarios.items(), key=lambda kv: (kv[1].venue, kv[0])):
+        name = nodeid.split("::", 1)[1].removeprefix("test_")
+        terminal, stored = s.signals_terminal
+        lines.append(
+            f"| {s.venue} | `{name}` | {s.result} | {s.orders} | {s.duplicates} "
+            f"| {'yes' if s.ledger_equals_account else 'no'} | {terminal} of {stored} |"
+        )
+    lines += [
+        "",
+        f"{len(_scenarios)} scenarios, {sum(s.result == 'passed' for s in _scenarios.values())} passed;"
+        f" {sum(s.orders for s in _scenarios.values())} orders placed on the venues,"
+        f" {sum(s.duplicates for s in _scenarios.values())} duplicates.",
+    ]
+    write_section("venues", lines)
