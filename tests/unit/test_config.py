@@ -24,9 +24,15 @@ def test_seed_format_loads_with_exact_percentages(tmp_path: Path) -> None:
     assert config.symbols() == ["BTC/USD", "ETH/USD"]
 
 
-def test_sum_above_98_percent_names_the_sum() -> None:
-    with pytest.raises(ConfigError, match=r"add up to 0\.99, more than the allowed 0\.98"):
-        StrategyConfig.from_mapping({"A": entry(pct="0.5"), "B": entry("ETH/USD", "ETH", "0.49")}, "USD")
+def test_sum_above_98_percent_names_the_file_each_percentage_and_the_sum(tmp_path: Path) -> None:
+    path = tmp_path / "strategy_config.json"
+    path.write_text(json.dumps({"BTCUSD": entry(pct=0.5), "ETHUSD": entry("ETH/USD", "ETH", 0.49)}))
+    with pytest.raises(ConfigError) as info:
+        StrategyConfig.load(path, "USD")
+    assert str(info.value) == (
+        f"{path}: strategy percentages add up to 0.99 (BTCUSD 0.5 + ETHUSD 0.49), more than the allowed 0.98 "
+        "(2% of the account stays in cash for fees)"
+    )
 
 
 def test_exactly_98_percent_is_allowed() -> None:
@@ -38,7 +44,10 @@ def test_exactly_98_percent_is_allowed() -> None:
     ("data", "message"),
     [
         ({"A": entry(pct=1.5)}, "['A'].percentage: must be a fraction in [0, 1]"),
-        ({"A": entry(pct=-0.1)}, "['A'].percentage: must be a fraction in [0, 1]"),
+        (
+            {"A": entry(pct=Decimal("-0.1"))},
+            "['A'].percentage: must be a fraction in [0, 1] (0.2 means 20%) (got -0.1)",
+        ),
         ({"A": entry(pct="lots")}, "['A'].percentage: not a number (got 'lots')"),
         ({"A": entry(symbol="BTC/USDT")}, "['A'].exchange_symbol: quotes in USDT, not the account's USD"),
         ({"A": entry(base="ETH")}, "['A'].base_asset: does not match the symbol's base BTC (got 'ETH')"),
@@ -87,6 +96,7 @@ def test_settings_have_typed_defaults() -> None:
     assert settings.exchange_options == {}
     assert settings.schedule_offset == timedelta(minutes=1)
     assert settings.timeframe.seconds == 8 * 3600
+    assert settings.max_price_jump == Decimal("0.5")
 
 
 def test_settings_parse_every_variable() -> None:
@@ -100,6 +110,7 @@ def test_settings_parse_every_variable() -> None:
             "SANDBOX": "true",
             "EXCHANGE_OPTIONS": '{"options": {"defaultType": "spot"}}',
             "SCHEDULE_OFFSET": "2m",
+            "MAX_PRICE_JUMP": "0.25",
         }
     )
     assert settings.quote_currency == "USDT"
@@ -108,6 +119,7 @@ def test_settings_parse_every_variable() -> None:
     assert settings.sandbox is True
     assert settings.exchange_options == {"options": {"defaultType": "spot"}}
     assert settings.schedule_offset == timedelta(minutes=2)
+    assert settings.max_price_jump == Decimal("0.25")
 
 
 def test_missing_required_settings_fail_fast_with_their_names() -> None:
@@ -130,6 +142,9 @@ def test_missing_required_settings_fail_fast_with_their_names() -> None:
         ("TIMEFRAME", "8 hours", "is not of the form <n>m, <n>h or <n>d"),
         ("SCHEDULE_OFFSET", "9h", "SCHEDULE_OFFSET: schedule offset 9:00:00 must be in [0, 8h)"),
         ("STOP_LOSS_PATTERN", "(", "STOP_LOSS_PATTERN='(': not a valid regular expression"),
+        ("MAX_PRICE_JUMP", "0", "MAX_PRICE_JUMP='0': must be a fraction above 0 (0.5 means a price may move 50%"),
+        ("MAX_PRICE_JUMP", "-0.5", "MAX_PRICE_JUMP='-0.5': must be a fraction above 0"),
+        ("MAX_PRICE_JUMP", "half", "MAX_PRICE_JUMP='half': not a number"),
     ],
 )
 def test_bad_setting_names_the_variable_and_value(name: str, value: str, message: str) -> None:

@@ -285,3 +285,82 @@ def test_cycle_summary_reports_slippage_against_the_last_price(readme_config: St
     result = run(alerts, readme_config, fee=D("0.001"), increment=D("0.001"))
     # A marketable limit fills at the last price: no slippage, whatever the increment.
     assert result.cycles[0].report.cycle.summary["slippage_bps"] == {"BTCUSD": "0.00"}
+
+
+# ------------------------------------------------------------------------------------------ the price band
+
+BAND_BUY = alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")  # the first BTC/USD price: nothing to compare
+
+
+@pytest.mark.parametrize(
+    ("price", "believed"),
+    [
+        ("89999.99", True),  # just inside 50% above 60,000
+        ("90000", True),  # at the band
+        ("90000.01", False),  # just over
+        ("30000.01", True),
+        ("30000", True),
+        ("29999.99", False),
+    ],
+)
+def test_a_price_beyond_the_band_from_the_last_one_is_reported_and_not_traded(
+    readme_config: StrategyConfig, price: str, believed: bool
+) -> None:
+    sell = alert("BTCUSD", "sell", "2024-08-10T09:00:00Z", price)
+
+    result = run([BAND_BUY, sell], readme_config)
+
+    if believed:
+        assert result.rejected == []
+        assert [c.report.results[0].side.value for c in result.cycles] == ["buy", "sell"]
+        assert result.cycles[-1].positions == {}
+    else:
+        assert [(r.source, r.reason()) for r in result.rejected] == [
+            (
+                "alert 2",
+                "order_price: is more than 50% away from BTC/USD's last price 60000: only 30000 to 90000 is believed "
+                f"(the price band: MAX_PRICE_JUMP, --max-price-jump) (got '{price}')",
+            )
+        ]
+        assert len(result.cycles) == 1  # the sell never reached a cycle; the buy is kept
+        assert result.cycles[0].positions["BTCUSD"].amount == D("0.15833333")
+
+
+def test_the_band_is_configurable(readme_config: StrategyConfig) -> None:
+    sell = alert("BTCUSD", "sell", "2024-08-10T09:00:00Z", "120000")
+
+    narrow = run([BAND_BUY, sell], readme_config)
+    wide = run([BAND_BUY, sell], readme_config, max_price_jump=D(1))
+
+    assert [r.source for r in narrow.rejected] == ["alert 2"]
+    assert wide.rejected == []
+    assert wide.cycles[-1].positions == {}
+
+
+def test_a_refused_price_sets_no_price_and_the_next_alert_is_compared_with_the_last_believed_one(
+    readme_config: StrategyConfig,
+) -> None:
+    typo = alert("BTCUSD", "sell", "2024-08-10T09:00:00Z", "1e9")  # the issue's $33 M account
+    exit_ = alert("BTCUSD", "sell", "2024-08-10T09:30:00Z", "61000")
+
+    result = run([BAND_BUY, typo, exit_], readme_config)
+
+    assert [r.source for r in result.rejected] == ["alert 2"]
+    assert "(got '1e9')" in result.rejected[0].reason()
+    last = result.cycles[-1]
+    assert last.positions == {}
+    assert last.report.results[0].cost == D("0.15833333") * 61000
+    assert last.equity == D(10000) - D("0.15833333") * 60000 + D("0.15833333") * 61000
+
+
+def test_with_a_price_file_the_band_is_measured_from_its_price_at_the_alert(readme_config: StrategyConfig) -> None:
+    # The first alert has a known price already: the file's 60,000, so a first price of 6,000,000 is refused.
+    prices = price_table({"BTC/USD": [("2024-08-10T00:00:00Z", "60000")]})
+    typo = alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "6000000")
+
+    result = run([typo], readme_config, prices=prices)
+
+    assert [r.reason().split(":")[1] for r in result.rejected] == [
+        " is more than 50% away from BTC/USD's last price 60000"
+    ]
+    assert result.cycles == []

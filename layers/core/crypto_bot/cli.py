@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from crypto_bot.config import ExecutionMode, StrategyConfig
 from crypto_bot.errors import ConfigError, CryptoBotError, InputError
 from crypto_bot.money import parse_decimal
+from crypto_bot.price_band import DEFAULT_MAX_PRICE_JUMP, parse_price_jump
 from crypto_bot.timeframe import Schedule, Timeframe
 
 
@@ -33,6 +34,13 @@ def _decimal(name: str, *, minimum: Decimal | None = None, below: Decimal | None
         return value
 
     return parse
+
+
+def _price_jump(text: str) -> Decimal:
+    try:
+        return parse_price_jump(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--max-price-jump {text!r}: {e}") from None
 
 
 def _timeframe(text: str) -> Timeframe:
@@ -85,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--offset-minutes", type=int, default=1, help="minutes after bar close a cycle runs")
     replay.add_argument("--prices", type=Path, help="CSV of time,symbol,price")
     replay.add_argument("--markets", type=Path, help="JSON of paper market rules by symbol")
+    replay.add_argument(
+        "--max-price-jump",
+        type=_price_jump,
+        default=DEFAULT_MAX_PRICE_JUMP,
+        metavar="FRACTION",
+        help="report and skip an alert whose price is more than this fraction away from its symbol's last known "
+        f"price (default {DEFAULT_MAX_PRICE_JUMP}: 50%%)",
+    )
     replay.add_argument(
         "--trades",
         type=_trades,
@@ -167,6 +183,7 @@ def _replay(args: argparse.Namespace) -> int:
         schedule=schedule,
         prices=CsvPrices(args.prices) if args.prices else None,
         markets=load_markets_file(args.markets, args.fee) if args.markets else None,
+        max_price_jump=args.max_price_jump,
     )
     modes = [ExecutionMode.BOOST, ExecutionMode.MULTI] if (args.compare or args.plot) else [options.mode]
     if options.mode in modes:

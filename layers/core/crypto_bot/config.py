@@ -15,7 +15,8 @@ from typing import Any
 
 from crypto_bot.errors import MISSING, ConfigError, FieldProblem, InputError
 from crypto_bot.markets import split_symbol
-from crypto_bot.money import ONE, ZERO, parse_decimal
+from crypto_bot.money import ONE, ZERO, parse_decimal, plain
+from crypto_bot.price_band import DEFAULT_MAX_PRICE_JUMP, parse_price_jump
 from crypto_bot.timeframe import Schedule, Timeframe
 
 MAX_TOTAL_PERCENTAGE = Decimal("0.98")
@@ -47,12 +48,7 @@ class StrategyConfig:
     quote: str
 
     def __post_init__(self) -> None:
-        total = self.total_percentage
-        if total > MAX_TOTAL_PERCENTAGE:
-            raise ConfigError(
-                f"strategy percentages add up to {total}, more than the allowed {MAX_TOTAL_PERCENTAGE} "
-                f"(2% of the account stays in cash for fees)"
-            )
+        _check_total(self.strategies, "strategy config")
 
     @property
     def total_percentage(self) -> Decimal:
@@ -83,6 +79,7 @@ class StrategyConfig:
                 strategies[strategy.key] = strategy
         if problems:
             raise ConfigError(str(InputError(source, problems)))
+        _check_total(strategies, source)
         return cls(strategies=strategies, quote=quote)
 
     @classmethod
@@ -98,6 +95,17 @@ class StrategyConfig:
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
         return cls.from_mapping(data, quote, source=str(path))
+
+
+def _check_total(strategies: Mapping[str, Strategy], source: str) -> None:
+    """Refuse percentages above the allowed total, naming the file, each strategy's share and the sum."""
+    total = sum((s.percentage for s in strategies.values()), ZERO)
+    if total > MAX_TOTAL_PERCENTAGE:
+        shares = " + ".join(f"{key} {plain(s.percentage)}" for key, s in strategies.items())
+        raise ConfigError(
+            f"{source}: strategy percentages add up to {plain(total)} ({shares}), more than the allowed "
+            f"{MAX_TOTAL_PERCENTAGE} (2% of the account stays in cash for fees)"
+        )
 
 
 def _parse_strategy(key: str, entry: object, quote: str, problems: list[FieldProblem]) -> Strategy | None:
@@ -171,6 +179,9 @@ class Settings:
     exchange_options: Mapping[str, Any] = field(default_factory=dict)
     schedule_offset: timedelta = timedelta(minutes=1)
     stop_loss_pattern: str = DEFAULT_STOP_LOSS_PATTERN
+    # How far an alert's order_price may be from its symbol's last price where alert prices price the paper
+    # exchange (PAPER_PRICES=alerts); see crypto_bot.price_band.
+    max_price_jump: Decimal = DEFAULT_MAX_PRICE_JUMP
 
     @property
     def schedule(self) -> Schedule:
@@ -197,6 +208,7 @@ class Settings:
         options = reader.parse("EXCHANGE_OPTIONS", "{}", _json_object)
         offset = reader.parse("SCHEDULE_OFFSET", "1m", parse_duration)
         pattern = reader.parse("STOP_LOSS_PATTERN", DEFAULT_STOP_LOSS_PATTERN, _regex)
+        price_jump = reader.parse("MAX_PRICE_JUMP", str(DEFAULT_MAX_PRICE_JUMP), parse_price_jump)
         if timeframe is not None and offset is not None:
             try:
                 Schedule(timeframe, offset)
@@ -215,6 +227,7 @@ class Settings:
             exchange_options=_parsed(options),
             schedule_offset=_parsed(offset),
             stop_loss_pattern=_parsed(pattern),
+            max_price_jump=_parsed(price_jump),
         )
 
 

@@ -2,7 +2,9 @@
 
 Alerts are grouped the way the deployed system groups them: a regular alert waits
 for the first schedule tick at or after its time; a stop loss runs a cycle of its
-own at once. Prices are the last alert price seen per symbol, or a price CSV.
+own at once. Prices are the last alert price seen per symbol, or a price CSV. An alert whose price is
+more than the price band away from its symbol's last known price is reported and not traded, as intake
+refuses it where alert prices price the paper exchange (:mod:`crypto_bot.price_band`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from crypto_bot.exchanges.paper import CsvPrices, PaperExchange
 from crypto_bot.ledger import Ledger
 from crypto_bot.markets import Market
 from crypto_bot.money import ZERO, to_json_number
+from crypto_bot.price_band import DEFAULT_MAX_PRICE_JUMP, price_jump_problem
 from crypto_bot.retry import NO_RETRY
 from crypto_bot.signals import DEFAULT_STOP_LOSS_REGEX, Signal, parse_signal
 from crypto_bot.store import IntentRecord, MemoryStore, SignalRecord
@@ -39,6 +42,7 @@ class ReplayOptions:
     schedule: Schedule = field(default_factory=lambda: Schedule(Timeframe.parse("8h")))
     prices: CsvPrices | None = None
     markets: Mapping[str, Market] | None = None
+    max_price_jump: Decimal = DEFAULT_MAX_PRICE_JUMP
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ def replay(
 ) -> ReplayResult:
     """Replay webhook payloads through the engine on a fresh paper account."""
     pairs = [a if isinstance(a, tuple) else (f"alert {i + 1}", a) for i, a in enumerate(alerts)]
-    signals: list[Signal] = []
+    located: list[tuple[str, Signal]] = []
     rejected: list[Rejection] = []
     duplicates: list[SignalRecord] = []
     seen: set[str] = set()
@@ -161,7 +165,8 @@ def replay(
             duplicates.append(duplicate)
             continue
         seen.add(signal.dedupe_key)
-        signals.append(signal)
+        located.append((where, signal))
+    signals = _believable(located, config, options, rejected)
 
     exchange = PaperExchange(
         balances={config.quote: options.cash},
@@ -216,6 +221,32 @@ def _cycles(signals: Sequence[Signal], schedule: Schedule) -> list[tuple[datetim
     cycles += [(at, True, b) for at, b in stops.items()]
     # At the same instant a stop loss goes first: it is executed on arrival.
     return sorted(cycles, key=lambda c: (c[0], not c[1]))
+
+
+def _believable(
+    located: Sequence[tuple[str, Signal]], config: StrategyConfig, options: ReplayOptions, rejected: list[Rejection]
+) -> list[Signal]:
+    """Keep the alerts whose price is within the band of their symbol's last known price; report the others.
+
+    Walked in time order, as prices are set. The last known price is the ``--prices`` row at or before the
+    alert, else the price of the symbol's last kept alert; the first price of a symbol is kept. A refused
+    alert sets no price, so the next one is compared with the last believable price.
+    """
+    last: dict[str, Decimal] = {}
+    kept: list[Signal] = []
+    for where, signal in sorted(located, key=lambda pair: pair[1].time):
+        symbol = config[signal.strategy].symbol
+        known = options.prices.at(symbol, signal.time) if options.prices is not None else None
+        if known is None:
+            known = last.get(symbol)
+        shown = signal.payload.get("order_price", signal.price)
+        problem = price_jump_problem(shown, signal.price, symbol, known, options.max_price_jump)
+        if problem is not None:
+            rejected.append(Rejection(where, (problem,)))
+            continue
+        last[symbol] = signal.price
+        kept.append(signal)
+    return kept
 
 
 def _update_prices(

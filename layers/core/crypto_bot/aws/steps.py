@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from crypto_bot.allocation import SignalStatus
 from crypto_bot.aws.lock import lease_time, renew_lease
 from crypto_bot.aws.notify import cycle_message, publish, worth_notifying
 from crypto_bot.aws.runtime import Runtime
@@ -19,7 +21,8 @@ from crypto_bot.aws.sqs_intake import WAIT_SECONDS, Refusal, drain_queue
 from crypto_bot.errors import FieldProblem, InputError, LockLost
 from crypto_bot.exchanges.paper import PaperExchange
 from crypto_bot.money import parse_decimal
-from crypto_bot.store import Phase
+from crypto_bot.price_band import price_jump_problem
+from crypto_bot.store import Phase, SignalRecord
 from crypto_bot.workflow import Workflow, cycle_signals
 
 
@@ -55,10 +58,11 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
         def take(body: str, message_id: str) -> None:
             nonlocal received, rejected, duplicates
             intake = wf.receive(body, message_id=message_id)
+            if not intake.duplicate:  # a resent copy was priced (or refused) when it first came
+                _price_from_alert(wf, intake.record, runtime.settings.max_price_jump)
             duplicates += intake.duplicate
             rejected += intake.record.status.value == "rejected"
             received += 1
-            _price_from_alert(wf, intake.record.payload)
 
         def refuse(excerpt: str, message_id: str, refusal: Refusal) -> None:
             # A delivery the webhook refused (too large) but sent on as a record: stored as a rejected signal.
@@ -106,22 +110,33 @@ def _scheduled(source: object) -> bool:
     return isinstance(source, Mapping) and source.get("trigger") == "schedule"
 
 
-def _price_from_alert(wf: Workflow, payload: object) -> None:
-    # With PAPER_PRICES=alerts the paper market's price is the last alert price seen.
+def _price_from_alert(wf: Workflow, record: SignalRecord, max_jump: Decimal) -> None:
+    # With PAPER_PRICES=alerts the paper market's price is the last alert price seen. Only an accepted alert sets
+    # it: one refused for its time or its interval is not a market price either. A price too far from the last
+    # known one (crypto_bot.price_band) refuses the alert instead, so a mistyped 1e12 neither prices the account
+    # nor trades; the first price of a symbol has nothing to compare with and is taken.
     if not isinstance(wf.exchange, PaperExchange) or wf.exchange.price_feed is not None:
         return
-    if not isinstance(payload, Mapping):
+    payload = record.payload
+    if record.status is not SignalStatus.RECEIVED or not isinstance(payload, Mapping):
         return
-    strategy = wf.config.get(str(payload.get("strategy") or payload.get("ticker") or ""))
+    strategy = wf.config.get(record.strategy)
     if strategy is None:
         return
     try:
         price = parse_decimal(payload.get("order_price"))
     except ValueError:
         return
-    if price > 0:
-        wf.exchange.load_markets([strategy.symbol])
-        wf.exchange.set_price(strategy.symbol, price)
+    if price <= 0:
+        return
+    shown = payload.get("order_price")
+    problem = price_jump_problem(shown, price, strategy.symbol, wf.exchange.prices.get(strategy.symbol), max_jump)
+    if problem is not None:
+        record.status, record.reason = SignalStatus.REJECTED, str(problem)
+        wf.store.put_signal(record)
+        return
+    wf.exchange.load_markets([strategy.symbol])
+    wf.exchange.set_price(strategy.symbol, price)
 
 
 def _renew(event: Mapping[str, Any], runtime: Runtime) -> None:

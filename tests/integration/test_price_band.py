@@ -1,0 +1,121 @@
+"""Where alert prices price the paper exchange (PAPER_PRICES=alerts), an implausible price is refused at intake.
+
+Through the executed state machine: Collect stores each alert, and an accepted alert's price becomes its symbol's
+paper price; one too far from the last known price (MAX_PRICE_JUMP, default 50%) is recorded `rejected` with the
+field, the value and the last price, sets no price and never trades (issue 10, §4).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal as D
+from typing import Any
+
+import pytest
+
+from crypto_bot.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.aws.paper_state import PaperStateStore
+from crypto_bot.exchanges.paper import PaperExchange
+from crypto_bot.local.aws import LocalStack, local_stack
+from tests.conftest import ROOT, paper_environment
+
+HELD = D("0.15833333")  # 95% of 10,000 at 60,000, in 1e-8 lots (boost, IncrementPct 0)
+
+
+@contextmanager
+def stack(**environment: str) -> Iterator[LocalStack]:
+    with local_stack(
+        ROOT / "template.yaml",
+        parameters={"IncrementPct": "0"},
+        substitution_overrides={"ReconcileWaitSeconds": "0", "LockWaitSeconds": "0", "MaxLockWaits": "3"},
+        environment=paper_environment(**environment),
+        retry_interval_scale=0,
+    ) as started:
+        yield started
+
+
+def alert(action: str, time: str, price: str, comment: str) -> dict[str, str]:
+    return {"time": time, "ticker": "BTCUSD", "order_action": action, "order_price": price, "order_comment": comment}
+
+
+def cycle(local: LocalStack, *alerts: dict[str, str]) -> dict[str, Any]:
+    sqs = local.client("sqs")
+    for payload in alerts:
+        sqs.send_message(QueueUrl=local.resource("SignalsQueue"), MessageBody=json.dumps(payload))
+    arn = local.start_execution("TradeCycleStateMachine", {"trigger": "manual"})
+    result = local.wait_for_execution(arn, timeout=120)
+    assert result["status"] == "SUCCEEDED", json.dumps(result.get("history", [])[-3:], default=str)[:3000]
+    return result
+
+
+def outcomes(local: LocalStack) -> dict[str, tuple[str, str]]:
+    store = DynamoDBStore(local.resource("Table"), local.client("dynamodb"))
+    found = {}
+    for record in store.recent_signals(100):
+        assert isinstance(record.payload, dict)
+        found[str(record.payload["order_comment"])] = (record.status.value, record.reason)
+    return found
+
+
+def paper(local: LocalStack) -> PaperExchange:
+    state, _version = PaperStateStore(local.resource("Table"), local.client("dynamodb")).load()
+    assert state is not None
+    return PaperExchange.from_state(state)
+
+
+@pytest.mark.parametrize(
+    ("price", "believed"),
+    [("89999.99", True), ("90000", True), ("90000.01", False)],  # just inside, at and just over 50% above 60,000
+)
+def test_a_price_beyond_the_band_is_rejected_at_intake_and_neither_prices_nor_trades(
+    price: str, believed: bool
+) -> None:
+    with stack() as local:
+        cycle(local, alert("buy", "2024-08-10T02:30:02Z", "60000", "entry"))  # the first price: nothing to compare
+        cycle(local, alert("sell", "2024-08-10T10:30:02Z", price, "exit"))
+
+        account = paper(local)
+        if believed:
+            assert outcomes(local)["exit"][0] == "filled"
+            assert account.prices["BTC/USD"] == D(price)
+            assert account.fetch_balances()["USD"].total == D(10000) - HELD * 60000 + HELD * D(price)
+        else:
+            assert outcomes(local)["exit"] == (
+                "rejected",
+                "order_price: is more than 50% away from BTC/USD's last price 60000: only 30000 to 90000 is believed "
+                f"(the price band: MAX_PRICE_JUMP, --max-price-jump) (got '{price}')",
+            )
+            assert account.prices["BTC/USD"] == D(60000)
+            assert account.fetch_balances()["BTC"].total == HELD
+        assert outcomes(local)["entry"][0] == "filled"
+
+
+def test_the_band_is_the_max_price_jump_setting() -> None:
+    with stack(MAX_PRICE_JUMP="1") as local:
+        cycle(local, alert("buy", "2024-08-10T02:30:02Z", "60000", "entry"))
+        cycle(
+            local,
+            alert("sell", "2024-08-10T10:30:02Z", "120000", "exit"),
+            alert("buy", "2024-08-10T18:30:02Z", "240000.01", "again"),
+        )
+
+        seen = outcomes(local)
+        assert seen["exit"][0] == "filled"
+        assert seen["again"] == (
+            "rejected",
+            "order_price: is more than 100% away from BTC/USD's last price 120000: only 0 to 240000 is believed "
+            "(the price band: MAX_PRICE_JUMP, --max-price-jump) (got '240000.01')",
+        )
+        assert paper(local).prices["BTC/USD"] == D(120000)
+
+
+def test_an_alert_refused_for_another_reason_sets_no_price() -> None:
+    with stack() as local:
+        cycle(local, alert("buy", "2024-08-10T02:30:02Z", "60000", "entry"))
+        future = alert("sell", "2099-01-01T00:00:00Z", "61000", "from the future")
+        cycle(local, future)
+
+        assert outcomes(local)["from the future"][0] == "rejected"
+        assert paper(local).prices["BTC/USD"] == D(60000)
