@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from crypto_bot.config import StrategyConfig
-from crypto_bot.errors import SignalRejected
+from crypto_bot.errors import FieldProblem, SignalRejected
 from crypto_bot.markets import Side
 from crypto_bot.signals import Desired, is_stop_loss_comment, parse_signal
 
@@ -106,6 +106,25 @@ def test_each_bad_field_gets_a_specific_error_naming_field_and_value(
     config: StrategyConfig, field: str, value: object, expected: str
 ) -> None:
     assert expected in rejection(alert(**{field: value}), config)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (Decimal("-0.1"), "-0.1"),  # not Decimal('-0.1')
+        (Decimal("1E+12"), "1E+12"),
+        (-0.1, "-0.1"),
+        (0, "0"),
+        ("hold", "'hold'"),
+        ("it's", "'it's'"),  # single quotes always, where repr would switch to double ones
+        ("a\nb", "'a\\nb'"),  # a control character stays escaped: the reason is one line
+        (True, "true"),
+        (None, "null"),
+        ("x" * 100, "'" + "x" * 76 + "..."),
+    ],
+)
+def test_a_rejected_value_is_shown_as_the_trader_wrote_it(value: object, shown: str) -> None:
+    assert str(FieldProblem("order_price", value, "is wrong")) == f"order_price: is wrong (got {shown})"
 
 
 def test_every_problem_is_reported_at_once(config: StrategyConfig) -> None:

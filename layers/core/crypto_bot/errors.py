@@ -8,6 +8,7 @@ boundary, always with ``raise ... from e``. Every exchange error says whether it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, ClassVar
 
 
@@ -44,8 +45,26 @@ MISSING: Any = _MISSING
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    """Show a value as the trader wrote it: numbers plainly, text in single quotes, JSON's true/false/null."""
+    text = _as_written(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _as_written(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, Decimal | int | float):
+        try:
+            # str keeps an exponent (1E+12) where there is one, so a huge number stays short.
+            return str(value)
+        except ValueError:  # an int beyond Python's 4300-digit conversion limit
+            return "a number of more than 4300 digits"
+    if isinstance(value, str):
+        # Single quotes always (repr switches to double quotes around a '); control characters stay escaped,
+        # so a message is one line and shows what was really sent.
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+        return f"'{shown}'"
+    return repr(value)
 
 
 class InputError(CryptoBotError):
