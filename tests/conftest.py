@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crypto_bot.config import StrategyConfig
+from crypto_bot.local.cli import redate_alerts
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -22,13 +25,36 @@ def load_event(name: str) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+class AlertClock:
+    """Date alerts as TradingView sends them: each batch ends now, after the batch before it.
+
+    The template's expiry (MaxSignalAgeMinutes 485) stays on in the emulated tests; the README
+    example's 2024 dates would expire every alert.
+    """
+
+    def __init__(self) -> None:
+        self.last: datetime | None = None
+
+    def __call__(self, alerts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        dated = redate_alerts(alerts, datetime.now(UTC), after=self.last)
+        self.last = max(datetime.fromisoformat(str(alert["time"])) for alert in dated)
+        return dated
+
+
 def paper_environment(**overrides: str) -> dict[str, str]:
-    """Return the functions' settings for emulated cycles: paper trading priced by the alerts, no waiting."""
+    """Return the functions' settings for emulated cycles: paper trading priced by the alerts.
+
+    Everything else is the template's (local_stack reads its Globals), expiry included.
+    """
     values = {
         "PAPER_TRADING": "true",
         "PAPER_PRICES": "alerts",
+        # The README strategies quote USD, which the recorded venues do not list; the paper defaults
+        # (no fee) keep the cycles equal to replay's model. Venue markets: tests/integration/test_paper_markets.py.
+        "PAPER_MARKETS": "permissive",
         "STRATEGY_CONFIG_PATH": str(ROOT / "strategy_config.json"),
-        "MAX_SIGNAL_AGE_MINUTES": "0",  # the README alerts are from 2024
+        # Alert prices never move, so a resting order fills only by being chased: the template's 60 s would be
+        # waited in real time. 0 chases at once, as replay does.
         "FILL_TIMEOUT_SECONDS": "0",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "CryptoBotTest",

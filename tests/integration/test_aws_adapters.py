@@ -88,6 +88,11 @@ def runtime_env(**extra: str) -> dict[str, str]:
         "TABLE_NAME": "t",
         "STRATEGY_CONFIG_PATH": str(ROOT / "strategy_config.json"),
         "API_KEY_PARAMETER": "/crypto-bot/test/exchange-api-key",
+        # What the template's Globals always set, at its defaults.
+        "MAX_SIGNAL_AGE_MINUTES": "485",
+        "FILL_TIMEOUT_SECONDS": "60",
+        "MAX_REPRICE_ATTEMPTS": "2",
+        "LOCK_LEASE_SECONDS": "900",
         **extra,
     }
 
@@ -117,6 +122,29 @@ def test_malformed_credentials_are_refused_without_echoing_them(aws: None) -> No
 def test_runtime_names_every_missing_setting() -> None:
     with pytest.raises(ConfigError, match="EXCHANGE_NAME is required"):
         Runtime.from_env({"TIMEFRAME": "8h"})
+
+
+@pytest.mark.parametrize(
+    "name", ["MAX_SIGNAL_AGE_MINUTES", "FILL_TIMEOUT_SECONDS", "MAX_REPRICE_ATTEMPTS", "LOCK_LEASE_SECONDS"]
+)
+def test_runtime_refuses_to_start_without_a_setting_the_template_always_sets(name: str) -> None:
+    env = runtime_env()
+    del env[name]
+    with pytest.raises(ConfigError, match=f"^{name} is required but not set$"):
+        Runtime.from_env(env, clients=lambda service: None)
+
+
+def test_runtime_reads_the_template_settings_as_deployed() -> None:
+    runtime = Runtime.from_env(runtime_env(), clients=lambda service: None)
+    assert runtime.workflow_settings.max_signal_age == timedelta(minutes=485)
+    assert runtime.workflow_settings.fill_timeout == timedelta(seconds=60)
+    assert runtime.workflow_settings.max_reprice_attempts == 2
+    assert runtime.lock_lease == timedelta(seconds=900)
+
+
+def test_a_max_signal_age_of_zero_never_expires_as_the_local_stack_asks() -> None:
+    runtime = Runtime.from_env(runtime_env(MAX_SIGNAL_AGE_MINUTES="0"), clients=lambda service: None)
+    assert runtime.workflow_settings.max_signal_age is None
 
 
 def test_lease_times_sort_as_strings_in_time_order() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from crypto_bot.aws.dynamodb_store import DynamoDBStore
 from crypto_bot.local.aws import local_stack
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, AlertClock, load_event
 from tests.integration.test_trade_cycle import environment
 
 
@@ -19,8 +19,17 @@ def invoke(stack: Any, function: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_sample_events_run_a_stop_loss_cycle_through_every_handler() -> None:
+    # The alerts are dated now, the stop after the entry, so the template's expiry lets them through;
+    # the cycles' ticks still come from the events' own start times.
+    dated = AlertClock()
+    (entry,) = dated(
+        [{"time": "2024-08-10T02:30:00Z", "ticker": "BTCUSD", "order_action": "buy", "order_price": "60000"}]
+    )
+    urgent_event = load_event("collect_urgent.json")
+    (record,) = urgent_event["input"]
+    (stop,) = dated([json.loads(record["body"])])
+    record["body"] = json.dumps(stop)
     with local_stack(ROOT / "template.yaml", environment=environment()) as stack:
-        entry = {"time": "2024-08-10T02:30:00Z", "ticker": "BTCUSD", "order_action": "buy", "order_price": "60000"}
         stack.client("sqs").send_message(
             QueueUrl=stack.resource("SignalsQueue"), MessageBody=json.dumps({**entry, "order_comment": "long"})
         )
@@ -28,7 +37,7 @@ def test_the_sample_events_run_a_stop_loss_cycle_through_every_handler() -> None
         assert scheduled["received"] == 1
         assert scheduled["at"] == "2024-08-10T08:01:00+00:00"  # the tick, not the start time
 
-        urgent = invoke(stack, "CollectFunction", load_event("collect_urgent.json"))
+        urgent = invoke(stack, "CollectFunction", urgent_event)
         assert urgent["urgent"] is True
         assert urgent["pending"] == 2  # the stop loss, and the waiting entry of the strategy it stops
 

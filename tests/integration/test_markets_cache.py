@@ -175,6 +175,11 @@ def test_the_live_runtime_feeds_its_exchange_from_the_cache(
         "STRATEGY_CONFIG_PATH": str(config),
         "TABLE_NAME": name,
         "API_KEY_PARAMETER": "/bench/key",
+        # What the template's Globals always set, at its defaults.
+        "MAX_SIGNAL_AGE_MINUTES": "485",
+        "FILL_TIMEOUT_SECONDS": "60",
+        "MAX_REPRICE_ATTEMPTS": "2",
+        "LOCK_LEASE_SECONDS": "900",
     }
     parameters.clear_caches()
     runtime = Runtime.from_env(env, clients=stack.client)

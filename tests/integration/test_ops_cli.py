@@ -25,7 +25,7 @@ from crypto_bot.cli import main
 from crypto_bot.errors import ConfigError
 from crypto_bot.local.aws import LocalStack, local_stack
 from crypto_bot.orders import Balance
-from tests.conftest import ROOT, load_event, paper_environment
+from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 
@@ -105,6 +105,8 @@ class Deployed:
 def _local_stack() -> Any:
     return local_stack(
         ROOT / "template.yaml",
+        # IncrementPct 0 keeps the bought amount round (9500 / 60000), which the CLI's output below pins;
+        # the template's increment runs in test_trade_cycle.py.
         parameters={"IncrementPct": "0"},
         substitution_overrides={"ReconcileWaitSeconds": "0", "LockWaitSeconds": "0", "MaxLockWaits": "2"},
         environment=paper_environment(),
@@ -119,7 +121,8 @@ def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployed]:
     with _local_stack() as stack:
         outputs = register_stack(stack, STACK, stack_parameters())
         deployed = Deployed(stack, outputs, message_id="", execution_arn="")
-        deployed.message_id = deployed.queue(README_ALERTS[0])
+        # Dated now: the template's expiry is on.
+        deployed.message_id = deployed.queue(AlertClock()(README_ALERTS[0:1])[0])
         arn = stack.start_execution("TradeCycleStateMachine", {"trigger": "manual"}, name="first")
         assert stack.wait_for_execution(arn, timeout=60)["status"] == "SUCCEEDED"
         deployed.execution_arn = arn
@@ -350,7 +353,9 @@ def test_positions_of_a_live_stack_read_balances_with_the_stacks_api_key(
         options = '{"options": {"recvWindow": 5000}}'
         register_stack(stack, "live", stack_parameters(PaperTrading="false", Sandbox="true", ExchangeOptions=options))
         outputs = {"SignalsQueueUrl": stack.resource("SignalsQueue")}
-        stack.client("sqs").send_message(QueueUrl=outputs["SignalsQueueUrl"], MessageBody=json.dumps(README_ALERTS[0]))
+        stack.client("sqs").send_message(
+            QueueUrl=outputs["SignalsQueueUrl"], MessageBody=json.dumps(AlertClock()(README_ALERTS[0:1])[0])
+        )
         arn = stack.start_execution("TradeCycleStateMachine", {"trigger": "manual"})
         assert stack.wait_for_execution(arn, timeout=60)["status"] == "SUCCEEDED"
         capsys.readouterr()  # the handlers' logs
@@ -406,7 +411,7 @@ def test_executions_lists_the_cycle_with_its_console_url(
 def test_cycle_starts_a_manual_execution_and_follows_it_to_succeeded(
     deployed: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    deployed.queue(README_ALERTS[1])  # ETHUSD buy: the new cycle has something to trade
+    deployed.queue(AlertClock()(README_ALERTS[1:2])[0])  # ETHUSD buy: the new cycle has something to trade
     code, out, _err = run_cli(capsys, "cycle", "--stack", STACK, "--poll", "0.02", "--timeout", "60")
     assert code == 0
     sfn = deployed.stack.client("stepfunctions")
@@ -449,7 +454,7 @@ def test_cycle_exits_1_and_shows_the_error_when_the_execution_fails(
             "lease_until": {"S": "2999-01-01T00:00:00.000000Z"},
         },
     )
-    deployed.queue(README_ALERTS[1])
+    deployed.queue(AlertClock()(README_ALERTS[1:2])[0])
     code, out, _err = run_cli(capsys, "cycle", "--stack", STACK, "--poll", "0.02", "--timeout", "60")
     assert code == 1
     lines = [line.strip() for line in out.splitlines()]

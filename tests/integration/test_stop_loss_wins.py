@@ -9,14 +9,15 @@ EventBridge Pipe delivers from UrgentQueue).
 from __future__ import annotations
 
 import json
-from decimal import Decimal as D
+from datetime import datetime
 from typing import Any
 
 from crypto_bot.aws.dynamodb_store import DynamoDBStore
 from crypto_bot.local.aws import LocalStack
 from crypto_bot.store import SignalRecord
+from tests.conftest import AlertClock
 from tests.integration import test_trade_cycle
-from tests.integration.test_trade_cycle import portfolio, queue_alert, run
+from tests.integration.test_trade_cycle import BTC_BOUGHT, portfolio, queue_alert, run
 
 
 def alert(action: str, time: str, comment: str, price: str = "60000") -> dict[str, str]:
@@ -27,6 +28,16 @@ stack_factory = test_trade_cycle.stack_factory  # the same emulated stack as the
 
 BUY = alert("buy", "2024-08-10T02:30:02Z", "long")
 STOP = alert("sell", "2024-08-10T02:30:03Z", "Stop loss", "59000")
+
+
+def buy_then_stop() -> tuple[dict[str, Any], dict[str, Any]]:
+    """BUY and STOP a second apart, dated now: the template's expiry is on."""
+    buy, stop = AlertClock()([BUY, STOP])
+    return buy, stop
+
+
+def iso(payload: dict[str, Any]) -> str:
+    return datetime.fromisoformat(str(payload["time"])).isoformat()
 
 
 def urgent(stack: LocalStack, payload: dict[str, str], name: str) -> dict[str, Any]:
@@ -59,9 +70,10 @@ def _cycle_ids(stack: LocalStack) -> list[str]:
 
 
 def test_a_stop_after_a_waiting_entry_nets_out_and_the_next_cycle_buys_nothing(stack_factory: Any) -> None:
+    buy, stop = buy_then_stop()
     with stack_factory() as stack:
-        queue_alert(stack, BUY)  # waits for the scheduled cycle
-        urgent(stack, STOP, "stop-1")
+        queue_alert(stack, buy)  # waits for the scheduled cycle
+        urgent(stack, stop, "stop-1")
         run(stack, {"trigger": "manual"}, name="next-cycle")
 
         assert portfolio(stack)[2] == {}
@@ -75,9 +87,10 @@ def test_a_stop_after_a_waiting_entry_nets_out_and_the_next_cycle_buys_nothing(s
 
 
 def test_an_older_entry_arriving_after_the_stop_does_not_re_enter(stack_factory: Any) -> None:
+    buy, stop = buy_then_stop()
     with stack_factory() as stack:
-        urgent(stack, STOP, "stop-1")  # the strategy is flat: nothing to sell
-        queue_alert(stack, BUY)  # delivered late: its time is before the stop's
+        urgent(stack, stop, "stop-1")  # the strategy is flat: nothing to sell
+        queue_alert(stack, buy)  # delivered late: its time is before the stop's
         run(stack, {"trigger": "manual"}, name="next-cycle")
 
         assert portfolio(stack)[2] == {}
@@ -86,19 +99,26 @@ def test_an_older_entry_arriving_after_the_stop_does_not_re_enter(stack_factory:
         assert seen["Stop loss"] == ("ignored", "the strategy is already flat: nothing to sell")
         assert seen["long"] == (
             "ignored",
-            "out of order: its time 2024-08-10T02:30:02+00:00 is before 2024-08-10T02:30:03+00:00, "
+            f"out of order: its time {iso(buy)} is before {iso(stop)}, "
             "the time of a newer alert that already decided this strategy",
         )
 
 
 def test_a_stop_while_long_with_a_waiting_sell_sells_once(stack_factory: Any) -> None:
+    dated = AlertClock()
     with stack_factory() as stack:
-        queue_alert(stack, BUY)
+        queue_alert(stack, dated([BUY])[0])
         run(stack, {"trigger": "manual"}, name="entry")
         held = portfolio(stack)[2]["BTCUSD"]
-        assert held == D("0.15833333")
-        queue_alert(stack, alert("sell", "2024-08-10T10:30:02Z", "exit", "59500"))  # waits for the next cycle
-        urgent(stack, alert("sell", "2024-08-10T10:30:03Z", "Stop loss", "59000"), "stop-1")
+        assert held == BTC_BOUGHT
+        exit_, stop = dated(
+            [
+                alert("sell", "2024-08-10T10:30:02Z", "exit", "59500"),
+                alert("sell", "2024-08-10T10:30:03Z", "Stop loss", "59000"),
+            ]
+        )
+        queue_alert(stack, exit_)  # waits for the next cycle
+        urgent(stack, stop, "stop-1")
         run(stack, {"trigger": "manual"}, name="next-cycle")
 
         assert portfolio(stack)[2] == {}

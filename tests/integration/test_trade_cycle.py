@@ -4,6 +4,7 @@ state machine definition, and the real handlers against a paper exchange."""
 from __future__ import annotations
 
 import json
+from decimal import ROUND_DOWN
 from decimal import Decimal as D
 from typing import Any
 
@@ -15,14 +16,19 @@ from crypto_bot.config import ExecutionMode, StrategyConfig
 from crypto_bot.cycle import equity_and_positions
 from crypto_bot.errors import InsufficientFunds, RateLimited
 from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.local.aws import LocalStack, local_stack
+from crypto_bot.local.aws import LocalStack, load_template, local_stack
 from crypto_bot.replay import ReplayOptions, replay
 from crypto_bot.store import IntentStatus
-from tests.conftest import ROOT, load_event, paper_environment
+from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 
 README_ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")
 STEPS = [README_ALERTS[0:1], README_ALERTS[1:2], README_ALERTS[2:4], README_ALERTS[4:6], README_ALERTS[6:8]]
 CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USD")
+INCREMENT = D(str(load_template(ROOT / "template.yaml")["Parameters"]["IncrementPct"]["Default"]))
+# The README's BTC buy alone: the 9500 USD boost gives it, at a limit IncrementPct above 60000,
+# rounded down to the paper lot of 1e-8.
+BTC_BOUGHT = D("0.15817515")
+assert (D(9500) / (60000 * (1 + INCREMENT))).quantize(D("1e-8"), rounding=ROUND_DOWN) == BTC_BOUGHT
 
 
 def environment() -> dict[str, str]:
@@ -34,7 +40,7 @@ def stack_factory() -> Any:
     def start(mode: ExecutionMode = ExecutionMode.BOOST, **parameters: str) -> Any:
         return local_stack(
             ROOT / "template.yaml",
-            parameters={"ExecutionStrategy": mode.value, "IncrementPct": "0", **parameters},
+            parameters={"ExecutionStrategy": mode.value, **parameters},
             substitution_overrides={"ReconcileWaitSeconds": "0", "LockWaitSeconds": "0", "MaxLockWaits": "3"},
             environment=environment(),
             retry_interval_scale=0,
@@ -44,6 +50,7 @@ def stack_factory() -> Any:
 
 
 def queue_alert(stack: LocalStack, payload: dict[str, Any], queue: str = "SignalsQueue") -> str:
+    """Queue an alert as the webhook does; date it with an AlertClock first (the template's expiry is on)."""
     answer = stack.client("sqs").send_message(QueueUrl=stack.resource(queue), MessageBody=json.dumps(payload))
     return str(answer["MessageId"])
 
@@ -68,10 +75,14 @@ def portfolio(stack: LocalStack) -> tuple[D, D, dict[str, D]]:
 def test_readme_scenario_through_the_executed_state_machine_matches_replay(
     stack_factory: Any, mode: ExecutionMode
 ) -> None:
-    expected = replay(README_ALERTS, CONFIG, ReplayOptions(mode=mode, fee=D(0), increment=D(0))).cycles
+    # Fee 0: the permissive paper markets (paper_environment) charge none. Replay keeps the README's dates,
+    # which put each step in its own bar; the stack gets each step dated now, so the expiry lets it through.
+    options = ReplayOptions(mode=mode, fee=D(0), increment=INCREMENT)
+    expected = replay(README_ALERTS, CONFIG, options).cycles
+    dated = AlertClock()
     with stack_factory(mode) as stack:
         for step, (alerts, cycle) in enumerate(zip(STEPS, expected, strict=True)):
-            for alert in alerts:
+            for alert in dated(alerts):
                 queue_alert(stack, alert)
             run(stack, {"trigger": "manual"}, name=f"step-{step}")
             cash, equity, amounts = portfolio(stack)
@@ -81,16 +92,18 @@ def test_readme_scenario_through_the_executed_state_machine_matches_replay(
 
 
 def test_stop_loss_runs_at_once_through_the_urgent_input(stack_factory: Any) -> None:
+    dated = AlertClock()
     with stack_factory() as stack:
-        queue_alert(stack, README_ALERTS[0])
+        queue_alert(stack, dated(README_ALERTS[0:1])[0])
         run(stack, {"trigger": "manual"})
-        stop = {**README_ALERTS[2], "order_comment": "Stop loss", "order_price": "57000"}
+        (stop,) = dated([{**README_ALERTS[2], "order_comment": "Stop loss", "order_price": "57000"}])
         # What the pipe delivers: a batch of SQS records from the urgent queue.
         record = {"messageId": "m-stop-1", "body": json.dumps(stop)}
         result = run(stack, [record], name="urgent-1")
         cash, _equity, amounts = portfolio(stack)
         assert amounts == {}
-        assert cash == D(10000) - D("9499.9998") + D("0.15833333") * 57000
+        # Bought at the last price (the limit, IncrementPct above it, was marketable), sold at the stop's 57000.
+        assert cash == D(10000) - BTC_BOUGHT * 60000 + BTC_BOUGHT * 57000
         assert json.loads(result["output"])["status"] == "done"
 
 
@@ -123,12 +136,12 @@ def test_transient_exchange_error_is_retried_by_the_state_machine(
 
     monkeypatch.setattr(PaperExchange, "create_limit_order", flaky)
     with stack_factory() as stack:
-        queue_alert(stack, README_ALERTS[0])
+        queue_alert(stack, AlertClock()(README_ALERTS[0:1])[0])
         result = run(stack, {"trigger": "manual"})
         failures = [e for e in result["history"] if e["type"] == "TaskFailed"]
         assert [e["taskFailedEventDetails"]["error"] for e in failures] == ["RateLimited"]
         assert calls == ["create", "create"]
-        assert portfolio(stack)[2] == {"BTCUSD": D("0.15833333")}
+        assert portfolio(stack)[2] == {"BTCUSD": BTC_BOUGHT}
 
 
 def test_permanent_exchange_error_is_recorded_on_the_order_and_the_signal(
@@ -139,7 +152,7 @@ def test_permanent_exchange_error_is_recorded_on_the_order_and_the_signal(
 
     monkeypatch.setattr(PaperExchange, "create_limit_order", broke)
     with stack_factory() as stack:
-        queue_alert(stack, README_ALERTS[0])
+        queue_alert(stack, AlertClock()(README_ALERTS[0:1])[0])
         result = run(stack, {"trigger": "manual"}, name="broke")
         store = DynamoDBStore(stack.resource("Table"), stack.client("dynamodb"))
         (intent,) = store.intents("manual-broke")
@@ -161,9 +174,9 @@ def test_a_lock_whose_lease_expired_is_taken_over(stack_factory: Any) -> None:
         stack.client("dynamodb").put_item(
             TableName=stack.resource("Table"), Item=lock_item(crashed, "2020-01-01T00:00:00.000000Z")
         )
-        queue_alert(stack, README_ALERTS[0])
+        queue_alert(stack, AlertClock()(README_ALERTS[0:1])[0])
         run(stack, {"trigger": "manual"})
-        assert portfolio(stack)[2] == {"BTCUSD": D("0.15833333")}
+        assert portfolio(stack)[2] == {"BTCUSD": BTC_BOUGHT}
 
 
 def test_a_live_lock_makes_the_cycle_wait_then_give_up_with_its_alerts_stored(stack_factory: Any) -> None:
@@ -172,7 +185,7 @@ def test_a_live_lock_makes_the_cycle_wait_then_give_up_with_its_alerts_stored(st
         stack.client("dynamodb").put_item(
             TableName=stack.resource("Table"), Item=lock_item(holder, "2999-01-01T00:00:00.000000Z")
         )
-        queue_alert(stack, README_ALERTS[0])
+        queue_alert(stack, AlertClock()(README_ALERTS[0:1])[0])
         arn = stack.start_execution("TradeCycleStateMachine", {"trigger": "manual"})
         result = stack.wait_for_execution(arn, timeout=120)
         assert result["status"] == "FAILED"
@@ -184,11 +197,12 @@ def test_a_live_lock_makes_the_cycle_wait_then_give_up_with_its_alerts_stored(st
 
 
 def test_rerunning_a_finished_execution_name_never_trades_twice(stack_factory: Any) -> None:
+    (alert,) = AlertClock()(README_ALERTS[0:1])
     with stack_factory() as stack:
-        queue_alert(stack, README_ALERTS[0])
+        queue_alert(stack, alert)
         run(stack, {"trigger": "manual"}, name="once")
         # The same alert delivered again (TradingView resends on 5xx) is absorbed by the dedupe key.
-        queue_alert(stack, README_ALERTS[0])
+        queue_alert(stack, alert)
         run(stack, {"trigger": "manual"}, name="twice")
         state, _ = PaperStateStore(stack.resource("Table"), stack.client("dynamodb")).load()
         assert state is not None

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import FrameType
@@ -25,7 +25,7 @@ from typing import Any, Final
 from crypto_bot.config import parse_exchange_options
 from crypto_bot.errors import ConfigError
 
-__all__ = ["DEMO_EXTRA_ALERTS", "DemoStep", "demo_steps", "register"]
+__all__ = ["DEMO_EXTRA_ALERTS", "DemoStep", "demo_steps", "redate_alerts", "register"]
 
 # The README example has no stop loss. The demo adds one at the end, after buying BTC back, so the
 # README's five cycles stay exactly as documented and the urgent path still shows: the stop loss
@@ -89,6 +89,17 @@ def register(commands: Any) -> None:
         metavar="MINUTES",
         help="alerts older than this expire (default: the template's MaxSignalAgeMinutes; 0: never)",
     )
+    local.add_argument(
+        "--stop-loss-pattern",
+        metavar="REGEX",
+        help="the StopLossPattern parameter: which sell comments are stop losses, for the webhook and the core "
+        r"(default: the template's, \bstop)",
+    )
+    local.add_argument(
+        "--max-price-jump",
+        metavar="FRACTION",
+        help="refuse an alert whose price is more than this fraction from its symbol's last price (default 0.5)",
+    )
     local.add_argument("--template", type=Path, help="the SAM template (default: template.yaml)")
     venue = local.add_argument_group(
         "a real or emulated venue instead of the paper exchange",
@@ -142,6 +153,15 @@ def _api_key(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
+def _price_jump(text: str) -> Decimal:
+    from crypto_bot.price_band import parse_price_jump
+
+    try:
+        return parse_price_jump(text)
+    except ValueError as e:
+        raise ConfigError(f"--max-price-jump {text!r}: {e}") from None
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from crypto_bot.local.server import LocalSettings, default_template
 
@@ -184,6 +204,8 @@ def _settings(args: argparse.Namespace) -> Any:
         mode=args.mode,
         allow=tuple(args.allow),
         max_signal_age=args.max_signal_age,
+        stop_loss_pattern=args.stop_loss_pattern,
+        max_price_jump=_price_jump(args.max_price_jump) if args.max_price_jump is not None else None,
         template=template,
     )
 
@@ -219,6 +241,28 @@ class DemoStep:
 
     alerts: tuple[dict[str, Any], ...]
     urgent: bool
+
+
+def redate_alerts(
+    alerts: Sequence[dict[str, Any]], last: datetime, *, after: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Return copies of ``alerts`` moved in time so the latest is at ``last``, their spacing kept.
+
+    With ``after``, the batch moves later if needed so its earliest alert is a second past ``after``
+    (an alert older than one that decided its strategy is ignored as out of order). The README example
+    is dated 2024: sent as it is, the deployed expiry (MaxSignalAgeMinutes) expires every alert.
+    """
+    times = [datetime.fromisoformat(str(alert["time"])) for alert in alerts]
+    if not times:
+        return []
+    # Alert times have whole seconds (TradingView's {{timenow}}).
+    shift = last.replace(microsecond=0) - max(times)
+    if after is not None and min(times) + shift <= after:
+        shift = after + timedelta(seconds=1) - min(times)
+    return [
+        {**alert, "time": (moment + shift).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        for alert, moment in zip(alerts, times, strict=True)
+    ]
 
 
 def demo_steps(readme_alerts: Sequence[dict[str, Any]], timeframe: str = "8h") -> list[DemoStep]:
@@ -280,13 +324,13 @@ def _demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"the demo needs the project checkout ({template} and {alerts_file}); run it from there")
     readme = [json.loads(line) for line in alerts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     steps = demo_steps(readme)
-    settings = LocalSettings(
-        config=root / "strategy_config.json", port=0, schedule="none", max_signal_age=0, template=template
-    )
+    # The template's expiry (MaxSignalAgeMinutes) stays on: each step's alerts are sent dated now.
+    settings = LocalSettings(config=root / "strategy_config.json", port=0, schedule="none", template=template)
     console = console_for_output()
     say: Callable[[str], None] = (lambda _text: None) if args.json else console.print
     started = time.monotonic()
     cycles: list[dict[str, Any]] = []
+    previous: datetime | None = None
     with LocalServer(settings, log=lambda _line: None) as server:
         server.serve_in_background()
         client = _Client(server.url)
@@ -296,7 +340,11 @@ def _demo(args: argparse.Namespace) -> int:
             say("")
             say(f"[bold]step {number}[/bold]" + (": a stop loss, which runs at once" if step.urgent else ""))
             known = {e["id"] for e in client.request("GET", "/_local/state")[1]["executions"]}
-            for alert in step.alerts:
+            # Dated now, as TradingView would send them, so none expires; replay below keeps the README's
+            # own dates, which put each step in its own 8h bar.
+            sent = redate_alerts(step.alerts, datetime.now(UTC), after=previous)
+            previous = max(datetime.fromisoformat(alert["time"]) for alert in sent)
+            for alert in sent:
                 # A stop loss goes as text/plain, as TradingView sends a message it does not take for JSON.
                 content_type = "text/plain" if step.urgent else "application/json"
                 status, answer = client.request(

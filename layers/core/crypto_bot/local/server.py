@@ -76,6 +76,8 @@ class LocalSettings:
     mode: str = "boost"
     allow: tuple[str, ...] = ()
     max_signal_age: int | None = None  # minutes; 0 never expires; None: the template's
+    stop_loss_pattern: str | None = None  # the StopLossPattern parameter; None: the template's
+    max_price_jump: Decimal | None = None  # MAX_PRICE_JUMP for the alert-priced paper exchange; None: the core's
     template: Path = field(default_factory=default_template)
     # A ccxt venue (a testnet, or an emulator) instead of the paper exchange; None: paper trading.
     exchange: str | None = None
@@ -184,7 +186,19 @@ class LocalServer:
             raise ConfigError(f"--max-signal-age {s.max_signal_age}: must be 0 (never expire) or more")
         if s.max_signal_age:
             parameters["MaxSignalAgeMinutes"] = str(s.max_signal_age)
+        if s.stop_loss_pattern is not None:
+            parameters["StopLossPattern"] = self._allowed("StopLossPattern", s.stop_loss_pattern, "--stop-loss-pattern")
         return parameters
+
+    def _allowed(self, name: str, value: str, option: str) -> str:
+        """Refuse a value the parameter's AllowedPattern refuses, as CloudFormation does at deploy."""
+        spec = (self.template.get("Parameters") or {}).get(name) or {}
+        pattern = spec.get("AllowedPattern")
+        # CloudFormation matches AllowedPattern against the whole value; this one reads alike in Java and Python.
+        if pattern is not None and re.fullmatch(str(pattern), value) is None:
+            described = spec.get("ConstraintDescription", f"must match {pattern}")
+            raise ConfigError(f"{option} {value!r}: {' '.join(str(described).split())}")
+        return value
 
     def _csv_prices(self) -> Any:
         prices = self.settings.prices
@@ -216,6 +230,10 @@ class LocalServer:
         level = os.environ.get("LOG_LEVEL", "WARNING")
         environment = {
             "PAPER_PRICES": "live" if self._live else "alerts",
+            # Offline (alert or CSV prices), the paper account keeps the paper exchange's permissive markets
+            # and no fee, so the stack runs without a network and agrees with replay; with live prices it
+            # reads the venue's markets and fees, as the deployed dry run does.
+            "PAPER_MARKETS": "venue" if self._live else "permissive",
             "STRATEGY_CONFIG_PATH": str(s.config.resolve()),
             # No X-Ray daemon, no CloudWatch: traces off, metrics off, handler logs quiet unless asked.
             "POWERTOOLS_TRACE_DISABLED": "true",
@@ -226,6 +244,9 @@ class LocalServer:
         if s.max_signal_age == 0:
             # The template's parameter has MinValue 1; the handlers read 0 as "never expire".
             environment["MAX_SIGNAL_AGE_MINUTES"] = "0"
+        if s.max_price_jump is not None:
+            # Not a template parameter: only alert prices (never deployed, PAPER_PRICES=live) are checked with it.
+            environment["MAX_PRICE_JUMP"] = str(s.max_price_jump)
         if not self._live:
             environment["FILL_TIMEOUT_SECONDS"] = "0"  # a market that cannot move: chase at once, as replay does
         return environment
