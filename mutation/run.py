@@ -7,6 +7,7 @@ runs against the fast unit tests that exercise it. The report is written between
 
     python mutation/run.py                      # every module below
     python mutation/run.py sizing.py markets.py  # some of them
+    python mutation/run.py --survivors ledger.py  # only the last run's survivors, against today's tests
     python mutation/run.py --render              # the section again from mutation/results/ (after equivalent.json)
 """
 
@@ -103,6 +104,28 @@ def result_path(module: str) -> Path:
     return RESULTS / f"{module.replace('/', '_')}.json"
 
 
+def recheck(tree: Path, module: str, commit: str) -> None:
+    """Run only the mutants that survived the module's last full run again, against the committed tests of now."""
+    path = result_path(module)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    source = tree / "layers/core/crypto_bot" / module
+    pristine = source.read_text(encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(tree / "layers/core"), "PYTHONDONTWRITEBYTECODE": "1"}
+    cosmic = str(Path(sys.executable).with_name("cosmic-ray"))
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *MODULES[module]]
+    for record in result["mutants"]:
+        if record["outcome"] == "killed":
+            continue
+        mutation = [f"layers/core/crypto_bot/{module}", str(record["operator"]), str(record["occurrence"])]
+        subprocess.run([cosmic, "apply", *mutation], cwd=tree, env=env, check=True)  # noqa: S603
+        code = subprocess.run(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, check=False).returncode  # noqa: S603
+        source.write_text(pristine, encoding="utf-8")
+        record["outcome"] = "killed" if code == 1 else "survived"
+        record["rechecked"] = commit
+    result["rechecked"] = commit
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
+
 def render() -> str:
     """Render every module's latest result; a module never run says so."""
     equivalent: dict[str, str] = json.loads(EQUIVALENT.read_text(encoding="utf-8")) if EQUIVALENT.exists() else {}
@@ -126,9 +149,10 @@ def render() -> str:
         records += result["mutants"]
         outcomes = Counter(str(r["outcome"]) for r in result["mutants"])
         total, killed = sum(outcomes.values()), outcomes["killed"]
-        lines.append(
-            f"| `{module}` | `{result['commit']}` | {total} | {killed} | {total - killed} | {killed / total:.1%} |"
+        measured = f"`{result['commit']}`" + (
+            f", survivors rerun on `{result['rechecked']}`" if "rechecked" in result else ""
         )
+        lines.append(f"| `{module}` | {measured} | {total} | {killed} | {total - killed} | {killed / total:.1%} |")
     lines += ["", "### Survivors", "", "| mutant | code | verdict |", "|---|---|---|"]
     for r in records:
         if r["outcome"] == "killed":
@@ -161,6 +185,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("modules", nargs="*", help=f"some of {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--survivors", action="store_true", help="rerun only the last run's survivors")
     args = parser.parse_args()
     modules: list[str] = args.modules or list(MODULES)
     unknown = set(modules) - set(MODULES)
@@ -173,6 +198,10 @@ def main() -> None:
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)  # noqa: S603, S607
         RESULTS.mkdir(exist_ok=True)
         for module in modules:
+            if args.survivors:
+                recheck(tree, module, commit)
+                write_section(render())
+                continue
             records = run_module(tree, module, MODULES[module])
             result = {"commit": commit, "tests": list(MODULES[module]), "mutants": records}
             result_path(module).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

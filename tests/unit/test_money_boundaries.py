@@ -18,7 +18,7 @@ from crypto_bot.allocation import EntryPlan, Plan, PlanContext, size_entries
 from crypto_bot.config import ExecutionMode, Strategy, StrategyConfig
 from crypto_bot.errors import InsufficientFunds
 from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.ledger import Ledger
+from crypto_bot.ledger import Ledger, LedgerEntry, Position
 from crypto_bot.markets import Market, Side, split_symbol
 from crypto_bot.money import plain
 from crypto_bot.orders import Fee, OrderStatus
@@ -271,3 +271,106 @@ def test_split_symbol_reads_base_and_quote_before_any_settle_currency(symbol: st
 def test_split_symbol_refuses_anything_but_one_base_and_one_quote(symbol: str) -> None:
     with pytest.raises(ValueError, match="is not of the form BASE/QUOTE"):
         split_symbol(symbol)
+
+
+# -- the ledger at its edges (survivors of `make mutate`) ----------------------------------
+
+
+def _fill(
+    ledger: Ledger, side: Side, filled: str, cost: str, fees: tuple[Fee, ...] = (), note: str = ""
+) -> LedgerEntry:
+    return ledger.apply_fill(BTC, side, order_id="o", filled=D(filled), cost=D(cost), fees=fees, at=T0, note=note)
+
+
+@pytest.mark.parametrize(("amount", "long"), [(D(0), False), (D("0.5"), True), (D("-0.001"), False)])
+def test_a_position_is_long_only_while_it_holds_a_positive_amount(amount: D, long: bool) -> None:
+    assert Position("BTCUSD", "BTC/USD", "BTC", "USD", amount=amount).is_long is long
+
+
+def test_positions_and_ledger_entries_are_immutable() -> None:
+    ledger = Ledger()
+    entry = _fill(ledger, Side.BUY, "0.1", "6000")
+    with pytest.raises(FrozenInstanceError):
+        entry.note = "x"  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        ledger.position(BTC).amount = D(1)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("filled", "cost"), [("-1", "10"), ("-0.5", "10"), ("0.1", "-1"), ("0.1", "-0.5")])
+def test_a_fill_delta_must_not_be_negative(filled: str, cost: str) -> None:
+    with pytest.raises(ValueError, match="fill deltas must not be negative"):
+        _fill(Ledger(), Side.BUY, filled, cost)
+
+
+def test_small_and_fee_only_fill_deltas_are_booked() -> None:
+    ledger = Ledger()
+    _fill(ledger, Side.BUY, "0.5", "0.5")
+    _fill(ledger, Side.BUY, "0", "0", (Fee(D("0.25"), "USD"),))  # a fee reported after the fill
+    position = ledger.position(BTC)
+    assert (position.amount, position.cost_basis) == (D("0.5"), D("0.75"))
+
+
+@pytest.mark.parametrize("currency", ["BNB", "USDT", "ZZZ"])
+def test_a_fee_in_a_third_currency_changes_neither_amount_nor_cost_basis(currency: str) -> None:
+    ledger = Ledger()
+    _fill(ledger, Side.BUY, "0.2", "12000", (Fee(D("0.01"), currency),))
+    entry = _fill(ledger, Side.SELL, "0.1", "6500", (Fee(D("0.01"), currency),))
+    position = ledger.position(BTC)
+    assert (position.amount, position.cost_basis, entry.realized_pnl) == (D("0.1"), D("6000"), D("500"))
+
+
+def test_a_sell_books_negative_deltas_for_what_left_the_position() -> None:
+    ledger = Ledger()
+    _fill(ledger, Side.BUY, "0.2", "12000")
+    entry = _fill(ledger, Side.SELL, "0.05", "3200")
+    assert (entry.base_delta, entry.cost_delta, entry.realized_pnl, entry.note) == (
+        D("-0.05"),
+        D("-3000.00"),
+        D("200.00"),
+        "",
+    )
+
+
+def test_selling_exactly_the_whole_position_closes_it_without_a_drift_note() -> None:
+    ledger = Ledger()
+    _fill(ledger, Side.BUY, "0.1", "6000")
+    entry = _fill(ledger, Side.SELL, "0.1", "6100", note="exit")
+    assert entry.note == "exit"
+    assert (ledger.position(BTC).amount, ledger.position(BTC).cost_basis) == (D(0), D(0))
+
+
+@pytest.mark.parametrize(
+    ("note", "expected"),
+    [
+        ("", "sold 0.15 but the ledger held 0.1; the excess shows as drift"),
+        ("exit", "exit; sold 0.15 but the ledger held 0.1; the excess shows as drift"),
+    ],
+)
+def test_selling_more_than_the_ledger_holds_closes_the_position_and_notes_the_excess(note: str, expected: str) -> None:
+    ledger = Ledger()
+    _fill(ledger, Side.BUY, "0.1", "6000")
+    entry = _fill(ledger, Side.SELL, "0.15", "9000", note=note)
+    assert entry.note == expected
+    assert (entry.base_delta, entry.realized_pnl) == (D("-0.1"), D("3000"))
+    assert (ledger.position(BTC).amount, ledger.position(BTC).cost_basis) == (D(0), D(0))
+
+
+def test_sweeping_a_flat_or_negative_position_moves_nothing() -> None:
+    ledger = Ledger(positions={"BTCUSD": Position("BTCUSD", "BTC/USD", "BTC", "USD", amount=D("-0.001"))})
+    assert ledger.sweep_dust(BTC, market()) == D(0)
+    assert Ledger().sweep_dust(BTC, market()) == D(0)
+    assert ledger.dust == {}
+
+
+def test_a_remainder_under_one_lot_is_swept_even_without_a_minimum_amount() -> None:
+    ledger = Ledger()
+    _fill(ledger, Side.BUY, "0.0005", "30")
+    assert ledger.sweep_dust(BTC, market(min_amount=D(0))) == D("0.0005")
+    assert ledger.dust == {"BTC": D("0.0005")}
+
+
+def test_a_sellable_remainder_of_half_a_unit_is_not_swept() -> None:
+    ledger = Ledger()
+    _fill(ledger, Side.BUY, "0.5", "30000")
+    assert ledger.sweep_dust(BTC, market()) == D(0)
+    assert ledger.position(BTC).amount == D("0.5")
