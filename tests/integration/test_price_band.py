@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from typing import Any
 
@@ -36,7 +37,9 @@ def stack(**environment: str) -> Iterator[LocalStack]:
         yield started
 
 
-def alert(action: str, time: str, price: str, comment: str) -> dict[str, str]:
+def alert(action: str, minutes_ago: int, price: str, comment: str) -> dict[str, str]:
+    # Dated just before now: the template's expiry (MaxSignalAgeMinutes) stays on.
+    time = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat(timespec="seconds")
     return {"time": time, "ticker": "BTCUSD", "order_action": action, "order_price": price, "order_comment": comment}
 
 
@@ -73,8 +76,8 @@ def test_a_price_beyond_the_band_is_rejected_at_intake_and_neither_prices_nor_tr
     price: str, believed: bool
 ) -> None:
     with stack() as local:
-        cycle(local, alert("buy", "2024-08-10T02:30:02Z", "60000", "entry"))  # the first price: nothing to compare
-        cycle(local, alert("sell", "2024-08-10T10:30:02Z", price, "exit"))
+        cycle(local, alert("buy", 30, "60000", "entry"))  # the first price: nothing to compare
+        cycle(local, alert("sell", 20, price, "exit"))
 
         account = paper(local)
         if believed:
@@ -94,11 +97,11 @@ def test_a_price_beyond_the_band_is_rejected_at_intake_and_neither_prices_nor_tr
 
 def test_the_band_is_the_max_price_jump_setting() -> None:
     with stack(MAX_PRICE_JUMP="1") as local:
-        cycle(local, alert("buy", "2024-08-10T02:30:02Z", "60000", "entry"))
+        cycle(local, alert("buy", 30, "60000", "entry"))
         cycle(
             local,
-            alert("sell", "2024-08-10T10:30:02Z", "120000", "exit"),
-            alert("buy", "2024-08-10T18:30:02Z", "240000.01", "again"),
+            alert("sell", 20, "120000", "exit"),
+            alert("buy", 10, "240000.01", "again"),
         )
 
         seen = outcomes(local)
@@ -113,8 +116,8 @@ def test_the_band_is_the_max_price_jump_setting() -> None:
 
 def test_an_alert_refused_for_another_reason_sets_no_price() -> None:
     with stack() as local:
-        cycle(local, alert("buy", "2024-08-10T02:30:02Z", "60000", "entry"))
-        future = alert("sell", "2099-01-01T00:00:00Z", "61000", "from the future")
+        cycle(local, alert("buy", 30, "60000", "entry"))
+        future = {**alert("sell", 0, "61000", "from the future"), "time": "2099-01-01T00:00:00Z"}
         cycle(local, future)
 
         assert outcomes(local)["from the future"][0] == "rejected"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from crypto_bot.cli import main
 from crypto_bot.local.cli import DEMO_EXTRA_ALERTS, demo_steps
+from crypto_bot.local.server import LocalServer, LocalSettings
 from tests.conftest import ROOT, load_event
 
 README_ALERTS = load_event("alerts/readme_example.jsonl")
@@ -36,6 +38,14 @@ def test_demo_runs_the_readme_cycles_then_a_buy_and_its_stop_loss() -> None:
         (["--cycle-every", "0"], "--cycle-every 0"),
         (["--max-signal-age", "-5"], "--max-signal-age -5"),
         (["--template", "no-such-template.yaml"], "template no-such-template.yaml not found"),
+        (
+            ["--stop-loss-pattern", "stop.*"],
+            "--stop-loss-pattern 'stop.*': lower-case letters, digits and _ (blanks and - inside), optionally \\b at "
+            "either end, e.g. \\bstop or \\bsl\\b; it matches any case",
+        ),
+        (["--stop-loss-pattern", "Stop"], "--stop-loss-pattern 'Stop': lower-case letters"),
+        (["--max-price-jump", "0"], "--max-price-jump '0': must be a fraction above 0"),
+        (["--max-price-jump", "half"], "--max-price-jump 'half': not a number"),
     ],
 )
 def test_bad_local_options_are_refused_with_exit_code_2_before_anything_starts(
@@ -45,6 +55,30 @@ def test_bad_local_options_are_refused_with_exit_code_2_before_anything_starts(
 
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_stop_loss_pattern_and_price_band_reach_the_template_and_the_functions() -> None:
+    settings = LocalSettings(
+        config=ROOT / "strategy_config.json",
+        template=ROOT / "template.yaml",
+        stop_loss_pattern=r"\bsl\b",
+        max_price_jump=Decimal("0.2"),
+    )
+
+    server = LocalServer(settings, log=lambda _line: None)
+
+    # The one StopLossPattern parameter drives the webhook's routing and the core's STOP_LOSS_PATTERN.
+    assert server.parameters["StopLossPattern"] == r"\bsl\b"
+    assert server._environment()["MAX_PRICE_JUMP"] == "0.2"
+
+
+def test_without_the_options_the_template_and_the_core_keep_their_defaults() -> None:
+    server = LocalServer(
+        LocalSettings(config=ROOT / "strategy_config.json", template=ROOT / "template.yaml"), log=lambda _line: None
+    )
+
+    assert "StopLossPattern" not in server.parameters  # the template's Default, \bstop
+    assert "MAX_PRICE_JUMP" not in server._environment()
 
 
 def test_cycle_every_and_schedule_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
