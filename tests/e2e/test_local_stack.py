@@ -24,7 +24,7 @@ import pytest
 from crypto_bot.config import ExecutionMode, StrategyConfig
 from crypto_bot.local.cli import demo_steps
 from crypto_bot.replay import CycleResult, ReplayOptions, replay
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, AlertClock, load_event
 
 README_ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")
 CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USD")
@@ -81,8 +81,6 @@ def start_local(log: Path) -> Local:
         TOKEN,
         "--schedule",
         "none",
-        "--max-signal-age",
-        "0",  # the README alerts are from 2024
         "--config",
         str(ROOT / "strategy_config.json"),
         "--template",
@@ -168,8 +166,10 @@ def test_readme_scenario_matches_replay_after_every_cycle(local: Local) -> None:
     steps = [step for step in demo_steps(README_ALERTS) if not step.urgent][:5]
     expected = expected_cycles(README_ALERTS)
 
+    # Each step dated now (the template's expiry is on); replay keeps the README's dates, one 8h bar a step.
+    dated = AlertClock()
     for number, (step, replayed) in enumerate(zip(steps, expected, strict=True), start=1):
-        for alert in step.alerts:
+        for alert in dated(step.alerts):
             response = local.post_alert(alert)
             assert response.status_code == 200, response.text
             assert response.json()["accepted"] is True
@@ -186,12 +186,13 @@ def test_readme_scenario_matches_replay_after_every_cycle(local: Local) -> None:
 
 
 def test_stop_loss_between_cycles_executes_at_once_without_asking_for_a_cycle(local: Local) -> None:
-    local.post_alert(README_ALERTS[0])
+    dated = AlertClock()
+    local.post_alert(dated(README_ALERTS[0:1])[0])
     local.cycle()
     assert set(local.state()["positions"]) == {"BTCUSD"}
 
     # TradingView sends a message it does not take for JSON as text/plain.
-    response = local.post_alert(json.dumps(STOP_LOSS), content_type="text/plain")
+    response = local.post_alert(json.dumps(dated([STOP_LOSS])[0]), content_type="text/plain")
     assert response.status_code == 200
 
     def stopped() -> dict[str, Any] | None:
@@ -211,13 +212,14 @@ def test_stop_loss_between_cycles_executes_at_once_without_asking_for_a_cycle(lo
 
 
 def test_duplicate_alert_is_stored_once_and_traded_once(local: Local) -> None:
-    first = local.post_alert(README_ALERTS[0])
-    again = local.post_alert(README_ALERTS[0])
+    (alert,) = AlertClock()(README_ALERTS[0:1])
+    first = local.post_alert(alert)
+    again = local.post_alert(alert)
     assert (first.status_code, again.status_code) == (200, 200)
     assert first.json()["id"] != again.json()["id"]  # two SQS messages, one signal
 
     local.cycle()
-    local.post_alert(README_ALERTS[0])  # resent after its cycle ran
+    local.post_alert(alert)  # resent after its cycle ran
     local.cycle()
 
     state = local.state()

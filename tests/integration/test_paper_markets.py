@@ -1,7 +1,8 @@
 """The deployed dry run: PaperTrading=true trades on the venue's markets and fee schedule.
 
 A real ``ccxt.binance`` parses Binance's recorded ``exchangeInfo`` (tests/fixtures/ccxt/binance.json) through a
-stubbed transport; the table is the template's, under moto.
+stubbed transport, or the Binance emulator's over HTTP (tests/venues/binance.py); the table is the template's,
+under moto.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from crypto_bot.aws.dynamodb_store import batch_write
 from crypto_bot.aws.paper_state import PaperStateStore
 from crypto_bot.aws.runtime import Runtime
 from crypto_bot.errors import ConfigError, ExchangeUnavailable, InvalidOrder
-from crypto_bot.exchanges.ccxt_exchange import load_exchange_class
+from crypto_bot.exchanges.ccxt_exchange import CcxtExchange, load_exchange_class
 from crypto_bot.exchanges.paper import PaperExchange
 from crypto_bot.local.aws import LocalStack, local_stack
 from crypto_bot.markets import Market, Side
 from tests.conftest import ROOT
 from tests.unit.test_ccxt_exchange import ccxt_errors, make_venue, venue_data
+from tests.venues.binance import Binance
+from tests.venues.binance import ccxt_options as binance_ccxt_options
+from tests.venues.http import serving
 
 MARKET_DOWNLOAD = "/api/v3/exchangeInfo"
 # BTCUSDT's filters in the recorded exchangeInfo (LOT_SIZE, PRICE_FILTER, NOTIONAL) and ccxt's Binance spot fee.
@@ -244,3 +248,30 @@ def test_paper_markets_must_say_where_the_markets_come_from(
 
     with pytest.raises(ConfigError, match="PAPER_MARKETS"):
         open_paper(runtime)
+
+
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_a_paper_stage_on_the_binance_emulator_takes_the_markets_the_live_adapter_trades_on(
+    stack: LocalStack, table: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "strategy_config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "BTCUSDT": {"exchange_symbol": "BTC/USDT", "base_asset": "BTC", "percentage": 0.4},
+                "ETHUSDT": {"exchange_symbol": "ETH/USDT", "base_asset": "ETH", "percentage": 0.4},
+            }
+        ),
+        encoding="utf-8",
+    )
+    with serving(Binance().routes()) as server:
+        options = binance_ccxt_options(server.url)
+        env = environment(table, config, EXCHANGE_OPTIONS=json.dumps(options))
+        paper = open_paper(Runtime.from_env(env, clients=stack.client))
+        live = CcxtExchange("binance", options=options).load_markets(["BTC/USDT", "ETH/USDT"])
+
+    assert paper.markets == live
+    # ETHUSDT carries the older MIN_NOTIONAL filter, BTCUSDT NOTIONAL (tests/venues/binance.py).
+    assert (paper.markets["ETH/USDT"].amount_step, paper.markets["ETH/USDT"].min_cost) == (D("0.0001"), D("5"))
+    assert paper.markets["BTC/USDT"] == BTC_USDT
+    assert paper.fee_mode == "received"  # the emulator's commission is in the asset received, as Binance's
