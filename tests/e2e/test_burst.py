@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -24,6 +24,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
+from crypto_bot.local.cli import redate_alerts
 from tests.conftest import ROOT
 from tests.e2e.test_abuse import FIGURES_DIR, TERMINAL
 from tests.e2e.test_local_stack import TOKEN, Local, stop_local
@@ -67,14 +68,15 @@ def burst_alerts() -> list[dict[str, Any]]:
                     "order_comment": "long" if buy else "exit",
                 }
             )
-    return alerts
+    # Their spacing (4 h and under a minute) kept, ending a minute ago: the template's expiry (8 h 05) is on.
+    return redate_alerts(alerts, datetime.now(UTC) - timedelta(minutes=1))
 
 
 def start_burst_local(log: Path, config: Path) -> Local:
     """Start `crypto-bot local` on a free port with the 200-strategy config; only 127.0.0.1."""
     command = [
         *(sys.executable, "-m", "crypto_bot.cli", "local", "--port", "0", "--host", "127.0.0.1"),
-        *("--token", TOKEN, "--schedule", "none", "--max-signal-age", "0"),
+        *("--token", TOKEN, "--schedule", "none"),
         *("--config", str(config), "--template", str(ROOT / "template.yaml")),
     ]
     with log.open("wb") as out:
