@@ -108,9 +108,13 @@ def _local_stack() -> Any:
         # IncrementPct 0 keeps the bought amount round (9500 / 60000), which the CLI's output below pins;
         # the template's increment runs in test_trade_cycle.py.
         parameters={"IncrementPct": "0"},
+        # ASL Wait states take whole seconds, so the deployed 15 s fill check and 20 s lock wait cannot
+        # be scaled like the Retry intervals (1/100, as in the fault suite); 0 s keeps the loops' logic
+        # (FILL_TIMEOUT_SECONDS=0 ends a chase attempt at its first check). MaxLockWaits 2: a held lock gives up
+        # sooner.
         substitution_overrides={"ReconcileWaitSeconds": "0", "LockWaitSeconds": "0", "MaxLockWaits": "2"},
         environment=paper_environment(),
-        retry_interval_scale=0,
+        retry_interval_scale=0.01,
     )
 
 

@@ -27,9 +27,13 @@ MAX_AGE = timedelta(minutes=int(load_template(ROOT / "template.yaml")["Parameter
 def stack() -> Iterator[LocalStack]:
     with local_stack(
         ROOT / "template.yaml",
+        # ASL Wait states take whole seconds, so the deployed 15 s fill check and 20 s lock wait cannot
+        # be scaled like the Retry intervals (1/100, as in the fault suite); 0 s keeps the loops' logic
+        # (FILL_TIMEOUT_SECONDS=0 ends a chase attempt at its first check). MaxLockWaits 3: a held lock gives up
+        # sooner.
         substitution_overrides={"ReconcileWaitSeconds": "0", "LockWaitSeconds": "0", "MaxLockWaits": "3"},
         environment=paper_environment(),
-        retry_interval_scale=0,
+        retry_interval_scale=0.01,
     ) as stack:
         yield stack
 

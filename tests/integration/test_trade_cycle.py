@@ -41,9 +41,13 @@ def stack_factory() -> Any:
         return local_stack(
             ROOT / "template.yaml",
             parameters={"ExecutionStrategy": mode.value, **parameters},
+            # ASL Wait states take whole seconds, so the deployed 15 s fill check and 20 s lock wait cannot
+            # be scaled like the Retry intervals (1/100, as in the fault suite); 0 s keeps the loops' logic
+            # (FILL_TIMEOUT_SECONDS=0 ends a chase attempt at its first check). MaxLockWaits 3: a held lock gives up
+            # sooner.
             substitution_overrides={"ReconcileWaitSeconds": "0", "LockWaitSeconds": "0", "MaxLockWaits": "3"},
             environment=environment(),
-            retry_interval_scale=0,
+            retry_interval_scale=0.01,
         )
 
     return start
