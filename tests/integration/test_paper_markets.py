@@ -275,3 +275,13 @@ def test_a_paper_stage_on_the_binance_emulator_takes_the_markets_the_live_adapte
     assert (paper.markets["ETH/USDT"].amount_step, paper.markets["ETH/USDT"].min_cost) == (D("0.0001"), D("5"))
     assert paper.markets["BTC/USDT"] == BTC_USDT
     assert paper.fee_mode == "received"  # the emulator's commission is in the asset received, as Binance's
+
+
+def test_a_missing_recorded_markets_file_is_named(
+    stack: LocalStack, table: str, btc_usdt_config: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere.json"
+    env = environment(table, btc_usdt_config, PAPER_MARKETS=f"recorded:{missing}")
+
+    with pytest.raises(ConfigError, match=f"^PAPER_MARKETS=recorded:{missing}: cannot read it: "):
+        open_paper(Runtime.from_env(env, clients=stack.client))

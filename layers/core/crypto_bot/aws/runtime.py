@@ -142,25 +142,21 @@ class Runtime:
     def _load_paper_rules(self, source: str) -> PaperRules:
         if source == "permissive":
             return PaperRules(markets=None, fee_mode="quote")
+        if source != "venue" and not source.startswith("recorded:"):
+            raise ConfigError(f"PAPER_MARKETS={source!r}: must be venue, recorded:PATH or permissive")
         from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
 
         symbols = sorted(self.config.symbols())
         name = self.settings.exchange_name
+        # The real venue's markets, never its testnet's, as the paper prices are its tickers (_price_feed).
         # The step's quick retry: a venue that stays unreachable fails the step, which Step Functions retries.
-        public = CcxtExchange(
-            name,
-            sandbox=self.settings.sandbox,
-            options=self.settings.exchange_options,
-            retry=self.workflow_settings.retry,
-        )
+        public = CcxtExchange(name, options=self.settings.exchange_options, retry=self.workflow_settings.retry)
         if source == "venue":
             from crypto_bot.aws.markets_cache import prime_from_table
 
-            prime_from_table(public, self.table_name, self.clients("dynamodb"), symbols, sandbox=self.settings.sandbox)
-        elif source.startswith("recorded:"):
-            public.prime_markets(_recorded_markets(source.removeprefix("recorded:")))
+            prime_from_table(public, self.table_name, self.clients("dynamodb"), symbols)
         else:
-            raise ConfigError(f"PAPER_MARKETS={source!r}: must be venue, recorded:PATH or permissive")
+            public.prime_markets(_recorded_markets(source.removeprefix("recorded:")))
         try:
             raw = public.export_markets(symbols)
             markets = dict(public.load_markets(symbols))
