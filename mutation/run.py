@@ -40,7 +40,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "ledger.py": (_FAST, "tests/unit/test_ledger.py", "tests/unit/test_workflow_orders.py"),
     "allocation.py": (_FAST, "tests/unit/test_allocation.py", "tests/unit/test_properties.py"),
     "exchanges/paper.py": (_FAST, "tests/unit/test_paper.py", "tests/unit/test_workflow_orders.py"),
-    "workflow.py": ("tests/unit/test_workflow_orders.py", "tests/unit/test_replay.py"),
+    "workflow.py": ("tests/unit/test_booking.py", "tests/unit/test_workflow_orders.py", "tests/unit/test_replay.py"),
 }
 """Module (in crypto_bot/) → the fast unit tests that cover it."""
 

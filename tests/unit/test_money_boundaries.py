@@ -358,8 +358,10 @@ def test_selling_more_than_the_ledger_holds_closes_the_position_and_notes_the_ex
 def test_sweeping_a_flat_or_negative_position_moves_nothing() -> None:
     ledger = Ledger(positions={"BTCUSD": Position("BTCUSD", "BTC/USD", "BTC", "USD", amount=D("-0.001"))})
     assert ledger.sweep_dust(BTC, market()) == D(0)
-    assert Ledger().sweep_dust(BTC, market()) == D(0)
     assert ledger.dust == {}
+    flat = Ledger()
+    assert flat.sweep_dust(BTC, market()) == D(0)
+    assert (flat.dust, flat.positions) == ({}, {})
 
 
 def test_a_remainder_under_one_lot_is_swept_even_without_a_minimum_amount() -> None:

@@ -1,0 +1,58 @@
+"""Booking fills into the ledger as an order fills in parts: each read books only what is new since the last."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal as D
+
+from crypto_bot.config import ExecutionMode, StrategyConfig
+from crypto_bot.exchanges.paper import PaperExchange, default_market
+from crypto_bot.markets import Side
+from crypto_bot.orders import Fee, OrderIntent, Purpose, intent_id
+from crypto_bot.store import IntentRecord, MemoryStore, Phase
+from crypto_bot.workflow import Workflow, WorkflowSettings
+
+T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
+CONFIG = StrategyConfig.from_mapping(
+    {"BTCUSD": {"exchange_symbol": "BTC/USD", "base_asset": "BTC", "percentage": "0.5"}}, "USD"
+)
+
+
+def test_a_resting_buy_filled_in_two_parts_books_each_part_once_with_its_own_fee() -> None:
+    paper = PaperExchange(balances={"USD": D(10000)}, markets={"BTC/USD": default_market("BTC/USD", D("0.001"))})
+    paper.set_price("BTC/USD", D(60000))
+    store = MemoryStore()
+    wf = Workflow(
+        store=store,
+        exchange=paper,
+        config=CONFIG,
+        settings=WorkflowSettings(mode=ExecutionMode.BOOST, increment=D(0)),
+        clock=lambda: T0,
+        sleep=lambda _seconds: None,
+    )
+    buy = OrderIntent(
+        intent_id=intent_id("c1", Purpose.ENTRY, "BTCUSD"),
+        cycle_id="c1",
+        strategy="BTCUSD",
+        symbol="BTC/USD",
+        side=Side.BUY,
+        purpose=Purpose.ENTRY,
+        amount=D("0.1"),
+        limit_price=D(59000),  # below the last price: it rests
+        notional=D(5900),
+    )
+    store.put_intent(IntentRecord(intent=buy, phase=Phase.ENTRIES))
+    wf.place("c1", buy.intent_id)
+    (order,) = paper.open_orders()
+    booked = []
+    for part in (D("0.04"), D("0.06")):
+        paper.fill_resting(order.id, part)
+        wf.reconcile("c1", Phase.ENTRIES)
+        position = store.load_ledger().positions["BTCUSD"]
+        booked.append((position.amount, position.cost_basis))
+    # 0.04 × 59,000 = 2,360 plus the 0.1% maker fee, then 0.06 × 59,000 = 3,540 plus its own fee.
+    assert booked == [(D("0.04"), D("2362.36")), (D("0.10"), D("5905.90"))]
+    record = store.get_intent("c1", buy.intent_id)
+    assert record is not None
+    assert (record.filled, record.cost) == (D("0.10"), D("5900"))
+    assert record.fees == [Fee(D("2.36"), "USD"), Fee(D("3.54"), "USD")]
