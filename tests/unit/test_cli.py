@@ -79,6 +79,33 @@ def test_rejected_alerts_go_to_stderr_in_json_mode(capsys: pytest.CaptureFixture
     assert "order_action: must be buy or sell (got 'hodl')" in rejection["reason"]
 
 
+@pytest.mark.parametrize(("band", "reported"), [(None, ["alerts.jsonl:2"]), ("1", [])])
+def test_replay_max_price_jump_sets_the_price_band(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, band: str | None, reported: list[str]
+) -> None:
+    alerts = tmp_path / "alerts.jsonl"
+    base = {"ticker": "BTCUSD", "order_comment": "x"}
+    lines = [
+        {**base, "time": "2024-08-10T02:30:02Z", "order_action": "buy", "order_price": "60000"},
+        {**base, "time": "2024-08-10T10:30:02Z", "order_action": "sell", "order_price": "120000"},  # +100%
+    ]
+    alerts.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    option = ["--max-price-jump", band] if band is not None else []
+
+    assert main(["replay", str(alerts), "--config", CONFIG, "--json", *option]) == 0
+
+    captured = capsys.readouterr()
+    assert [json.loads(line)["rejected"] for line in captured.err.splitlines()] == reported
+    assert len(captured.out.splitlines()) == 2 - len(reported)
+
+
+def test_a_max_price_jump_of_zero_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["replay", ALERTS, "--max-price-jump", "0"])
+    assert info.value.code == 2
+    assert "--max-price-jump '0': must be a fraction above 0" in capsys.readouterr().err
+
+
 def test_plot_writes_both_equity_curves_to_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "equity.png"
     assert main(["replay", ALERTS, "--config", CONFIG, "--plot", str(out), "--json"]) == 0
