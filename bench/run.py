@@ -240,16 +240,25 @@ def _child_env(tree: LambdaTree, handler: str | None, **overrides: str) -> dict[
     """The environment of a Lambda container: the template's Globals plus what the probes need, offline."""
     from crypto_bot.local.aws import load_template
 
-    globals_env = load_template(ROOT / "template.yaml")["Globals"]["Function"]["Environment"]["Variables"]
-    env = {k: v for k, v in globals_env.items() if isinstance(v, str)}  # !Ref values are the stack's, set below
+    template = load_template(ROOT / "template.yaml")
+    globals_env = template["Globals"]["Function"]["Environment"]["Variables"]
+    defaults = {name: str(spec["Default"]) for name, spec in template["Parameters"].items() if "Default" in spec}
+    # A parameter's !Ref takes the template's default, as a stack deployed with the defaults has it; other
+    # intrinsics (the table's name, ...) are the stack's and are set below.
+    env = {
+        k: v if isinstance(v, str) else defaults[v["Ref"]]
+        for k, v in globals_env.items()
+        if isinstance(v, str) or (isinstance(v, dict) and v.get("Ref") in defaults)
+    }
     env.update(
         {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "PYTHONPATH": tree.python_path(handler),
-            # Paper trading priced by the alerts: no network at init.
+            # Paper trading priced by the alerts, with the paper defaults for markets: no network at init.
             "PAPER_TRADING": "true",
             "PAPER_PRICES": "alerts",
+            "PAPER_MARKETS": "permissive",
             "TABLE_NAME": "bench",
             "STRATEGY_CONFIG_PATH": str(tree.opt / "strategy_config.json"),
             "EXCHANGE_NAME": "binance",
@@ -669,8 +678,9 @@ def _environment(config_path: Path) -> dict[str, str]:
     return {
         "PAPER_TRADING": "true",
         "PAPER_PRICES": "alerts",
+        "PAPER_MARKETS": "permissive",  # offline: the venue's markets would need the network
         "STRATEGY_CONFIG_PATH": str(config_path),
-        "MAX_SIGNAL_AGE_MINUTES": "0",
+        "MAX_SIGNAL_AGE_MINUTES": "0",  # the benchmark's alerts are fixed historical ones
         "FILL_TIMEOUT_SECONDS": "0",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "CryptoBotBench",

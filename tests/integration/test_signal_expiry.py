@@ -82,7 +82,7 @@ def test_a_signal_trades_up_to_the_age_limit_and_expires_past_it(
 
     assert got is status
     if status is SignalStatus.EXPIRED:
-        assert reason == "expired: 8h05m old, more than the allowed 8h05m"
+        assert reason == "expired: 8h05m01s old, more than the allowed 8h05m"
         assert output["orders"] == {}
     else:
         assert output["orders"] == {"filled": 1}

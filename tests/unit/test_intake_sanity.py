@@ -48,7 +48,7 @@ def test_an_alert_dated_beyond_the_clock_skew_is_refused(ahead: timedelta, refus
     assert (intake.record.status is SignalStatus.REJECTED) is refused
     if refused and ahead < timedelta(hours=1):
         assert intake.record.reason == (
-            f"time: is 2m ahead of the clock (2026-12-01T12:00:00Z); at most 2m of clock skew is accepted "
+            f"time: is 2m01s ahead of the clock (2026-12-01T12:00:00Z); at most 2m of clock skew is accepted "
             f"(got '{moment}')"
         )
 

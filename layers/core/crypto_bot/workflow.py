@@ -713,5 +713,9 @@ def _signal_outcome(intent: IntentRecord | None, error: str) -> tuple[SignalStat
 
 
 def _age(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+    # Seconds are shown when there are any: "8h05m01s" is over a limit of "8h05m", which "8h05m" would hide.
+    total = int(delta.total_seconds())
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+    return f"{text}{seconds:02d}s" if seconds else text
