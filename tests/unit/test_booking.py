@@ -57,6 +57,10 @@ def test_a_resting_buy_filled_in_two_parts_books_each_part_once_with_its_own_fee
     assert record is not None
     assert (record.filled, record.cost) == (D("0.10"), D("5900"))
     assert record.fees == [Fee(D("2.36"), "USD"), Fee(D("3.54"), "USD")]
+    assert [(e.base_delta, e.fees, e.note) for e in store.audit] == [
+        (D("0.04"), (Fee(D("2.36"), "USD"),), ""),
+        (D("0.06"), (Fee(D("3.54"), "USD"),), ""),
+    ]
 
 
 def _resting_buy(paper: PaperExchange) -> tuple[Workflow, MemoryStore, OrderIntent]:
