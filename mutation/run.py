@@ -149,9 +149,9 @@ def render() -> str:
         records += result["mutants"]
         outcomes = Counter(str(r["outcome"]) for r in result["mutants"])
         total, killed = sum(outcomes.values()), outcomes["killed"]
-        measured = f"`{result['commit']}`" + (
-            f", survivors rerun on `{result['rechecked']}`" if "rechecked" in result else ""
-        )
+        rerun = f", survivors rerun on `{result['rechecked']}`" if "rechecked" in result else ""
+        partial = f" (stopped after {result['partial']})" if "partial" in result else ""
+        measured = f"`{result['commit']}`{rerun}{partial}"
         lines.append(f"| `{module}` | {measured} | {total} | {killed} | {total - killed} | {killed / total:.1%} |")
     lines += ["", "### Survivors", "", "| mutant | code | verdict |", "|---|---|---|"]
     for r in records:
