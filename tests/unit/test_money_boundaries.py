@@ -9,12 +9,21 @@ become ``<=`` at a market minimum, a dust threshold or a limit price.
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
 
-from crypto_bot.allocation import EntryPlan, Plan, PlanContext, size_entries
+from crypto_bot.allocation import (
+    EntryPlan,
+    Plan,
+    PlanContext,
+    SignalStatus,
+    net_signals,
+    plan_entries,
+    plan_exits,
+    size_entries,
+)
 from crypto_bot.config import ExecutionMode, Strategy, StrategyConfig
 from crypto_bot.errors import InsufficientFunds
 from crypto_bot.exchanges.paper import PaperExchange
@@ -22,6 +31,7 @@ from crypto_bot.ledger import Ledger, LedgerEntry, Position
 from crypto_bot.markets import Market, Side, split_symbol
 from crypto_bot.money import plain
 from crypto_bot.orders import Fee, OrderStatus
+from crypto_bot.signals import Desired, Signal, dedupe_key
 from crypto_bot.sizing import Sized, affordable_amount, buy_cost_with_fee, limit_price, size_buy, size_sell
 
 T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
@@ -376,3 +386,130 @@ def test_a_sellable_remainder_of_half_a_unit_is_not_swept() -> None:
     _fill(ledger, Side.BUY, "0.5", "30000")
     assert ledger.sweep_dust(BTC, market()) == D(0)
     assert ledger.position(BTC).amount == D("0.5")
+
+
+# -- allocation at its edges (survivors of `make mutate`) ----------------------------------
+
+_PAIR = StrategyConfig.from_mapping(
+    {
+        "AAA": {"exchange_symbol": "AAA/USD", "base_asset": "AAA", "percentage": "0.25"},
+        "BBB": {"exchange_symbol": "BBB/USD", "base_asset": "BBB", "percentage": "0.2"},
+    },
+    "USD",
+)
+
+
+def _pair_context(ledger: Ledger, cash: D, free: dict[str, D]) -> PlanContext:
+    markets = {s: market(s, amount_step=D("0.001"), min_amount=D("0.001"), min_cost=D(1)) for s in _PAIR.symbols()}
+    return PlanContext(
+        cycle_id="c1",
+        config=_PAIR,
+        ledger=ledger,
+        free={"USD": cash, **free},
+        total_quote=cash,
+        markets=markets,
+        prices={"AAA/USD": D(1000), "BBB/USD": D(50000)},
+        increment=D(0),
+    )
+
+
+def test_a_sell_down_of_exactly_half_a_percent_of_the_account_is_sent() -> None:
+    # V = 7,950 + 2,050 = 10,000; BBB's target is 2,000, so it sells 0.041 × 50 / 2,050 = 0.001 BBB: 50, exactly 0.5%.
+    ledger = Ledger()
+    ledger.apply_fill(_PAIR["BBB"], Side.BUY, order_id="b", filled=D("0.041"), cost=D(2050), fees=(), at=T0)
+    plan = plan_entries(ExecutionMode.BOOST, ["AAA"], _pair_context(ledger, D(7950), {"BBB": D("0.041")}))
+    assert [(i.strategy, i.amount, i.notional) for i in plan.sell_downs.intents] == [("BBB", D("0.001"), D("50.000"))]
+
+
+def test_an_active_strategy_exactly_at_its_target_is_neither_sold_down_nor_skipped() -> None:
+    ledger = Ledger()
+    ledger.apply_fill(_PAIR["BBB"], Side.BUY, order_id="b", filled=D("0.04"), cost=D(2000), fees=(), at=T0)
+    plan = plan_entries(ExecutionMode.BOOST, ["AAA"], _pair_context(ledger, D(8000), {"BBB": D("0.04")}))
+    assert (plan.sell_downs.intents, plan.sell_downs.skipped) == ((), ())
+
+
+def test_an_exit_too_small_to_send_does_not_stop_the_next_exit() -> None:
+    ledger = Ledger()
+    ledger.apply_fill(_PAIR["AAA"], Side.BUY, order_id="a", filled=D("0.0005"), cost=D("0.5"), fees=(), at=T0)
+    ledger.apply_fill(_PAIR["BBB"], Side.BUY, order_id="b", filled=D("0.01"), cost=D(500), fees=(), at=T0)
+    ctx = _pair_context(ledger, D(0), {"AAA": D("0.0005"), "BBB": D("0.01")})
+    plan = plan_exits(["AAA", "BBB"], ctx)
+    assert [s.strategy for s in plan.skipped] == ["AAA"]
+    assert [(i.strategy, i.amount, i.notional) for i in plan.intents] == [("BBB", D("0.010"), D("500.000"))]
+
+
+def test_an_entry_too_small_to_send_does_not_stop_the_next_entry() -> None:
+    plan = EntryPlan(
+        ExecutionMode.MULTI, D(1000), None, D(0), {"AAA": D("0.5"), "BBB": D(100)}, ("AAA", "BBB"), Plan((), ())
+    )
+    sized = size_entries(plan, _pair_context(Ledger(), D(1000), {}))
+    assert [s.strategy for s in sized.skipped] == ["AAA"]
+    assert [(i.strategy, i.amount) for i in sized.intents] == [("BBB", D("0.001"))]
+
+
+def _signal(action: str, minute: int, market_position: str | None = None) -> Signal:
+    side, moment = Side(action), T0 + timedelta(minutes=minute)
+    return Signal(
+        strategy="AAA",
+        ticker="AAA",
+        action=side,
+        time=moment,
+        price=D(100),
+        comment="x",
+        order_id=None,
+        market_position=Desired(market_position) if market_position else None,
+        contracts=None,
+        interval=None,
+        is_stop_loss=False,
+        dedupe_key=dedupe_key("AAA", side, moment, D(100), "x", None),
+        payload={},
+    )
+
+
+def test_a_flip_and_back_records_why_each_signal_traded_nothing() -> None:
+    netting = net_signals([_signal("buy", 0), _signal("sell", 1)], {})
+    assert [(o.status, o.reason) for o in netting.outcomes] == [
+        (SignalStatus.IGNORED, "netted out: a later signal in the same cycle reversed it"),
+        (SignalStatus.IGNORED, "netted out: it reverses this cycle's earlier signals, so the strategy stays flat"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("action", "position", "long", "reason"),
+    [
+        (
+            "sell",
+            "long",
+            True,
+            'partial exits are not supported: this sell leaves market_position "long"; a full exit is "flat"',
+        ),
+        (
+            "buy",
+            "flat",
+            False,
+            'a buy that leaves market_position "flat" closes a short, and spot trading has no shorts',
+        ),
+        ("buy", None, True, "the strategy is already long: nothing to buy"),
+        ("sell", None, False, "the strategy is already flat: nothing to sell"),
+    ],
+)
+def test_a_signal_asking_for_the_current_state_says_why_it_trades_nothing(
+    action: str, position: str | None, long: bool, reason: str
+) -> None:
+    (outcome,) = net_signals([_signal(action, 0, position)], {"AAA": long}).outcomes
+    assert (outcome.status, outcome.reason) == (SignalStatus.IGNORED, reason)
+
+
+def test_plans_and_outcomes_are_immutable() -> None:
+    plan = Plan((), ())
+    with pytest.raises(FrozenInstanceError):
+        plan.intents = ()  # type: ignore[misc]
+    ctx = _pair_context(Ledger(), D(0), {})
+    with pytest.raises(FrozenInstanceError):
+        ctx.increment = D(1)  # type: ignore[misc]
+    entry_plan = plan_entries(ExecutionMode.MULTI, [], ctx)
+    with pytest.raises(FrozenInstanceError):
+        entry_plan.precedence = "AAA"  # type: ignore[misc]
+    (outcome,) = net_signals([_signal("buy", 0)], {}).outcomes
+    with pytest.raises(FrozenInstanceError):
+        outcome.reason = ""  # type: ignore[misc]
