@@ -89,17 +89,7 @@ def test_step_crashing_once_is_retried_without_trading_twice(
     [
         # collect: the second alert's write. The deployed paper session drops the failed attempt's state (the
         # first alert's price), so the retry must price the first alert again although it is now a duplicate.
-        pytest.param(
-            DynamoDBStore,
-            "add_signal",
-            1,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="since 8760b93 collect prices only a new alert (steps.py), so with PAPER_PRICES=alerts the "
-                "retry leaves the first alert's price unset and plan fails with BadSymbol",
-            ),
-            id="collect",
-        ),
+        pytest.param(DynamoDBStore, "add_signal", 1, id="collect"),
         (DynamoDBStore, "put_intent", 1),  # plan: between two intents
         (Workflow, "place", 0),  # place: the Map's first placement
         (DynamoDBStore, "book", 1),  # reconcile: between booking two intents

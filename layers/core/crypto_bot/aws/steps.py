@@ -58,8 +58,10 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
         def take(body: str, message_id: str) -> None:
             nonlocal received, rejected, duplicates
             intake = wf.receive(body, message_id=message_id)
-            if not intake.duplicate:  # a resent copy was priced (or refused) when it first came
-                _price_from_alert(wf, intake.record, runtime.settings.max_price_jump)
+            # A resent copy of an alert still waiting for its cycle prices again (the same price): a Collect that
+            # crashed after storing it lost the price with the failed attempt's paper state. Once a cycle took the
+            # alert its status is no longer `received`, and an old copy sets no stale price.
+            _price_from_alert(wf, intake.record, runtime.settings.max_price_jump)
             duplicates += intake.duplicate
             rejected += intake.record.status.value == "rejected"
             received += 1
