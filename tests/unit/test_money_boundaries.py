@@ -513,3 +513,105 @@ def test_plans_and_outcomes_are_immutable() -> None:
     (outcome,) = net_signals([_signal("buy", 0)], {}).outcomes
     with pytest.raises(FrozenInstanceError):
         outcome.reason = ""  # type: ignore[misc]
+
+
+def test_signal_statuses_say_which_are_terminal() -> None:
+    assert [s for s in SignalStatus if s.is_terminal] == [
+        SignalStatus.FILLED,
+        SignalStatus.REJECTED,
+        SignalStatus.EXPIRED,
+        SignalStatus.IGNORED,
+        SignalStatus.FAILED,
+    ]
+    assert SignalStatus.PLANNED.is_terminal is False
+
+
+def test_a_netting_is_immutable() -> None:
+    netting = net_signals([_signal("buy", 0)], {})
+    with pytest.raises(FrozenInstanceError):
+        netting.exits = ()  # type: ignore[misc]
+
+
+def test_a_sell_of_a_long_strategy_is_an_exit() -> None:
+    netting = net_signals([_signal("sell", 0)], {"AAA": True})
+    assert (netting.exits, netting.entries) == (("AAA",), ())
+    assert [o.status for o in netting.outcomes] == [SignalStatus.PLANNED]
+
+
+def test_signals_at_the_same_instant_apply_in_arrival_order() -> None:
+    # From flat, a sell then a buy at one instant: the sell asks for nothing, the buy enters.
+    netting = net_signals([_signal("sell", 0), _signal("buy", 0)], {})
+    assert netting.entries == ("AAA",)
+    assert [o.status for o in netting.outcomes] == [SignalStatus.IGNORED, SignalStatus.PLANNED]
+
+
+def test_four_flips_that_end_where_they_started_blame_only_the_last_for_the_netting() -> None:
+    signals = [_signal("buy", 0), _signal("sell", 1), _signal("buy", 2), _signal("sell", 3)]
+    netting = net_signals(signals, {})
+    later = "netted out: a later signal in the same cycle reversed it"
+    assert [o.reason for o in netting.outcomes] == [
+        later,
+        later,
+        later,
+        "netted out: it reverses this cycle's earlier signals, so the strategy stays flat",
+    ]
+
+
+# Two strategies trading one base asset, and a third entering with precedence (it takes the boost).
+_SHARED = StrategyConfig.from_mapping(
+    {
+        "X1": {"exchange_symbol": "AAA/USD", "base_asset": "AAA", "percentage": "0.1"},
+        "X2": {"exchange_symbol": "AAA/USD", "base_asset": "AAA", "percentage": "0.1"},
+        "NEW": {"exchange_symbol": "BBB/USD", "base_asset": "BBB", "percentage": "0.3"},
+    },
+    "USD",
+)
+
+
+def _shared_context(holdings: dict[str, tuple[D, D]], cash: D, free_aaa: D) -> PlanContext:
+    ledger = Ledger()
+    for key, (amount, cost) in holdings.items():
+        ledger.apply_fill(_SHARED[key], Side.BUY, order_id=key, filled=amount, cost=cost, fees=(), at=T0)
+    markets = {s: market(s, amount_step=D("0.001"), min_amount=D("0.001"), min_cost=D(1)) for s in _SHARED.symbols()}
+    return PlanContext(
+        cycle_id="c1",
+        config=_SHARED,
+        ledger=ledger,
+        free={"USD": cash, "AAA": free_aaa},
+        total_quote=cash,
+        markets=markets,
+        prices={"AAA/USD": D(100), "BBB/USD": D(100)},
+        increment=D(0),
+    )
+
+
+def test_exits_sharing_a_base_asset_each_get_what_the_earlier_ones_left() -> None:
+    ctx = _shared_context({"X1": (D(1), D(100)), "X2": (D(2), D(200))}, D(0), D(3))
+    plan = plan_exits(["X1", "X2"], ctx)
+    assert [(i.strategy, i.amount) for i in plan.intents] == [("X1", D("1.000")), ("X2", D("2.000"))]
+    assert plan.skipped == ()
+
+
+def test_sell_downs_sharing_a_base_asset_are_capped_by_what_the_earlier_ones_left() -> None:
+    # V = 400 + 200 + 400 = 1,000, so each target is 100: X1 wants to sell 1 AAA and X2 3 AAA,
+    # but only 2.5 AAA are free, and X1's 1 leaves X2 with 1.5.
+    ctx = _shared_context({"X1": (D(2), D(200)), "X2": (D(4), D(400))}, D(400), D("2.5"))
+    plan = plan_entries(ExecutionMode.BOOST, ["NEW"], ctx)
+    assert [(i.strategy, i.amount) for i in plan.sell_downs.intents] == [("X1", D("1.000")), ("X2", D("1.500"))]
+    assert plan.sell_downs.skipped == ()
+
+
+def test_an_active_strategy_below_its_target_is_left_alone_and_does_not_stop_the_next_sell_down() -> None:
+    # V = 750 + 50 + 200 = 1,000: X1 holds 50 of its 100 target, X2 200, so X2 sells 1 AAA.
+    ctx = _shared_context({"X1": (D("0.5"), D(50)), "X2": (D(2), D(200))}, D(750), D("2.5"))
+    plan = plan_entries(ExecutionMode.BOOST, ["NEW"], ctx)
+    assert [(i.strategy, i.amount) for i in plan.sell_downs.intents] == [("X2", D("1.000"))]
+    assert plan.sell_downs.skipped == ()
+
+
+def test_a_skipped_dust_sell_down_does_not_stop_the_next_sell_down() -> None:
+    # V = 699 + 101 + 200 = 1,000: X1's 1 over target is below the 5 (0.5%) worth a sell-down.
+    ctx = _shared_context({"X1": (D("1.01"), D(101)), "X2": (D(2), D(200))}, D(699), D("3.01"))
+    plan = plan_entries(ExecutionMode.BOOST, ["NEW"], ctx)
+    assert [s.strategy for s in plan.sell_downs.skipped] == ["X1"]
+    assert [(i.strategy, i.amount) for i in plan.sell_downs.intents] == [("X2", D("1.000"))]
