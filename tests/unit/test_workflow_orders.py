@@ -3,7 +3,8 @@ against the paper exchange's fault modes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
@@ -21,7 +22,7 @@ from crypto_bot.errors import (
 )
 from crypto_bot.exchanges.paper import Fault, PaperExchange, default_market
 from crypto_bot.markets import Side
-from crypto_bot.orders import OrderIntent, OrderStatus, Purpose, intent_id
+from crypto_bot.orders import ExchangeOrder, OrderIntent, OrderStatus, Purpose, intent_id
 from crypto_bot.retry import RetryPolicy
 from crypto_bot.store import CycleRecord, IntentRecord, IntentStatus, MemoryStore, Phase
 from crypto_bot.workflow import Workflow, WorkflowSettings
@@ -315,3 +316,37 @@ def test_finalize_reports_no_drift_when_the_account_holds_what_the_ledger_says_o
     _cycle_with_one_entry(wf, clock)
 
     assert "drift" not in wf.finalize("cycle-1").summary
+
+
+def test_a_chase_whose_order_id_sorts_before_the_first_books_each_order_once() -> None:
+    # The venue's ids are "paper-9" then "paper-10": as strings the chase's sorts first.
+    exchange = PaperExchange(
+        balances={"USD": D(10000), "BTC": D(1)}, markets={"BTC/USD": MARKET}, _ids=itertools.count(9)
+    )
+    exchange.set_price("BTC/USD", D(60000))
+    exchange.partial_fill_ratio = D("0.4")
+    clock = Clock()
+    wf = workflow(exchange, clock, fill_timeout=timedelta(0), max_reprice_attempts=1)
+    record = settle(wf, clock, intent())
+    assert [(o.id, o.filled) for o in record.orders] == [("paper-9", D("0.04")), ("paper-10", D("0.024"))]
+    assert record.filled == D("0.064")
+    assert wf.store.load_ledger().positions["BTCUSD"].amount == D("0.064")
+
+
+def test_an_order_read_back_with_a_freshly_parsed_id_is_booked_once() -> None:
+    class ParsesIds(PaperExchange):
+        # A real venue's every answer is parsed anew: equal ids, never the same string object.
+        def fetch_order(self, order_id: str, symbol: str) -> ExchangeOrder:
+            order = super().fetch_order(order_id, symbol)
+            return replace(order, id=order.id.encode().decode())
+
+    exchange = ParsesIds(balances={"USD": D(10000), "BTC": D(1)}, markets={"BTC/USD": MARKET})
+    exchange.set_price("BTC/USD", D(60000))
+    exchange.partial_fill_ratio = D("0.4")
+    clock = Clock()
+    # Each order is read back several times before the 30 s fill timeout chases it.
+    wf = workflow(exchange, clock, max_reprice_attempts=1)
+    record = settle(wf, clock, intent())
+    assert [(o.id, o.filled) for o in record.orders] == [("paper-1", D("0.04")), ("paper-2", D("0.024"))]
+    assert record.filled == D("0.064")
+    assert wf.store.load_ledger().positions["BTCUSD"].amount == D("0.064")
