@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +27,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
         yield started
     finally:
         stop_local(started)
+
+
+# Alerts are dated just before the test runs: the stack keeps the template's expiry (MaxSignalAgeMinutes 485).
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+
+
+def at(seconds: int) -> str:
+    """A time ``seconds`` after BASE, as TradingView's {{timenow}} writes it."""
+    return (BASE + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso(seconds: int) -> str:
+    return (BASE + timedelta(seconds=seconds)).isoformat()
 
 
 def alert(ticker: str, action: str, time: str, comment: str, price: str) -> dict[str, str]:
@@ -79,8 +93,8 @@ def orders_of(state: dict[str, Any], strategy: str) -> list[tuple[str, str, Deci
 
 def test_a_buy_then_a_stop_a_second_later_nets_out_and_the_next_cycle_buys_nothing(stack: Local) -> None:
     urgent_before = urgent_count(stack)
-    buy = send(stack, alert("BTCUSD", "buy", "2024-08-10T02:30:02Z", "long", "60000"))  # waits for the next cycle
-    stop = send(stack, alert("BTCUSD", "sell", "2024-08-10T02:30:03Z", "Stop loss", "59000"))
+    buy = send(stack, alert("BTCUSD", "buy", at(0), "long", "60000"))  # waits for the next cycle
+    stop = send(stack, alert("BTCUSD", "sell", at(1), "Stop loss", "59000"))
     state = stop_loss_ran(stack, urgent_before)
 
     assert outcome(state, buy) == ("ignored", "netted out: a later signal in the same cycle reversed it")
@@ -99,17 +113,17 @@ def test_a_buy_then_a_stop_a_second_later_nets_out_and_the_next_cycle_buys_nothi
 
 def test_a_stop_then_an_older_buy_arriving_late_does_not_re_enter(stack: Local) -> None:
     urgent_before = urgent_count(stack)
-    stop = send(stack, alert("ETHUSD", "sell", "2024-08-10T02:30:03Z", "Stop loss", "2400"))
+    stop = send(stack, alert("ETHUSD", "sell", at(1), "Stop loss", "2400"))
     state = stop_loss_ran(stack, urgent_before)
     assert outcome(state, stop) == ("ignored", "the strategy is already flat: nothing to sell")
 
-    late = send(stack, alert("ETHUSD", "buy", "2024-08-10T02:30:02Z", "long", "2500"))  # delivered late
+    late = send(stack, alert("ETHUSD", "buy", at(0), "long", "2500"))  # delivered late
     stack.cycle()
 
     state = state_of(stack)
     assert outcome(state, late) == (
         "ignored",
-        "out of order: its time 2024-08-10T02:30:02+00:00 is before 2024-08-10T02:30:03+00:00, "
+        f"out of order: its time {iso(0)} is before {iso(1)}, "
         "the time of a newer alert that already decided this strategy",
     )
     assert "ETHUSD" not in state["positions"]
@@ -119,14 +133,14 @@ def test_a_stop_then_an_older_buy_arriving_late_does_not_re_enter(stack: Local) 
 
 
 def test_a_stop_while_long_with_a_waiting_sell_of_the_same_strategy_sells_once(stack: Local) -> None:
-    entry = send(stack, alert("SOLUSD", "buy", "2024-08-10T02:30:02Z", "long", "150"))
+    entry = send(stack, alert("SOLUSD", "buy", at(0), "long", "150"))
     stack.cycle()
     held = state_of(stack)["positions"]["SOLUSD"]["amount"]
     assert held == Decimal("63.27006327")  # boost: 9,500 (95% of 10,000) / (150 × 1.001), in 1e-8 lots
 
     urgent_before = urgent_count(stack)
-    exit_ = send(stack, alert("SOLUSD", "sell", "2024-08-10T10:30:02Z", "exit", "149"))  # waits for the next cycle
-    stop = send(stack, alert("SOLUSD", "sell", "2024-08-10T10:30:03Z", "Stop loss", "148"))
+    exit_ = send(stack, alert("SOLUSD", "sell", at(3600), "exit", "149"))  # waits for the next cycle
+    stop = send(stack, alert("SOLUSD", "sell", at(3601), "Stop loss", "148"))
     state = stop_loss_ran(stack, urgent_before)
 
     assert outcome(state, entry)[0] == "filled"
