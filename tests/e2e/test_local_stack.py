@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -68,8 +68,8 @@ class Local:
         return detail
 
 
-def start_local(log: Path) -> Local:
-    """Start `crypto-bot local` on a free port (it picks one) and wait until it serves."""
+def start_local(log: Path, extra: Sequence[str] = ()) -> Local:
+    """Start `crypto-bot local` on a free port (it picks one), with ``extra`` arguments, and wait until it serves."""
     command = [
         sys.executable,
         "-m",
@@ -85,6 +85,7 @@ def start_local(log: Path) -> Local:
         str(ROOT / "strategy_config.json"),
         "--template",
         str(ROOT / "template.yaml"),
+        *extra,  # argparse takes the last of a repeated option, so --config may be given again
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)

@@ -13,11 +13,7 @@ has no option to change it, so the venue lists BTC/USD (as Binance.US does) inst
 from __future__ import annotations
 
 import json
-import re
 import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -25,11 +21,9 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 import pytest
 
-from tests.conftest import ROOT
-from tests.e2e.test_local_stack import TOKEN, Local, stop_local
+from tests.e2e.test_local_stack import Local, start_local, stop_local
 from tests.venues.binance import BTCUSDT, Binance, ccxt_options
 from tests.venues.http import VenueServer, serving
 
@@ -78,27 +72,6 @@ def local(tmp_path: Path, venue: Binance, venue_server: VenueServer) -> Iterator
         yield started
     finally:
         stop_local(started)
-
-
-def start_local(log: Path, extra: list[str]) -> Local:
-    """Start `crypto-bot local` with ``extra`` arguments on a free port, and wait until it serves."""
-    command = [sys.executable, "-m", "crypto_bot.cli", "local", "--port", "0", "--token", TOKEN, "--schedule", "none"]
-    command += ["--template", str(ROOT / "template.yaml"), *extra]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = re.search(r"webhook\s+POST (http://127\.0\.0\.1:\d+)/signals", log.read_text(errors="replace"))
-        if found:
-            http = httpx.Client(base_url=found.group(1), timeout=120)
-            if http.get("/_local/health").status_code == 200:
-                return Local(process, http, log)
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    process.kill()
-    process.wait()
-    raise AssertionError(f"crypto-bot local did not start:\n{log.read_text(errors='replace')}")
 
 
 def exact_state(local: Local) -> tuple[dict[str, Any], str]:

@@ -22,28 +22,7 @@ CONFIG = StrategyConfig.from_mapping(
 def test_a_resting_buy_filled_in_two_parts_books_each_part_once_with_its_own_fee() -> None:
     paper = PaperExchange(balances={"USD": D(10000)}, markets={"BTC/USD": default_market("BTC/USD", D("0.001"))})
     paper.set_price("BTC/USD", D(60000))
-    store = MemoryStore()
-    wf = Workflow(
-        store=store,
-        exchange=paper,
-        config=CONFIG,
-        settings=WorkflowSettings(mode=ExecutionMode.BOOST, increment=D(0)),
-        clock=lambda: T0,
-        sleep=lambda _seconds: None,
-    )
-    buy = OrderIntent(
-        intent_id=intent_id("c1", Purpose.ENTRY, "BTCUSD"),
-        cycle_id="c1",
-        strategy="BTCUSD",
-        symbol="BTC/USD",
-        side=Side.BUY,
-        purpose=Purpose.ENTRY,
-        amount=D("0.1"),
-        limit_price=D(59000),  # below the last price: it rests
-        notional=D(5900),
-    )
-    store.put_intent(IntentRecord(intent=buy, phase=Phase.ENTRIES))
-    wf.place("c1", buy.intent_id)
+    wf, store, buy = _resting_buy(paper)
     (order,) = paper.open_orders()
     booked = []
     for part in (D("0.04"), D("0.06")):
@@ -81,7 +60,7 @@ def _resting_buy(paper: PaperExchange) -> tuple[Workflow, MemoryStore, OrderInte
         side=Side.BUY,
         purpose=Purpose.ENTRY,
         amount=D("0.1"),
-        limit_price=D(59000),
+        limit_price=D(59000),  # below the last price: it rests
         notional=D(5900),
     )
     store.put_intent(IntentRecord(intent=buy, phase=Phase.ENTRIES))

@@ -4,8 +4,8 @@ against the paper exchange's fault modes."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -26,25 +26,12 @@ from crypto_bot.orders import ExchangeOrder, OrderIntent, OrderStatus, Purpose, 
 from crypto_bot.retry import RetryPolicy
 from crypto_bot.store import CycleRecord, IntentRecord, IntentStatus, MemoryStore, Phase
 from crypto_bot.workflow import Workflow, WorkflowSettings
+from tests.support.clock import T0, Clock
 
-T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
 CONFIG = StrategyConfig.from_mapping(
     {"BTCUSD": {"exchange_symbol": "BTC/USD", "base_asset": "BTC", "percentage": "0.5"}}, "USD"
 )
 MARKET = default_market("BTC/USD", fee=D("0.001"))
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += timedelta(seconds=seconds)
 
 
 def paper_account(usd: str = "10000", btc: str = "1") -> PaperExchange:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from crypto_bot.signals import parse_signal  # noqa: E402
 from crypto_bot.store import MemoryStore  # noqa: E402
 from crypto_bot.workflow import Workflow, WorkflowSettings  # noqa: E402
 from tests.faults.report import measured_line, write_section  # noqa: E402
+from tests.support.clock import Clock  # noqa: E402
 from tests.venues.binance import API_KEY as BINANCE_KEY  # noqa: E402
 from tests.venues.binance import SECRET as BINANCE_SECRET  # noqa: E402
 from tests.venues.binance import Binance  # noqa: E402
@@ -39,23 +40,7 @@ from tests.venues.invariants import VenueAccount, check_ledger_equals_account  #
 from tests.venues.kraken import KrakenVenue  # noqa: E402
 from tests.venues.kraken import connect as connect_kraken  # noqa: E402
 
-T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
 VENUES_DIR = Path(__file__).resolve().parent
-
-
-@dataclass
-class Clock:
-    """The workflow's clock and sleep: sleeping moves time forward at once."""
-
-    now: datetime = T0
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
