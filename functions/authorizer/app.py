@@ -1,4 +1,4 @@
-"""Lambda handler: the webhook's REQUEST authorizer (see crypto_bot.aws.webhook_auth)."""
+"""Lambda handler: the webhook's REQUEST authorizer (see crypto_bot.entrypoints.webhook_auth)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from crypto_bot.aws.webhook_auth import TokenSource, Unauthorized, authorize
+from crypto_bot.entrypoints.webhook_auth import TokenSource, Unauthorized, authorize
 
 logger = Logger()
 

@@ -1,5 +1,5 @@
-"""Lambda handler: drain the alert queues and open the cycle (crypto_bot.aws.steps.collect)."""
+"""Lambda handler: drain the alert queues and open the cycle (crypto_bot.entrypoints.steps.collect)."""
 
-from crypto_bot.aws.handler import step_handler
+from crypto_bot.entrypoints.handler import step_handler
 
 lambda_handler = step_handler("collect")

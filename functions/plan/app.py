@@ -1,5 +1,5 @@
-"""Lambda handler: plan one phase of the cycle from fresh balances (crypto_bot.aws.steps.plan)."""
+"""Lambda handler: plan one phase of the cycle from fresh balances (crypto_bot.entrypoints.steps.plan)."""
 
-from crypto_bot.aws.handler import step_handler
+from crypto_bot.entrypoints.handler import step_handler
 
 lambda_handler = step_handler("plan")

@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto_bot.errors import SignalRejected
-from crypto_bot.signals import parse_signal
-from crypto_bot.workflow import MAX_ALERT_CHARS
+from crypto_bot.domain.errors import SignalRejected
+from crypto_bot.domain.signals import parse_signal
+from crypto_bot.engine.workflow import MAX_ALERT_CHARS
 from tests.conftest import ROOT
 from tests.e2e.test_local_stack import CONFIG, TOKEN, Local, start_local, stop_local
 
@@ -170,7 +170,7 @@ def settle_and_check(local: Local) -> dict[str, Any]:
     verdicts = [valid_alert(body) for _, body in FIGURES.accepted]
     valid = dict(v for v in verdicts if v is not None)
 
-    # A valid alert priced beyond the price band from its symbol's last price (crypto_bot.price_band) is refused
+    # A valid alert priced beyond the price band from its symbol's last price (crypto_bot.domain.price_band) is refused
     # at intake under its own dedupe key; which alert sets the last price depends on the order the queue hands
     # them out, which this model does not follow, so those refusals count with the valid alerts.
     def beyond_band(s: dict[str, Any]) -> bool:

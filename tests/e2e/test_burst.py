@@ -24,7 +24,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from crypto_bot.local.cli import redate_alerts
+from crypto_bot_tools.local.cli import redate_alerts
 from tests.conftest import ROOT
 from tests.e2e.test_abuse import FIGURES_DIR, TERMINAL
 from tests.e2e.test_local_stack import TOKEN, Local, stop_local
@@ -75,7 +75,7 @@ def burst_alerts() -> list[dict[str, Any]]:
 def start_burst_local(log: Path, config: Path) -> Local:
     """Start `crypto-bot local` on a free port with the 200-strategy config; only 127.0.0.1."""
     command = [
-        *(sys.executable, "-m", "crypto_bot.cli", "local", "--port", "0", "--host", "127.0.0.1"),
+        *(sys.executable, "-m", "crypto_bot_tools.cli", "local", "--port", "0", "--host", "127.0.0.1"),
         *("--token", TOKEN, "--schedule", "none"),
         *("--config", str(config), "--template", str(ROOT / "template.yaml")),
     ]

@@ -7,15 +7,15 @@ import subprocess
 import sys
 from decimal import Decimal
 
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.local.cli import DEMO_EXTRA_ALERTS
-from crypto_bot.replay import ReplayOptions, replay
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot_tools.local.cli import DEMO_EXTRA_ALERTS
+from crypto_bot_tools.replay import ReplayOptions, replay
 from tests.conftest import ROOT, load_event
 
 
 def test_demo_prints_one_replay_shaped_object_per_cycle_and_exits_0() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "crypto_bot.cli", "demo", "--json"],
+        [sys.executable, "-m", "crypto_bot_tools.cli", "demo", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,

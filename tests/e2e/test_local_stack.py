@@ -21,9 +21,9 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.local.cli import demo_steps
-from crypto_bot.replay import CycleResult, ReplayOptions, replay
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot_tools.local.cli import demo_steps
+from crypto_bot_tools.replay import CycleResult, ReplayOptions, replay
 from tests.conftest import ROOT, AlertClock, load_event
 
 README_ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")
@@ -73,7 +73,7 @@ def start_local(log: Path, extra: Sequence[str] = ()) -> Local:
     command = [
         sys.executable,
         "-m",
-        "crypto_bot.cli",
+        "crypto_bot_tools.cli",
         "local",
         "--port",
         "0",

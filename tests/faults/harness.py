@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.aws import paper_state
-from crypto_bot.aws.dynamodb_store import DynamoDBStore
-from crypto_bot.aws.paper_state import PaperStateStore
-from crypto_bot.config import StrategyConfig
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.local.aws import LocalStack, local_stack
-from crypto_bot.orders import ExchangeOrder
-from crypto_bot.signals import parse_signal
-from crypto_bot.store import CycleRecord, IntentRecord, IntentStatus
+from crypto_bot.adapters.aws import paper_state
+from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.adapters.aws.paper_state import PaperStateStore
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.config import StrategyConfig
+from crypto_bot.domain.orders import ExchangeOrder
+from crypto_bot.domain.signals import parse_signal
+from crypto_bot.engine.records import CycleRecord, IntentRecord, IntentStatus
+from crypto_bot_tools.local.aws import LocalStack, local_stack
 from tests.conftest import ROOT, load_event, paper_environment
 
 CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USD")

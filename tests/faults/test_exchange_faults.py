@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.errors import (
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.errors import (
     AuthenticationFailed,
     ExchangeNetworkError,
     ExchangeUnavailable,
@@ -16,9 +17,8 @@ from crypto_bot.errors import (
     RateLimited,
     RequestTimeout,
 )
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.orders import OrderStatus
-from crypto_bot.store import IntentStatus
+from crypto_bot.domain.orders import OrderStatus
+from crypto_bot.engine.records import IntentStatus
 from tests.faults.harness import (
     BTC_BUY,
     BTC_STOP,

@@ -7,8 +7,8 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any, cast
 
-from crypto_bot.orders import ExchangeOrder, OrderIntent, OrderStatus, Purpose, Side, intent_id
-from crypto_bot.store import IntentRecord, IntentStatus, Phase
+from crypto_bot.domain.orders import ExchangeOrder, OrderIntent, OrderStatus, Purpose, Side, intent_id
+from crypto_bot.engine.records import IntentRecord, IntentStatus, Phase
 from tests.faults import report
 from tests.faults.harness import Case, FaultKind, Violation, venue_duplicates
 

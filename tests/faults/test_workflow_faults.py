@@ -9,12 +9,12 @@ from typing import Any, cast
 
 import pytest
 
-from crypto_bot.aws import handler
-from crypto_bot.aws.dynamodb_store import DynamoDBStore
-from crypto_bot.aws.paper_state import PaperStateStore
-from crypto_bot.errors import StoreConflict, StoreUnavailable
-from crypto_bot.store import IntentStatus
-from crypto_bot.workflow import Workflow
+from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.adapters.aws.paper_state import PaperStateStore
+from crypto_bot.domain.errors import StoreConflict, StoreUnavailable
+from crypto_bot.engine.records import IntentStatus
+from crypto_bot.engine.workflow import Workflow
+from crypto_bot.entrypoints import handler
 from tests.faults.harness import BTC_BUY, BTC_STOP, ETH_BUY, ETH_SELL, Case, FaultKind, check_invariants
 
 # What the Lambda service reports when a function's sandbox dies under it; the state machine retries it.

@@ -12,12 +12,12 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from crypto_bot.aws.lock import lease_time
-from crypto_bot.aws.notify import cycle_message
-from crypto_bot.aws.runtime import Runtime
-from crypto_bot.aws.sqs_intake import drain_queue
-from crypto_bot.errors import ConfigError, StoreUnavailable
-from crypto_bot.store import CycleRecord
+from crypto_bot.adapters.aws.lock import lease_time
+from crypto_bot.adapters.aws.notify import cycle_message
+from crypto_bot.adapters.aws.sqs_intake import drain_queue
+from crypto_bot.domain.errors import ConfigError, StoreUnavailable
+from crypto_bot.engine.records import CycleRecord
+from crypto_bot.entrypoints.runtime import Runtime
 from tests.conftest import ROOT
 
 

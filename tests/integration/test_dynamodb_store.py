@@ -17,14 +17,16 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from crypto_bot.allocation import SignalStatus
-from crypto_bot.aws.dynamodb_store import TRANSACTION_LIMIT, DynamoDBStore, batch_write
-from crypto_bot.config import Strategy
-from crypto_bot.errors import StoreError, StoreUnavailable
-from crypto_bot.ledger import Ledger, LedgerEntry
-from crypto_bot.markets import Market, Side
-from crypto_bot.orders import ExchangeOrder, Fee, OrderIntent, OrderStatus, Purpose
-from crypto_bot.store import CycleRecord, IntentRecord, IntentStatus, MemoryStore, Phase, SignalRecord, Store
+from crypto_bot.adapters.aws.dynamodb_store import TRANSACTION_LIMIT, DynamoDBStore, batch_write
+from crypto_bot.adapters.memory import MemoryStore
+from crypto_bot.domain.allocation import SignalStatus
+from crypto_bot.domain.config import Strategy
+from crypto_bot.domain.errors import StoreError, StoreUnavailable
+from crypto_bot.domain.ledger import Ledger, LedgerEntry
+from crypto_bot.domain.markets import Market, Side
+from crypto_bot.domain.orders import ExchangeOrder, Fee, OrderIntent, OrderStatus, Purpose
+from crypto_bot.engine.ports import Store
+from crypto_bot.engine.records import CycleRecord, IntentRecord, IntentStatus, Phase, SignalRecord
 from tests.integration.conftest import BACKENDS, TemplateTable, emptied_table, moto_disagrees
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from crypto_bot.aws.dynamodb_store import DynamoDBStore
-from crypto_bot.local.aws import local_stack
+from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+from crypto_bot_tools.local.aws import local_stack
 from tests.conftest import ROOT, AlertClock, load_event
 from tests.integration.test_trade_cycle import environment
 

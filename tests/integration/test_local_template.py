@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.local.aws import LocalStack, load_template, local_stack
+from crypto_bot_tools.local.aws import LocalStack, load_template, local_stack
 from tests.conftest import ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")

@@ -2,7 +2,7 @@
 
 The state machine takes and releases the lock itself (AcquireLock, ReleaseLock and ReleaseLockAfterFailure call
 DynamoDB directly), so these tests send the requests of those states, read from the definition file, as Step
-Functions sends them; the running holder renews its lease with :func:`crypto_bot.aws.lock.renew_lease`.
+Functions sends them; the running holder renews its lease with :func:`crypto_bot.adapters.aws.lock.renew_lease`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Final
 import pytest
 from botocore.exceptions import ClientError
 
-from crypto_bot.aws.lock import LOCK_KEY, lease_time, renew_lease
+from crypto_bot.adapters.aws.lock import LOCK_KEY, lease_time, renew_lease
 from tests.conftest import ROOT
 from tests.integration.conftest import TemplateTable, moto_disagrees
 

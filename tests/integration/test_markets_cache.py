@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from crypto_bot.aws.dynamodb_store import batch_write
-from crypto_bot.aws.markets_cache import CacheOutcome, MarketsCache, prime_from_table
-from crypto_bot.aws.runtime import Runtime
-from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
-from crypto_bot.local.aws import LocalStack, local_stack
+from crypto_bot.adapters.aws.dynamodb_store import batch_write
+from crypto_bot.adapters.aws.markets_cache import CacheOutcome, MarketsCache, prime_from_table
+from crypto_bot.adapters.ccxt.exchange import CcxtExchange
+from crypto_bot.entrypoints.runtime import Runtime
+from crypto_bot_tools.local.aws import LocalStack, local_stack
 from tests.unit.test_ccxt_exchange import FakeVenue, ccxt_errors, make_venue
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"

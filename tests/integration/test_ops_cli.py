@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from crypto_bot import ops
-from crypto_bot.aws.dynamodb_store import DynamoDBStore
-from crypto_bot.cli import main
-from crypto_bot.errors import ConfigError
-from crypto_bot.local.aws import LocalStack, local_stack
-from crypto_bot.orders import Balance
+from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.domain.errors import ConfigError
+from crypto_bot.domain.orders import Balance
+from crypto_bot_tools import ops
+from crypto_bot_tools.cli import main
+from crypto_bot_tools.local.aws import LocalStack, local_stack
 from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])

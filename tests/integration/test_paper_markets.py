@@ -16,14 +16,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from crypto_bot.aws.dynamodb_store import batch_write
-from crypto_bot.aws.paper_state import PaperStateStore
-from crypto_bot.aws.runtime import Runtime
-from crypto_bot.errors import ConfigError, ExchangeUnavailable, InvalidOrder
-from crypto_bot.exchanges.ccxt_exchange import CcxtExchange, load_exchange_class
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.local.aws import LocalStack, local_stack
-from crypto_bot.markets import Market, Side
+from crypto_bot.adapters.aws.dynamodb_store import batch_write
+from crypto_bot.adapters.aws.paper_state import PaperStateStore
+from crypto_bot.adapters.ccxt.exchange import CcxtExchange, load_exchange_class
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.errors import ConfigError, ExchangeUnavailable, InvalidOrder
+from crypto_bot.domain.markets import Market, Side
+from crypto_bot.entrypoints.runtime import Runtime
+from crypto_bot_tools.local.aws import LocalStack, local_stack
 from tests.conftest import ROOT
 from tests.unit.test_ccxt_exchange import ccxt_errors, make_venue, venue_data
 from tests.venues.binance import Binance

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.aws.paper_state import PaperStateStore, paper_session
-from crypto_bot.errors import InvalidOrder, StoreConflict
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.markets import Market, Side
-from crypto_bot.orders import Balance, OrderStatus
+from crypto_bot.adapters.aws.paper_state import PaperStateStore, paper_session
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.errors import InvalidOrder, StoreConflict
+from crypto_bot.domain.markets import Market, Side
+from crypto_bot.domain.orders import Balance, OrderStatus
 from tests.integration.conftest import TemplateTable
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

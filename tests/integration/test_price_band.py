@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.aws.dynamodb_store import DynamoDBStore
-from crypto_bot.aws.paper_state import PaperStateStore
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.local.aws import LocalStack, local_stack
+from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.adapters.aws.paper_state import PaperStateStore
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot_tools.local.aws import LocalStack, local_stack
 from tests.conftest import ROOT, paper_environment
 
 HELD = D("0.15833333")  # 95% of 10,000 at 60,000, in 1e-8 lots (boost, IncrementPct 0)

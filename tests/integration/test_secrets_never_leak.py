@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from crypto_bot.errors import AuthenticationFailed
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.local.aws import local_stack
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.errors import AuthenticationFailed
+from crypto_bot_tools.local.aws import local_stack
 from tests.conftest import ROOT
 from tests.faults.harness import BTC_BUY, ETH_BUY, Case, environment
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.aws import runtime as runtime_module
-from crypto_bot.aws.dynamodb_store import DynamoDBStore
-from crypto_bot.local.aws import LocalStack, load_template, local_stack
-from crypto_bot.store import SignalStatus
+from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.engine.records import SignalStatus
+from crypto_bot.entrypoints import runtime as runtime_module
+from crypto_bot_tools.local.aws import LocalStack, load_template, local_stack
 from tests.conftest import ROOT, load_event, paper_environment
 
 BTC_BUY: dict[str, Any] = load_event("alerts/readme_example.jsonl")[0]

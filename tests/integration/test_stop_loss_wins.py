@@ -12,9 +12,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from crypto_bot.aws.dynamodb_store import DynamoDBStore
-from crypto_bot.local.aws import LocalStack
-from crypto_bot.store import SignalRecord
+from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.engine.records import SignalRecord
+from crypto_bot_tools.local.aws import LocalStack
 from tests.conftest import AlertClock
 from tests.integration import test_trade_cycle
 from tests.integration.test_trade_cycle import BTC_BOUGHT, portfolio, queue_alert, run

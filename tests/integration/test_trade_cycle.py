@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.aws.dynamodb_store import DynamoDBStore
-from crypto_bot.aws.paper_state import PaperStateStore
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.cycle import equity_and_positions
-from crypto_bot.errors import InsufficientFunds, RateLimited
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.local.aws import LocalStack, load_template, local_stack
-from crypto_bot.replay import ReplayOptions, replay
-from crypto_bot.store import IntentStatus
+from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.adapters.aws.paper_state import PaperStateStore
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.errors import InsufficientFunds, RateLimited
+from crypto_bot.engine.records import IntentStatus
+from crypto_bot_tools.cycle import equity_and_positions
+from crypto_bot_tools.local.aws import LocalStack, load_template, local_stack
+from crypto_bot_tools.replay import ReplayOptions, replay
 from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 
 README_ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")

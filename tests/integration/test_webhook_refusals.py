@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from crypto_bot.aws.sqs_intake import Refusal, drain_queue
-from crypto_bot.store import MemoryStore
-from crypto_bot.workflow import MAX_ALERT_CHARS
+from crypto_bot.adapters.aws.sqs_intake import Refusal, drain_queue
+from crypto_bot.adapters.memory import MemoryStore
+from crypto_bot.engine.workflow import MAX_ALERT_CHARS
 
 RECEIVED = datetime(2024, 8, 10, 2, 31, tzinfo=UTC)
 

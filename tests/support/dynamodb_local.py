@@ -31,8 +31,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from crypto_bot.aws.dynamodb_store import batch_write
-from crypto_bot.local.aws import LocalStack, _LambdaRouter, _StackBuilder, load_template
+from crypto_bot.adapters.aws.dynamodb_store import batch_write
+from crypto_bot_tools.local.aws import LocalStack, _LambdaRouter, _StackBuilder, load_template
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 INSTALL_DIR: Final = ROOT / ".cache" / "dynamodb-local"

@@ -5,7 +5,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from crypto_bot.allocation import (
+from crypto_bot.adapters.paper.exchange import default_market
+from crypto_bot.domain.allocation import (
     PlanContext,
     SignalStatus,
     net_signals,
@@ -14,12 +15,11 @@ from crypto_bot.allocation import (
     precedence_order,
     size_entries,
 )
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.exchanges.paper import default_market
-from crypto_bot.ledger import Ledger
-from crypto_bot.markets import Side
-from crypto_bot.orders import Purpose
-from crypto_bot.signals import Signal, dedupe_key
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.ledger import Ledger
+from crypto_bot.domain.markets import Side
+from crypto_bot.domain.orders import Purpose
+from crypto_bot.domain.signals import Signal, dedupe_key
 
 T0 = datetime(2024, 8, 10, 2, 0, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 """The webhook's API Gateway, emulated from template.yaml: one request in, status and body out.
 
 No AWS here: the SQS call is a recording fake and the authorizer runs the webhook
-authorizer's own decision on a constant token (crypto_bot.aws.webhook_auth).
+authorizer's own decision on a constant token (crypto_bot.entrypoints.webhook_auth).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any, Final
 
 import pytest
 
-from crypto_bot.aws.webhook_auth import Unauthorized
-from crypto_bot.local.api_gateway import (
+from crypto_bot.engine.workflow import MAX_ALERT_CHARS
+from crypto_bot.entrypoints.webhook_auth import Unauthorized
+from crypto_bot_tools.local.api_gateway import (
     PAYLOAD_LIMIT,
     ApiGatewayEmulator,
     AuthorizerFailed,
@@ -31,8 +32,7 @@ from crypto_bot.local.api_gateway import (
     substitute,
     token_authorizer,
 )
-from crypto_bot.local.aws import TemplateError, load_template
-from crypto_bot.workflow import MAX_ALERT_CHARS
+from crypto_bot_tools.local.aws import TemplateError, load_template
 from tests.conftest import EVENTS, ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")

@@ -6,12 +6,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.exchanges.paper import PaperExchange, default_market
-from crypto_bot.markets import Side
-from crypto_bot.orders import ExchangeOrder, Fee, OrderIntent, Purpose, intent_id
-from crypto_bot.store import IntentRecord, MemoryStore, Phase
-from crypto_bot.workflow import Workflow, WorkflowSettings
+from crypto_bot.adapters.memory import MemoryStore
+from crypto_bot.adapters.paper.exchange import PaperExchange, default_market
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.markets import Side
+from crypto_bot.domain.orders import ExchangeOrder, Fee, OrderIntent, Purpose, intent_id
+from crypto_bot.engine.records import IntentRecord, Phase
+from crypto_bot.engine.workflow import Workflow, WorkflowSettings
 
 T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
 CONFIG = StrategyConfig.from_mapping(

@@ -29,7 +29,20 @@ import urllib3  # noqa: F401
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from crypto_bot.errors import (
+from crypto_bot.adapters.ccxt import exchange as ccxt_exchange
+from crypto_bot.adapters.ccxt.exchange import (
+    DECIMAL_PLACES,
+    DEFAULT_RETRY,
+    SIGNIFICANT_DIGITS,
+    TICK_SIZE,
+    CcxtExchange,
+    SentOrder,
+    load_exchange_class,
+    market_from_ccxt,
+    order_from_ccxt,
+    translate_error,
+)
+from crypto_bot.domain.errors import (
     AuthenticationFailed,
     BadSymbol,
     ExchangeError,
@@ -44,23 +57,10 @@ from crypto_bot.errors import (
     RequestTimeout,
     UnsupportedExchange,
 )
-from crypto_bot.exchanges import ccxt_exchange
-from crypto_bot.exchanges.ccxt_exchange import (
-    DECIMAL_PLACES,
-    DEFAULT_RETRY,
-    SIGNIFICANT_DIGITS,
-    TICK_SIZE,
-    CcxtExchange,
-    SentOrder,
-    load_exchange_class,
-    market_from_ccxt,
-    order_from_ccxt,
-    translate_error,
-)
-from crypto_bot.markets import Market, Side
-from crypto_bot.orders import Balance, ExchangeOrder, Fee, OrderStatus
-from crypto_bot.ports import Exchange
-from crypto_bot.retry import NO_RETRY, RetryPolicy
+from crypto_bot.domain.markets import Market, Side
+from crypto_bot.domain.orders import Balance, ExchangeOrder, Fee, OrderStatus
+from crypto_bot.engine.ports import Exchange
+from crypto_bot.engine.retry import NO_RETRY, RetryPolicy
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ccxt"
 
@@ -236,7 +236,7 @@ def test_load_exchange_class_imports_only_the_chosen_exchange_module() -> None:
     result = _run_python(
         """
         import sys
-        from crypto_bot.exchanges.ccxt_exchange import load_exchange_class
+        from crypto_bot.adapters.ccxt.exchange import load_exchange_class
         assert "ccxt" not in sys.modules, "importing the adapter must not import ccxt"
         cls = load_exchange_class("binance")
         exchanges = sorted(
@@ -250,7 +250,7 @@ def test_load_exchange_class_imports_only_the_chosen_exchange_module() -> None:
         instance = cls({"apiKey": "k", "secret": "s"})
         assert instance.id == "binance"
         assert instance.amount_to_precision is not None
-        from crypto_bot.exchanges.ccxt_exchange import translate_error
+        from crypto_bot.adapters.ccxt.exchange import translate_error
         import ccxt.base.errors as errors
         assert translate_error(errors.OrderNotFound("x")).__name__ == "OrderNotFound"
         assert "ccxt.bybit" not in sys.modules
@@ -265,7 +265,7 @@ def test_load_exchange_class_uses_the_real_package_when_it_is_already_imported()
     result = _run_python(
         """
         import ccxt
-        from crypto_bot.exchanges.ccxt_exchange import load_exchange_class
+        from crypto_bot.adapters.ccxt.exchange import load_exchange_class
         assert load_exchange_class("kraken") is ccxt.kraken
         print("ok")
         """

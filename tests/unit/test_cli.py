@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto_bot.cli import main
+from crypto_bot_tools.cli import main
 from tests.conftest import EVENTS, ROOT
 
 ALERTS = str(EVENTS / "alerts" / "readme_example.jsonl")

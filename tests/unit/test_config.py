@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from crypto_bot.config import ExecutionMode, Settings, StrategyConfig
-from crypto_bot.errors import ConfigError
+from crypto_bot.domain.config import ExecutionMode, Settings, StrategyConfig
+from crypto_bot.domain.errors import ConfigError
 
 
 def entry(symbol: str = "BTC/USD", base: str = "BTC", pct: object = 0.2) -> dict[str, object]:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from crypto_bot import costs
-from crypto_bot.cli import main
-from crypto_bot.costs import PRICES, Profile, Workload, estimate, estimate_seed, money
-from crypto_bot.errors import ConfigError
-from crypto_bot.timeframe import Timeframe
+from crypto_bot.domain.errors import ConfigError
+from crypto_bot.domain.timeframe import Timeframe
+from crypto_bot_tools import costs
+from crypto_bot_tools.cli import main
+from crypto_bot_tools.costs import PRICES, Profile, Workload, estimate, estimate_seed, money
 
 
 def cycle(**overrides: Any) -> dict[str, Any]:

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.allocation import SignalStatus
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.store import MemoryStore
-from crypto_bot.timeframe import Timeframe, tradingview_interval_seconds
-from crypto_bot.workflow import Intake, Workflow, WorkflowSettings
+from crypto_bot.adapters.memory import MemoryStore
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.allocation import SignalStatus
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.timeframe import Timeframe, tradingview_interval_seconds
+from crypto_bot.engine.workflow import Intake, Workflow, WorkflowSettings
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 CONFIG = StrategyConfig.from_mapping(

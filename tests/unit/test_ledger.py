@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
-from crypto_bot.config import Strategy
-from crypto_bot.ledger import Ledger
-from crypto_bot.markets import Market, Side
-from crypto_bot.orders import Balance, Fee
+from crypto_bot.domain.config import Strategy
+from crypto_bot.domain.ledger import Ledger
+from crypto_bot.domain.markets import Market, Side
+from crypto_bot.domain.orders import Balance, Fee
 
 T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
 BTC = Strategy(key="BTCUSD", symbol="BTC/USD", base="BTC", quote="USD", percentage=D("0.2"))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from crypto_bot.cli import main
-from crypto_bot.local.cli import DEMO_EXTRA_ALERTS, demo_steps
-from crypto_bot.local.server import LocalServer, LocalSettings
+from crypto_bot_tools.cli import main
+from crypto_bot_tools.local.cli import DEMO_EXTRA_ALERTS, demo_steps
+from crypto_bot_tools.local.server import LocalServer, LocalSettings
 from tests.conftest import ROOT, load_event
 
 README_ALERTS = load_event("alerts/readme_example.jsonl")
@@ -101,7 +101,7 @@ def test_csv_prices_file_is_read_and_checked_at_start(tmp_path: Path, capsys: py
 
 def test_the_cli_does_not_load_aws_libraries_until_local_runs() -> None:
     code = (
-        "import sys, crypto_bot.cli as cli; cli.build_parser();"
+        "import sys, crypto_bot_tools.cli as cli; cli.build_parser();"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'moto', 'boto3', 'botocore', 'yaml', 'airspeed'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

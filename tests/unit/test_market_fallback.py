@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.errors import InsufficientFunds, InvalidOrder, RequestTimeout, UnsupportedExchange
-from crypto_bot.exchanges.paper import Fault, PaperExchange, default_market
-from crypto_bot.markets import Side
-from crypto_bot.orders import ExchangeOrder, Fee, OrderIntent, OrderStatus, Purpose, intent_id
-from crypto_bot.store import CycleRecord, IntentRecord, IntentStatus, MemoryStore, Phase
-from crypto_bot.workflow import Workflow, WorkflowSettings, _signal_outcome
+from crypto_bot.adapters.memory import MemoryStore
+from crypto_bot.adapters.paper.exchange import Fault, PaperExchange, default_market
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.errors import InsufficientFunds, InvalidOrder, RequestTimeout, UnsupportedExchange
+from crypto_bot.domain.markets import Side
+from crypto_bot.domain.orders import ExchangeOrder, Fee, OrderIntent, OrderStatus, Purpose, intent_id
+from crypto_bot.engine.records import CycleRecord, IntentRecord, IntentStatus, Phase
+from crypto_bot.engine.workflow import Workflow, WorkflowSettings, _signal_outcome
 from tests.unit.test_ccxt_exchange import CID, Venue, ccxt_errors, make_venue, venue_data
 
 T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)

@@ -24,12 +24,12 @@ from unittest.mock import patch
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-import crypto_bot.replay
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.markets import Market
-from crypto_bot.replay import CycleResult, ReplayOptions, replay
-from crypto_bot.timeframe import Schedule, Timeframe
+import crypto_bot_tools.replay
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.markets import Market
+from crypto_bot.domain.timeframe import Schedule, Timeframe
+from crypto_bot_tools.replay import CycleResult, ReplayOptions, replay
 from tests.model.reference import ModelAlert, ModelMarket, Snapshot, simulate
 
 CASH = 10000
@@ -155,7 +155,7 @@ def _engine_cycles(scenario: Scenario, mode: ExecutionMode) -> list[CycleResult]
     )
     # ReplayOptions has no fee mode: the replay's paper venue is built with the one asked for.
     fee_mode: Literal["received", "quote"] = "received" if scenario.fee_in_base else "quote"
-    with patch.object(crypto_bot.replay, "PaperExchange", partial(PaperExchange, fee_mode=fee_mode)):
+    with patch.object(crypto_bot_tools.replay, "PaperExchange", partial(PaperExchange, fee_mode=fee_mode)):
         result = replay(scenario.payloads(), scenario.config(), options)
     assert not result.rejected, [r.reason() for r in result.rejected]
     return result.cycles

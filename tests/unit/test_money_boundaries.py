@@ -14,7 +14,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from crypto_bot.allocation import (
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.allocation import (
     EntryPlan,
     Plan,
     PlanContext,
@@ -24,15 +25,14 @@ from crypto_bot.allocation import (
     plan_exits,
     size_entries,
 )
-from crypto_bot.config import ExecutionMode, Strategy, StrategyConfig
-from crypto_bot.errors import InsufficientFunds
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.ledger import Ledger, LedgerEntry, Position
-from crypto_bot.markets import Market, Side, split_symbol
-from crypto_bot.money import plain
-from crypto_bot.orders import Fee, OrderStatus
-from crypto_bot.signals import Desired, Signal, dedupe_key
-from crypto_bot.sizing import Sized, affordable_amount, buy_cost_with_fee, limit_price, size_buy, size_sell
+from crypto_bot.domain.config import ExecutionMode, Strategy, StrategyConfig
+from crypto_bot.domain.errors import InsufficientFunds
+from crypto_bot.domain.ledger import Ledger, LedgerEntry, Position
+from crypto_bot.domain.markets import Market, Side, split_symbol
+from crypto_bot.domain.money import plain
+from crypto_bot.domain.orders import Fee, OrderStatus
+from crypto_bot.domain.signals import Desired, Signal, dedupe_key
+from crypto_bot.domain.sizing import Sized, affordable_amount, buy_cost_with_fee, limit_price, size_buy, size_sell
 
 T0 = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
 BTC = Strategy(key="BTCUSD", symbol="BTC/USD", base="BTC", quote="USD", percentage=D("0.2"))

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from crypto_bot.errors import BadSymbol, ConfigError, InsufficientFunds, InvalidOrder, OrderNotFound
-from crypto_bot.exchanges.paper import CsvPrices, PaperExchange, default_market, load_markets_file
-from crypto_bot.markets import Side
-from crypto_bot.orders import OrderStatus
-from crypto_bot.signals import parse_time
+from crypto_bot.adapters.paper.exchange import CsvPrices, PaperExchange, default_market, load_markets_file
+from crypto_bot.domain.errors import BadSymbol, ConfigError, InsufficientFunds, InvalidOrder, OrderNotFound
+from crypto_bot.domain.markets import Side
+from crypto_bot.domain.orders import OrderStatus
+from crypto_bot.domain.signals import parse_time
 
 
 @pytest.fixture
@@ -143,8 +143,8 @@ def test_price_feed_makes_a_live_dry_run_and_fills_crossed_orders() -> None:
 
 
 def test_injected_faults_fire_once_per_count(paper: PaperExchange) -> None:
-    from crypto_bot.errors import RateLimited
-    from crypto_bot.exchanges.paper import Fault
+    from crypto_bot.adapters.paper.exchange import Fault
+    from crypto_bot.domain.errors import RateLimited
 
     paper.faults.append(Fault("fetch_balances", RateLimited("429"), times=2))
     for _ in range(2):

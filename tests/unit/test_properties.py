@@ -10,15 +10,16 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.cycle import Engine
-from crypto_bot.exchanges.paper import PaperExchange, default_market
-from crypto_bot.markets import Side
-from crypto_bot.orders import ExchangeOrder
-from crypto_bot.retry import NO_RETRY
-from crypto_bot.signals import parse_signal
-from crypto_bot.store import IntentStatus, MemoryStore
-from crypto_bot.workflow import Workflow, WorkflowSettings
+from crypto_bot.adapters.memory import MemoryStore
+from crypto_bot.adapters.paper.exchange import PaperExchange, default_market
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.markets import Side
+from crypto_bot.domain.orders import ExchangeOrder
+from crypto_bot.domain.signals import parse_signal
+from crypto_bot.engine.records import IntentStatus
+from crypto_bot.engine.retry import NO_RETRY
+from crypto_bot.engine.workflow import Workflow, WorkflowSettings
+from crypto_bot_tools.cycle import Engine
 
 KEYS = ["AAA", "BBB", "CCC", "DDD"]
 START = datetime(2024, 1, 1, 0, 1, tzinfo=UTC)

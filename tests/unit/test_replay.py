@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.exchanges.paper import CsvPrices
-from crypto_bot.markets import Market
-from crypto_bot.replay import ReplayOptions, ReplayResult, read_alerts, replay, summarize
+from crypto_bot.adapters.paper.exchange import CsvPrices
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.markets import Market
+from crypto_bot_tools.replay import ReplayOptions, ReplayResult, read_alerts, replay, summarize
 from tests.conftest import load_event
 
 README_ALERTS = load_event("alerts/readme_example.jsonl")

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from crypto_bot.errors import InvalidOrder, RateLimited, TransientExchangeError
-from crypto_bot.retry import RetryPolicy, call_with_retry
+from crypto_bot.domain.errors import InvalidOrder, RateLimited, TransientExchangeError
+from crypto_bot.engine.retry import RetryPolicy, call_with_retry
 
 
 def failing(errors: list[Exception]) -> tuple[list[int], Callable[[], str]]:

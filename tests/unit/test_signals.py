@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.config import StrategyConfig
-from crypto_bot.errors import FieldProblem, SignalRejected
-from crypto_bot.markets import Side
-from crypto_bot.signals import Desired, is_stop_loss_comment, parse_signal
+from crypto_bot.domain.config import StrategyConfig
+from crypto_bot.domain.errors import FieldProblem, SignalRejected
+from crypto_bot.domain.markets import Side
+from crypto_bot.domain.signals import Desired, is_stop_loss_comment, parse_signal
 
 
 def alert(**overrides: Any) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from crypto_bot.markets import Market, Side
-from crypto_bot.sizing import buy_cost_with_fee, limit_price, size_buy, size_sell
+from crypto_bot.domain.markets import Market, Side
+from crypto_bot.domain.sizing import buy_cost_with_fee, limit_price, size_buy, size_sell
 
 
 def market(**overrides: D) -> Market:

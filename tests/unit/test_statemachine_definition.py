@@ -11,8 +11,8 @@ from typing import Any
 import botocore.session
 import pytest
 
-from crypto_bot import errors
-from crypto_bot.local.aws import load_template
+from crypto_bot.domain import errors
+from crypto_bot_tools.local.aws import load_template
 from tests.conftest import ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crypto_bot.timeframe import Schedule, Timeframe
+from crypto_bot.domain.timeframe import Schedule, Timeframe
 
 
 def at(text: str) -> datetime:

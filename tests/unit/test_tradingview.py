@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crypto_bot.config import StrategyConfig
-from crypto_bot.errors import MISSING, FieldProblem, InputError
-from crypto_bot.signals import parse_signal
-from crypto_bot.tradingview import MAX_PROBLEMS, alerts_from_trade_list
+from crypto_bot.domain.config import StrategyConfig
+from crypto_bot.domain.errors import MISSING, FieldProblem, InputError
+from crypto_bot.domain.signals import parse_signal
+from crypto_bot_tools.tradingview import MAX_PROBLEMS, alerts_from_trade_list
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tradingview"
 NEW_EXPORT = FIXTURES / "BTCUSD_list_of_trades.csv"

@@ -1,4 +1,4 @@
-"""The webhook's REQUEST authorizer: functions/authorizer/app.py over crypto_bot.aws.webhook_auth, with no AWS."""
+"""The webhook's REQUEST authorizer: functions/authorizer/app.py over crypto_bot.entrypoints.webhook_auth, no AWS."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 import aws_lambda_powertools.utilities.parameters  # noqa: F401
 import pytest
 
-from crypto_bot.aws import webhook_auth
+from crypto_bot.entrypoints import webhook_auth
 from tests.conftest import ROOT, load_event
 
 APP = ROOT / "functions" / "authorizer" / "app.py"

@@ -1,11 +1,11 @@
 """The webhook in template.yaml, checked offline: its mapping templates, responses and security settings.
 
-The mapping templates are rendered by crypto_bot.local.api_gateway, which runs airspeed
+The mapping templates are rendered by crypto_bot_tools.local.api_gateway, which runs airspeed
 (Python Velocity) against objects that behave like API Gateway's ``$input``, ``$util`` and
 ``$context``, with Java's String methods emulated and the ``regex`` module standing in for
 java.util.regex (it reads ``\\p{L}``, possessive quantifiers and ``\\uXXXX`` the same way).
 The webhook validates nothing but the size: every other body is queued for the core
-(crypto_bot.signals.parse_signal), the source of truth, and these tests hold the template's
+(crypto_bot.domain.signals.parse_signal), the source of truth, and these tests hold the template's
 routing of stop losses to the core's own decision.
 """
 
@@ -26,11 +26,14 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto_bot.aws.steps import metrics_of
-from crypto_bot.config import DEFAULT_STOP_LOSS_PATTERN, ExecutionMode, Settings, StrategyConfig
-from crypto_bot.errors import SignalRejected
-from crypto_bot.exchanges.paper import PaperExchange
-from crypto_bot.local.api_gateway import (
+from crypto_bot.adapters.memory import MemoryStore
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.config import DEFAULT_STOP_LOSS_PATTERN, ExecutionMode, Settings, StrategyConfig
+from crypto_bot.domain.errors import SignalRejected
+from crypto_bot.domain.signals import parse_signal
+from crypto_bot.engine.workflow import MAX_ALERT_CHARS, Workflow, WorkflowSettings
+from crypto_bot.entrypoints.steps import metrics_of
+from crypto_bot_tools.local.api_gateway import (
     DEFAULT_STATUS,
     SqsRequest,
     Util,
@@ -40,10 +43,7 @@ from crypto_bot.local.api_gateway import (
     render,
     substitute,
 )
-from crypto_bot.local.aws import TemplateError, load_template
-from crypto_bot.signals import parse_signal
-from crypto_bot.store import MemoryStore
-from crypto_bot.workflow import MAX_ALERT_CHARS, Workflow, WorkflowSettings
+from crypto_bot_tools.local.aws import TemplateError, load_template
 from tests.conftest import EVENTS, ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -124,7 +124,7 @@ def template_is_stop(comment: str, definition: WebhookDefinition = WEBHOOK) -> b
 
 
 def core_is_stop(comment: str, pattern: str = DEFAULT_STOP_LOSS_PATTERN) -> bool:
-    """Decide as the core does: STOP_LOSS_PATTERN, as crypto_bot.config.Settings compiles it, searched."""
+    """Decide as the core does: STOP_LOSS_PATTERN, as crypto_bot.domain.config.Settings compiles it, searched."""
     settings = Settings.from_env({"EXCHANGE_NAME": "binance", "TIMEFRAME": "8h", "STOP_LOSS_PATTERN": pattern})
     return settings.stop_loss_regex.search(comment) is not None
 
@@ -146,7 +146,7 @@ def integration_response(request: SqsRequest, sqs_status: int, sqs_body: str = "
 
 
 def core_accepts(body: str) -> bool:
-    """Say whether crypto_bot.signals.parse_signal takes the body (the source of truth)."""
+    """Say whether crypto_bot.domain.signals.parse_signal takes the body (the source of truth)."""
     try:
         parse_signal(json.loads(body), CONFIG)
     except (ValueError, SignalRejected):
@@ -304,7 +304,7 @@ def test_a_body_that_is_no_alert_is_queued_whole_for_the_core_to_reject(body: st
 
 
 def test_an_empty_body_reaches_the_queue_as_an_empty_object() -> None:
-    # API Gateway renders a missing body as {} (crypto_bot.local.api_gateway.Input cites the recording).
+    # API Gateway renders a missing body as {} (crypto_bot_tools.local.api_gateway.Input cites the recording).
     assert integration_request("").form == send_message("{}")
 
 

@@ -10,8 +10,10 @@ from decimal import Decimal as D
 
 import pytest
 
-from crypto_bot.config import ExecutionMode, StrategyConfig
-from crypto_bot.errors import (
+from crypto_bot.adapters.memory import MemoryStore
+from crypto_bot.adapters.paper.exchange import Fault, PaperExchange, default_market
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.errors import (
     AuthenticationFailed,
     ExchangeError,
     ExchangeNetworkError,
@@ -20,12 +22,11 @@ from crypto_bot.errors import (
     RateLimited,
     RequestTimeout,
 )
-from crypto_bot.exchanges.paper import Fault, PaperExchange, default_market
-from crypto_bot.markets import Side
-from crypto_bot.orders import ExchangeOrder, OrderIntent, OrderStatus, Purpose, intent_id
-from crypto_bot.retry import RetryPolicy
-from crypto_bot.store import CycleRecord, IntentRecord, IntentStatus, MemoryStore, Phase
-from crypto_bot.workflow import Workflow, WorkflowSettings
+from crypto_bot.domain.markets import Side
+from crypto_bot.domain.orders import ExchangeOrder, OrderIntent, OrderStatus, Purpose, intent_id
+from crypto_bot.engine.records import CycleRecord, IntentRecord, IntentStatus, Phase
+from crypto_bot.engine.retry import RetryPolicy
+from crypto_bot.engine.workflow import Workflow, WorkflowSettings
 from tests.support.clock import T0, Clock
 
 CONFIG = StrategyConfig.from_mapping(

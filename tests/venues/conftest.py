@@ -21,14 +21,14 @@ import pytest
 # The invariants helper asserts with plain `assert`; let pytest explain its failures.
 pytest.register_assert_rewrite("tests.venues.invariants")
 
-from crypto_bot.config import ExecutionMode, StrategyConfig  # noqa: E402
-from crypto_bot.cycle import CycleReport, Engine  # noqa: E402
-from crypto_bot.exchanges.ccxt_exchange import CcxtExchange  # noqa: E402
-from crypto_bot.ports import Exchange  # noqa: E402
-from crypto_bot.retry import RetryPolicy  # noqa: E402
-from crypto_bot.signals import parse_signal  # noqa: E402
-from crypto_bot.store import MemoryStore  # noqa: E402
-from crypto_bot.workflow import Workflow, WorkflowSettings  # noqa: E402
+from crypto_bot.adapters.ccxt.exchange import CcxtExchange  # noqa: E402
+from crypto_bot.adapters.memory import MemoryStore  # noqa: E402
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig  # noqa: E402
+from crypto_bot.domain.signals import parse_signal  # noqa: E402
+from crypto_bot.engine.ports import Exchange  # noqa: E402
+from crypto_bot.engine.retry import RetryPolicy  # noqa: E402
+from crypto_bot.engine.workflow import Workflow, WorkflowSettings  # noqa: E402
+from crypto_bot_tools.cycle import CycleReport, Engine  # noqa: E402
 from tests.faults.report import measured_line, write_section  # noqa: E402
 from tests.support.clock import Clock  # noqa: E402
 from tests.venues.binance import API_KEY as BINANCE_KEY  # noqa: E402

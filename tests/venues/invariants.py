@@ -10,7 +10,7 @@ adapter cannot hide a bug in the books:
 * no duplicate order on the venue: no two accepted orders share a client order id,
   every one of them is an attempt of an intent the store knows, and no intent has two
   orders for the same attempt (client ids are ``cb<intent[:24]>a<attempt>``,
-  :meth:`crypto_bot.orders.OrderIntent.client_order_id`);
+  :meth:`crypto_bot.domain.orders.OrderIntent.client_order_id`);
 * nothing is left working: no open order on the venue, every intent done;
 * every signal has a terminal status and a reason.
 
@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Protocol
 
-from crypto_bot.config import StrategyConfig
-from crypto_bot.orders import Balance
-from crypto_bot.store import Store
+from crypto_bot.domain.config import StrategyConfig
+from crypto_bot.domain.orders import Balance
+from crypto_bot.engine.ports import Store
 
 ZERO = Decimal(0)
 SIGNAL_LIMIT = 10_000  # far more signals than any scenario sends: all of them are read

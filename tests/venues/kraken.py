@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
-from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
-from crypto_bot.retry import RetryPolicy
+from crypto_bot.adapters.ccxt.exchange import CcxtExchange
+from crypto_bot.engine.retry import RetryPolicy
 from tests.venues.http import Handler, Request, Response, VenueServer
 
 ZERO: Final = Decimal(0)

@@ -25,9 +25,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from crypto_bot.allocation import SignalStatus
-from crypto_bot.config import StrategyConfig
-from crypto_bot.errors import (
+from crypto_bot.adapters.ccxt.exchange import CcxtExchange
+from crypto_bot.adapters.memory import MemoryStore
+from crypto_bot.domain.allocation import SignalStatus
+from crypto_bot.domain.config import StrategyConfig
+from crypto_bot.domain.errors import (
     AuthenticationFailed,
     BadSymbol,
     ExchangeError,
@@ -39,10 +41,9 @@ from crypto_bot.errors import (
     RateLimited,
     RequestTimeout,
 )
-from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
-from crypto_bot.markets import Side
-from crypto_bot.orders import Fee, OrderStatus
-from crypto_bot.store import IntentStatus, MemoryStore
+from crypto_bot.domain.markets import Side
+from crypto_bot.domain.orders import Fee, OrderStatus
+from crypto_bot.engine.records import IntentStatus
 from tests.venues.binance import (
     API_KEY,
     BTCUSDT,

@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from crypto_bot.allocation import SignalStatus
-from crypto_bot.config import StrategyConfig
-from crypto_bot.errors import (
+from crypto_bot.adapters.ccxt.exchange import CcxtExchange
+from crypto_bot.domain.allocation import SignalStatus
+from crypto_bot.domain.config import StrategyConfig
+from crypto_bot.domain.errors import (
     AuthenticationFailed,
     BadSymbol,
     ExchangeError,
@@ -28,11 +29,10 @@ from crypto_bot.errors import (
     RateLimited,
     TransientExchangeError,
 )
-from crypto_bot.exchanges.ccxt_exchange import CcxtExchange
-from crypto_bot.ledger import Position
-from crypto_bot.markets import Side
-from crypto_bot.orders import Fee, OrderStatus
-from crypto_bot.store import IntentStatus
+from crypto_bot.domain.ledger import Position
+from crypto_bot.domain.markets import Side
+from crypto_bot.domain.orders import Fee, OrderStatus
+from crypto_bot.engine.records import IntentStatus
 from tests.venues.conftest import Bot, Clock, alert
 from tests.venues.http import Fault, Response, VenueServer
 from tests.venues.invariants import check_after_scenario

@@ -1,0 +1,1 @@
+"""Adapters: the outside worlds behind the engine's ports (ccxt venues, the paper exchange, AWS)."""

@@ -1,0 +1,1 @@
+"""The ccxt adapter: a real venue behind the Exchange port."""

@@ -1,0 +1,73 @@
+"""The in-memory store adapter: the Store port in a few dicts, for the in-process engine, replay and tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crypto_bot.domain.ledger import Ledger
+from crypto_bot.engine.records import CycleRecord, IntentRecord, SignalRecord
+
+
+class MemoryStore:
+    """A store in a few dicts: for the in-process engine, replay, and tests.
+
+    Records are copied in and out through their dict form, so callers cannot mutate
+    stored state by accident, exactly as with a database.
+    """
+
+    def __init__(self) -> None:
+        self._signals: dict[str, dict[str, Any]] = {}
+        self._cycles: dict[str, dict[str, Any]] = {}
+        self._intents: dict[tuple[str, str], dict[str, Any]] = {}
+        self._ledger: dict[str, Any] = {"positions": {}, "dust": {}}
+        self.audit: list[Any] = []
+
+    def add_signal(self, record: SignalRecord) -> bool:
+        if record.key in self._signals:
+            return False
+        self._signals[record.key] = record.to_dict()
+        return True
+
+    def get_signal(self, key: str) -> SignalRecord | None:
+        data = self._signals.get(key)
+        return SignalRecord.from_dict(data) if data else None
+
+    def put_signal(self, record: SignalRecord) -> None:
+        self._signals[record.key] = record.to_dict()
+
+    def pending_signals(self) -> list[SignalRecord]:
+        pending = [SignalRecord.from_dict(d) for d in self._signals.values() if d["status"] == "received"]
+        return sorted(pending, key=lambda r: (r.time or r.received_at, r.received_at, r.key))
+
+    def recent_signals(self, limit: int = 100) -> list[SignalRecord]:
+        records = sorted((SignalRecord.from_dict(d) for d in self._signals.values()), key=lambda r: r.received_at)
+        return records[-limit:]
+
+    def get_cycle(self, cycle_id: str) -> CycleRecord | None:
+        data = self._cycles.get(cycle_id)
+        return CycleRecord.from_dict(data) if data else None
+
+    def put_cycle(self, record: CycleRecord) -> None:
+        self._cycles[record.cycle_id] = record.to_dict()
+
+    def get_intent(self, cycle_id: str, intent_id: str) -> IntentRecord | None:
+        data = self._intents.get((cycle_id, intent_id))
+        return IntentRecord.from_dict(data) if data else None
+
+    def put_intent(self, record: IntentRecord) -> None:
+        self._intents[(record.intent.cycle_id, record.intent.intent_id)] = record.to_dict()
+
+    def intents(self, cycle_id: str) -> list[IntentRecord]:
+        return [IntentRecord.from_dict(d) for (c, _), d in self._intents.items() if c == cycle_id]
+
+    def load_ledger(self) -> Ledger:
+        return Ledger.from_dict(self._ledger)
+
+    def save_ledger(self, ledger: Ledger) -> None:
+        self._ledger = ledger.to_dict()
+        self.audit.extend(ledger.entries)
+        ledger.entries.clear()
+
+    def book(self, record: IntentRecord, ledger: Ledger) -> None:
+        self.put_intent(record)
+        self.save_ledger(ledger)

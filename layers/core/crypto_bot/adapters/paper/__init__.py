@@ -1,0 +1,1 @@
+"""The paper exchange: a venue emulated in memory for dry runs, replay and tests."""

@@ -1,0 +1,114 @@
+"""Ports: the outside worlds the core talks to, as typing.Protocols.
+
+Adapters live in :mod:`crypto_bot.adapters` (ccxt, paper). The core depends on
+these protocols only, so it never imports a vendor SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Protocol
+
+from crypto_bot.domain.ledger import Ledger
+from crypto_bot.domain.markets import Market, Side
+from crypto_bot.domain.orders import Balance, ExchangeOrder
+from crypto_bot.engine.records import CycleRecord, IntentRecord, SignalRecord
+
+
+class Exchange(Protocol):
+    """The small exchange surface the engine needs.
+
+    Every method raises only :mod:`crypto_bot.domain.errors` exchange errors.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def load_markets(self, symbols: Iterable[str]) -> Mapping[str, Market]:
+        """Return the trading rules of the given symbols; BadSymbol if one is not listed."""
+        ...
+
+    def fetch_balances(self) -> Mapping[str, Balance]:
+        """Return free and locked balances by asset (assets with nothing may be absent)."""
+        ...
+
+    def fetch_last_price(self, symbol: str) -> Decimal:
+        """Return the last traded price of a symbol."""
+        ...
+
+    def create_limit_order(
+        self, symbol: str, side: Side, amount: Decimal, price: Decimal, client_order_id: str
+    ) -> ExchangeOrder:
+        """Place a limit order. Amount and price are already at the market's precision."""
+        ...
+
+    @property
+    def supports_market_orders(self) -> bool:
+        """Say whether :meth:`create_market_order` can be used on this venue."""
+        ...
+
+    def create_market_order(self, symbol: str, side: Side, amount: Decimal, client_order_id: str) -> ExchangeOrder:
+        """Place a market order (the stop-loss fallback); UnsupportedExchange where the venue has none.
+
+        Amount is already at the market's precision. Like a limit placement it is never
+        retried here: a timeout leaves the outcome unknown, to be looked up by client id.
+        """
+        ...
+
+    def fetch_order(self, order_id: str, symbol: str) -> ExchangeOrder:
+        """Read an order by exchange id and symbol (Binance and Bybit need the symbol)."""
+        ...
+
+    def cancel_order(self, order_id: str, symbol: str) -> ExchangeOrder:
+        """Cancel an order and return its state read *after* the cancel (it may have filled)."""
+        ...
+
+    def find_order_by_client_id(self, client_order_id: str, symbol: str) -> ExchangeOrder | None:
+        """Find an order by our client order id, or None if the exchange never got it."""
+        ...
+
+
+class Store(Protocol):
+    """Persistence for signals, cycles, intents and the ledger."""
+
+    def add_signal(self, record: SignalRecord) -> bool:
+        """Insert a signal unless its key exists; return False for a duplicate."""
+        ...
+
+    def get_signal(self, key: str) -> SignalRecord | None: ...
+
+    def put_signal(self, record: SignalRecord) -> None:
+        """Overwrite a signal (status changes)."""
+        ...
+
+    def pending_signals(self) -> list[SignalRecord]:
+        """Signals received and not yet taken by a cycle, oldest first."""
+        ...
+
+    def recent_signals(self, limit: int = 100) -> list[SignalRecord]: ...
+
+    def get_cycle(self, cycle_id: str) -> CycleRecord | None: ...
+
+    def put_cycle(self, record: CycleRecord) -> None: ...
+
+    def get_intent(self, cycle_id: str, intent_id: str) -> IntentRecord | None: ...
+
+    def put_intent(self, record: IntentRecord) -> None: ...
+
+    def intents(self, cycle_id: str) -> list[IntentRecord]: ...
+
+    def load_ledger(self) -> Ledger: ...
+
+    def save_ledger(self, ledger: Ledger) -> None:
+        """Persist the positions and dust, and append the ledger's new entries to the audit trail."""
+        ...
+
+    def book(self, record: IntentRecord, ledger: Ledger) -> None:
+        """Persist an intent together with the ledger changes its fills caused, atomically.
+
+        The intent's stored order states say which fills are booked; if they were written
+        without the ledger (or the other way round) a crash in between would lose a fill
+        or book it twice.
+        """
+        ...

@@ -1,0 +1,721 @@
+"""The trade cycle as steps: intake, open, plan a phase, place, reconcile, finalize.
+
+These functions are the only implementation of a cycle. The deployed Step Functions
+workflow calls them one Lambda per step; the in-process engine (replay, demo) calls
+them in the same order. Every step reads what it needs from the store and writes
+back what it did, so any step can be retried or re-run without trading twice:
+
+* planning a phase twice returns the intents stored the first time;
+* an intent's client order id depends only on its intent id and attempt number,
+  and a placement whose outcome is unknown is looked up on the exchange before it
+  is sent again;
+* fills are booked as the difference between the order's stored state and its
+  fresh state, so reading an order twice books nothing twice.
+
+A stop-loss sell (an exit of an urgent cycle) still unfilled after its last limit
+attempt falls back to a market order, where the exchange takes one. The market
+order is the attempt after the last limit attempt: same client-id scheme, same
+look-up-before-re-sending rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from crypto_bot.domain.allocation import (
+    EntryPlan,
+    Plan,
+    PlanContext,
+    SignalStatus,
+    net_signals,
+    plan_entries,
+    plan_exits,
+    size_entries,
+)
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.errors import MISSING, ExchangeError, FieldProblem, PermanentExchangeError, SignalRejected
+from crypto_bot.domain.ledger import Ledger
+from crypto_bot.domain.markets import Market, Side
+from crypto_bot.domain.money import ZERO, plain
+from crypto_bot.domain.orders import Balance, ExchangeOrder, Fee, OrderIntent, OrderStatus, Purpose, Skipped, intent_id
+from crypto_bot.domain.signals import DEFAULT_STOP_LOSS_REGEX, Signal, parse_signal
+from crypto_bot.domain.sizing import affordable_amount, limit_price
+from crypto_bot.domain.timeframe import Timeframe, tradingview_interval_seconds
+from crypto_bot.engine.ports import Exchange, Store
+from crypto_bot.engine.records import CycleRecord, IntentRecord, IntentStatus, Phase, SignalRecord
+from crypto_bot.engine.retry import NO_RETRY, RetryPolicy, call_with_retry
+
+# TradingView stamps {{timenow}} from its servers' clocks; more than this ahead of ours is not a real alert.
+MAX_CLOCK_SKEW = timedelta(minutes=2)
+
+# The longest alert body accepted. TradingView's alerts are a few hundred characters; a DynamoDB item holds 400 KB.
+MAX_ALERT_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    mode: ExecutionMode
+    increment: Decimal
+    fill_timeout: timedelta = timedelta(seconds=60)  # an order still open this long is cancelled and chased
+    max_reprice_attempts: int = 2  # chases after the first placement
+    max_signal_age: timedelta | None = None  # older signals expire instead of trading
+    stop_loss_regex: re.Pattern[str] = DEFAULT_STOP_LOSS_REGEX
+    retry: RetryPolicy = field(default_factory=lambda: NO_RETRY)  # in-step retries of reads
+    # The stack's timeframe: an alert whose optional `interval` names another chart is refused. None: unchecked.
+    timeframe: Timeframe | None = None
+    max_clock_skew: timedelta = MAX_CLOCK_SKEW  # an alert dated further ahead of the clock is refused
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What became of one received alert."""
+
+    record: SignalRecord
+    duplicate: bool
+
+
+@dataclass
+class Workflow:
+    """The steps of a cycle over one store, one exchange and one strategy config."""
+
+    store: Store
+    exchange: Exchange
+    config: StrategyConfig
+    settings: WorkflowSettings
+    clock: Callable[[], datetime]
+    sleep: Callable[[float], None] = lambda _seconds: None
+    _markets: dict[str, Market] = field(default_factory=dict)
+
+    # -- intake ------------------------------------------------------------------
+
+    def receive(self, body: str | Mapping[str, Any], *, message_id: str | None = None) -> Intake:
+        """Validate and persist one alert, once. A bad alert is stored as rejected with its reason."""
+        now = self.clock()
+        payload: object = body
+        if isinstance(body, str) and len(body) > MAX_ALERT_CHARS:
+            # Found by the webhook fuzzer: a 1 MB alert fits in SQS but not in a DynamoDB item (400 KB), so storing
+            # it raised a StoreError that failed Collect for the whole queue, cycle after cycle. Refuse it here,
+            # keeping only its start.
+            problem = FieldProblem("body", MISSING, f"is {len(body)} characters; an alert may have {MAX_ALERT_CHARS}")
+            return self._reject(body[:200], [problem], message_id)
+        if isinstance(body, str):
+            try:
+                payload = json.loads(body)
+            except (json.JSONDecodeError, RecursionError) as e:
+                reason = f"is not JSON ({e.msg})" if isinstance(e, json.JSONDecodeError) else "is nested too deeply"
+                return self._reject(body[:200], [FieldProblem("body", body[:80], reason)], message_id)
+        if _unencodable(payload):
+            # Found by the webhook fuzzer: JSON may escape a lone surrogate ("\ud800"), which no UTF-8 store or
+            # hash accepts; the alert failed Collect instead of being rejected. It is kept in its escaped form.
+            problem = FieldProblem("body", MISSING, "holds an unpaired surrogate (\\ud800-\\udfff): not valid Unicode")
+            return self._reject(json.dumps(payload, default=str)[:200], [problem], message_id)
+        try:
+            signal = parse_signal(payload, self.config, stop_loss_regex=self.settings.stop_loss_regex)
+        except SignalRejected as e:
+            return self._reject(payload, list(e.problems), message_id)
+        problems = self._implausible(signal, now)
+        if problems:
+            return self._reject(payload, problems, message_id)
+        record = signal_record(signal, now, message_id)
+        added = self.store.add_signal(record)
+        return Intake(record if added else self.store.get_signal(record.key) or record, duplicate=not added)
+
+    def _implausible(self, signal: Signal, now: datetime) -> list[FieldProblem]:
+        """Find what a well-formed alert says that cannot be true here: a future time, another chart's interval."""
+        problems = []
+        ahead = signal.time - now
+        if ahead > self.settings.max_clock_skew:
+            problems.append(
+                FieldProblem(
+                    "time",
+                    signal.payload.get("time"),
+                    f"is {_age(ahead)} ahead of the clock ({now:%Y-%m-%dT%H:%M:%SZ}); "
+                    f"at most {_age(self.settings.max_clock_skew)} of clock skew is accepted",
+                )
+            )
+        timeframe = self.settings.timeframe
+        if signal.interval is not None and timeframe is not None:
+            seconds = tradingview_interval_seconds(signal.interval)
+            if seconds != timeframe.seconds:
+                what = "is not a TradingView interval" if seconds is None else "is another chart's timeframe"
+                problems.append(
+                    FieldProblem(
+                        "interval",
+                        signal.interval,
+                        f"{what}: this stack trades the {timeframe.label} timeframe "
+                        f"({timeframe.seconds // 60} in TradingView's {{{{interval}}}})",
+                    )
+                )
+        return problems
+
+    def _reject(self, payload: object, problems: list[FieldProblem], message_id: str | None) -> Intake:
+        text = payload if isinstance(payload, str) else json.dumps(payload, sort_keys=True, default=str)
+        key = "rejected-" + hashlib.sha256(f"{message_id}|{text}".encode()).hexdigest()[:40]
+        stored: Mapping[str, Any] | str = payload if isinstance(payload, Mapping) else text
+        record = SignalRecord(
+            key=key,
+            status=SignalStatus.REJECTED,
+            received_at=self.clock(),
+            payload=stored,
+            reason="; ".join(str(p) for p in problems),
+            message_id=message_id,
+        )
+        added = self.store.add_signal(record)
+        return Intake(record, duplicate=not added)
+
+    # -- open a cycle ----------------------------------------------------------------
+
+    def open_cycle(self, cycle_id: str, at: datetime, *, urgent: bool) -> CycleRecord:
+        """Take the pending signals and net each strategy's in time order.
+
+        A scheduled cycle takes every pending signal. An urgent cycle takes every pending signal of each
+        strategy that has a stop loss waiting, so a stop decides its strategy together with the entry that
+        arrived before it instead of leaving that entry for the next cycle to buy. A signal older than one
+        a cycle already took for its strategy arrived out of order and is ignored. Opening the same cycle
+        again returns the stored record unchanged.
+        """
+        existing = self.store.get_cycle(cycle_id)
+        if existing is not None:
+            return existing
+        now = self.clock()
+        ledger = self.store.load_ledger()
+        taken: list[SignalRecord] = []
+        for record in cycle_signals(self.store.pending_signals(), urgent=urgent):
+            when = record.time or record.received_at
+            age = now - when
+            strategy = self.config.strategies.get(record.strategy or "")
+            decided = ledger.position(strategy).decided_through if strategy is not None else None
+            if self.settings.max_signal_age is not None and age > self.settings.max_signal_age:
+                record.status, record.cycle_id = SignalStatus.EXPIRED, cycle_id
+                record.reason = f"expired: {_age(age)} old, more than the allowed {_age(self.settings.max_signal_age)}"
+                self.store.put_signal(record)
+                continue
+            if decided is not None and when < decided:
+                record.status, record.cycle_id = SignalStatus.IGNORED, cycle_id
+                record.reason = (
+                    f"out of order: its time {when.isoformat()} is before {decided.isoformat()}, "
+                    "the time of a newer alert that already decided this strategy"
+                )
+                self.store.put_signal(record)
+                continue
+            taken.append(record)
+        signals = [self._signal(r) for r in taken]
+        is_long = {key: ledger.position(s).is_long for key, s in self.config.strategies.items()}
+        netting = net_signals(signals, is_long)
+        for record, outcome in zip(taken, netting.outcomes, strict=True):
+            record.status, record.reason, record.cycle_id = outcome.status, outcome.reason, cycle_id
+            self.store.put_signal(record)
+        for signal in signals:
+            position = ledger.position(self.config[signal.strategy])
+            if position.decided_through is None or signal.time > position.decided_through:
+                ledger.positions[signal.strategy] = replace(position, decided_through=signal.time)
+        if signals:
+            self.store.save_ledger(ledger)
+        cycle = CycleRecord(
+            cycle_id=cycle_id,
+            at=at,
+            urgent=urgent,
+            signal_keys=[r.key for r in taken],
+            exits=list(netting.exits),
+            entries=list(netting.entries),
+            deciding={k: list(v) for k, v in netting.deciding.items()},
+        )
+        if not netting.exits and not netting.entries:
+            cycle.planned_phases = [p.value for p in Phase]
+        self.store.put_cycle(cycle)
+        return cycle
+
+    def _signal(self, record: SignalRecord) -> Signal:
+        if not isinstance(record.payload, Mapping):
+            raise ValueError(f"pending signal {record.key} has no JSON payload")
+        return parse_signal(record.payload, self.config, stop_loss_regex=self.settings.stop_loss_regex)
+
+    # -- plan ------------------------------------------------------------------------
+
+    def plan(self, cycle_id: str, phase: Phase) -> list[str]:
+        """Plan one phase from fresh balances and prices; return the ids of the intents to place.
+
+        Planning a phase that was already planned returns the same intents.
+        """
+        cycle = self._cycle(cycle_id)
+        if phase.value in cycle.planned_phases:
+            return [r.intent.intent_id for r in self.store.intents(cycle_id) if r.phase is phase and _placeable(r)]
+        ledger = self.store.load_ledger()
+        ctx = self._context(cycle, ledger)
+        if phase is Phase.EXITS:
+            plan = plan_exits(cycle.exits, ctx)
+            for skipped in plan.skipped:
+                strategy = self.config[skipped.strategy]
+                ledger.sweep_dust(strategy, self.markets()[strategy.symbol])
+            self.store.save_ledger(ledger)
+        elif phase is Phase.SELL_DOWNS:
+            entry_plan = plan_entries(self.settings.mode, cycle.entries, ctx)
+            cycle.account_value = entry_plan.account_value
+            cycle.precedence = entry_plan.precedence
+            cycle.idle_share = entry_plan.idle_share
+            cycle.targets = dict(entry_plan.targets)
+            cycle.entry_order = list(entry_plan.entries)
+            plan = entry_plan.sell_downs
+        else:
+            plan = size_entries(self._entry_plan(cycle), ctx)
+        records = [IntentRecord(intent=i, phase=phase) for i in plan.intents]
+        records += [_skipped_record(cycle_id, phase, s, ctx) for s in plan.skipped]
+        for record in records:
+            self.store.put_intent(record)
+        cycle.planned_phases.append(phase.value)
+        self.store.put_cycle(cycle)
+        return [r.intent.intent_id for r in records if _placeable(r)]
+
+    def _entry_plan(self, cycle: CycleRecord) -> EntryPlan:
+        return EntryPlan(
+            mode=self.settings.mode,
+            account_value=cycle.account_value or ZERO,
+            precedence=cycle.precedence,
+            idle_share=cycle.idle_share or ZERO,
+            targets=cycle.targets,
+            entries=tuple(cycle.entry_order),
+            sell_downs=Plan((), ()),
+        )
+
+    def _context(self, cycle: CycleRecord, ledger: Ledger) -> PlanContext:
+        balances: Mapping[str, Balance] = self._read(self.exchange.fetch_balances)
+        keys = set(cycle.exits) | set(cycle.entries) | {p.strategy for p in ledger.long_positions()}
+        symbols = sorted({self.config[k].symbol for k in keys if k in self.config.strategies})
+        prices = {s: self._read(partial(self.exchange.fetch_last_price, s)) for s in symbols}
+        return PlanContext(
+            cycle_id=cycle.cycle_id,
+            config=self.config,
+            ledger=ledger,
+            free={asset: b.free for asset, b in balances.items()},
+            total_quote=balances.get(self.config.quote, Balance()).total,
+            markets=self.markets(),
+            prices=prices,
+            increment=self.settings.increment,
+            deciding={k: tuple(v) for k, v in cycle.deciding.items()},
+        )
+
+    def markets(self) -> Mapping[str, Market]:
+        if not self._markets:
+            self._markets.update(self._read(partial(self.exchange.load_markets, self.config.symbols())))
+        return self._markets
+
+    # -- place -----------------------------------------------------------------------
+
+    def place(self, cycle_id: str, intent_id: str) -> IntentRecord:
+        """Send the current attempt of an intent at most once.
+
+        A transient error propagates (the caller retries with backoff); the intent is
+        left marked ``placing`` so the retry looks the order up before sending again.
+        A permanent error marks the intent failed.
+        """
+        record = self.store.get_intent(cycle_id, intent_id)
+        if record is None:
+            raise KeyError(f"cycle {cycle_id} has no intent {intent_id}")
+        if record.status not in (IntentStatus.PLANNED, IntentStatus.PLACING):
+            return record
+        self._place(record)
+        return record
+
+    def _place(self, record: IntentRecord, ledger: Ledger | None = None) -> None:
+        # During reconcile the record may carry fills booked into `ledger` but not yet stored:
+        # every write of it must then carry the ledger too.
+        def save() -> None:
+            if ledger is None:
+                self.store.put_intent(record)
+            else:
+                self.store.book(record, ledger)
+
+        intent = record.intent
+        client_order_id = intent.client_order_id(record.attempt)
+        market_order = self._is_market_attempt(record)
+        order: ExchangeOrder | None = None
+        if record.status is IntentStatus.PLACING:
+            order = self.exchange.find_order_by_client_id(client_order_id, intent.symbol)
+        if order is None:
+            record.status = IntentStatus.PLACING
+            save()
+            try:
+                if market_order:
+                    order = self.exchange.create_market_order(
+                        intent.symbol, intent.side, record.amount, client_order_id
+                    )
+                else:
+                    order = self.exchange.create_limit_order(
+                        intent.symbol, intent.side, record.amount, record.price, client_order_id
+                    )
+            except PermanentExchangeError as e:
+                record.status = IntentStatus.FAILED if not record.filled else IntentStatus.PARTIALLY_FILLED
+                refused = f"exchange refused attempt {record.attempt + 1}: {type(e).__name__}: {e}"
+                record.reason = f"{self._fallback_note()}, but the {refused}" if market_order else refused
+                save()
+                return
+        # Stored order states are what the ledger has booked; fills are booked by reconcile.
+        _remember(record, replace(order, filled=ZERO, cost=ZERO, fees=()))
+        record.status = IntentStatus.OPEN
+        record.placed_at = self.clock()
+        save()
+
+    # -- reconcile -------------------------------------------------------------------
+
+    def reconcile(self, cycle_id: str, phase: Phase, *, budget: timedelta | None = None) -> int:
+        """Check every working intent of a phase: book fills, chase or give up. Return how many still work.
+
+        Each intent is committed together with the ledger changes its fills caused, so a
+        crash between two intents loses nothing and books nothing twice: the next run
+        books only what the stored order states do not yet show.
+
+        With a ``budget``, no new intent is started once it is spent; the ones left count
+        as still working, so the caller's loop comes back for them well inside a Lambda's
+        timeout. Intents not yet placed go first, then those open longest, so none starves.
+        """
+        started = time.monotonic()
+        ledger = self.store.load_ledger()
+        # Only a stop loss may cross the spread at any price: the exits of an urgent cycle.
+        cycle = self.store.get_cycle(cycle_id) if phase is Phase.EXITS else None
+        stop_loss = cycle is not None and cycle.urgent
+        pending = [r for r in self.store.intents(cycle_id) if r.phase is phase and not r.status.is_done]
+        pending.sort(key=lambda r: (r.placed_at is not None, r.placed_at or datetime.min.replace(tzinfo=UTC)))
+        working = advanced = 0
+        for record in pending:
+            # At least one intent per round, so every round makes progress whatever the budget.
+            if budget is not None and advanced and time.monotonic() - started > budget.total_seconds():
+                working += 1
+                continue
+            advanced += 1
+            self._advance(record, ledger, stop_loss=stop_loss)
+            if record.intent.purpose is Purpose.EXIT and record.status.is_done:
+                strategy = self.config[record.intent.strategy]
+                ledger.sweep_dust(strategy, self.markets()[strategy.symbol])
+            self.store.book(record, ledger)
+            working += not record.status.is_done
+        return working
+
+    def _advance(self, record: IntentRecord, ledger: Ledger, *, stop_loss: bool = False) -> None:
+        if record.status in (IntentStatus.PLANNED, IntentStatus.PLACING):
+            self._place(record, ledger)
+            if record.status is not IntentStatus.OPEN:
+                return
+        order = record.current_order
+        if order is None:
+            raise ValueError(f"intent {record.intent.intent_id} is open without an order")
+        symbol = record.intent.symbol
+        fresh = self._read(partial(self.exchange.fetch_order, order.id, symbol))
+        self._book(record, fresh, ledger)
+        if fresh.status is OrderStatus.OPEN:
+            if record.placed_at and self.clock() - record.placed_at < self.settings.fill_timeout:
+                return
+            # The cancel answers with the order as it is afterwards: a fill may have raced it.
+            fresh = self._read(partial(self.exchange.cancel_order, order.id, symbol))
+            self._book(record, fresh, ledger)
+        if fresh.status is OrderStatus.REJECTED and not record.filled:
+            record.status, record.reason = IntentStatus.FAILED, f"order {fresh.id} was rejected by the exchange"
+            return
+        self._after_attempt(record, ledger, stop_loss=stop_loss)
+
+    def _after_attempt(self, record: IntentRecord, ledger: Ledger, *, stop_loss: bool = False) -> None:
+        intent = record.intent
+        market = self.markets()[intent.symbol]
+        remaining = intent.amount - record.filled
+        if remaining <= 0:
+            # A fill that needed the market-order fallback keeps saying so.
+            record.status = IntentStatus.FILLED
+            record.reason = self._fallback_note() if self._is_market_attempt(record) else ""
+            return
+        if self._is_market_attempt(record):
+            self._give_up(record, f"{self._fallback_note()}; {plain(remaining)} {market.base} still unfilled")
+            return
+        if record.attempt >= self.settings.max_reprice_attempts:
+            unfilled = f"{plain(remaining)} {market.base} unfilled after {record.attempt + 1} placements"
+            if stop_loss and intent.side is Side.SELL:
+                self._fall_back_to_market(record, ledger, unfilled)
+            else:
+                self._give_up(record, unfilled)
+            return
+        last = self._read(partial(self.exchange.fetch_last_price, intent.symbol))
+        price = limit_price(last, intent.side, self.settings.increment * (record.attempt + 2), market)
+        amount = market.amount_to_precision(remaining)
+        if intent.side is Side.BUY:
+            # The cancelled order's funds are free again; re-check what they cover at the new price.
+            quote = self._read(self.exchange.fetch_balances).get(market.quote, Balance())
+            amount = min(amount, affordable_amount(quote.free, price, market))
+        reason = market.below_minimum(amount, price)
+        if reason is not None:
+            self._give_up(record, f"remainder {plain(remaining)} {market.base} not re-placed: {reason}")
+            return
+        record.attempt += 1
+        record.amount, record.price = amount, price
+        record.status, record.placed_at = IntentStatus.PLANNED, None
+        self._place(record, ledger)
+
+    def _is_market_attempt(self, record: IntentRecord) -> bool:
+        # The attempts after the last limit attempt are the market-order fallback; deriving
+        # it from the attempt number keeps a PLACING record re-sendable as the same kind.
+        return record.attempt > self.settings.max_reprice_attempts
+
+    def _fallback_note(self) -> str:
+        return f"fell back to a market order after {self.settings.max_reprice_attempts + 1} limit attempts"
+
+    def _fall_back_to_market(self, record: IntentRecord, ledger: Ledger, unfilled: str) -> None:
+        """Sell a stop loss's remainder at market once the limit chases are spent, where the venue allows."""
+        market = self.markets()[record.intent.symbol]
+        if not self.exchange.supports_market_orders:
+            self._give_up(record, f"{unfilled}; {self.exchange.name} takes no market orders to fall back to")
+            return
+        amount = market.amount_to_precision(record.intent.amount - record.filled)
+        last = self._read(partial(self.exchange.fetch_last_price, record.intent.symbol))
+        reason = market.below_minimum(amount, last)
+        if reason is not None:
+            self._give_up(record, f"{unfilled}; no market-order fallback: {reason}")
+            return
+        record.attempt = self.settings.max_reprice_attempts + 1
+        record.amount, record.price = amount, last  # the price is only the reference a market order had
+        record.status, record.placed_at = IntentStatus.PLANNED, None
+        record.reason = self._fallback_note()
+        self._place(record, ledger)
+
+    @staticmethod
+    def _give_up(record: IntentRecord, reason: str) -> None:
+        record.status = IntentStatus.PARTIALLY_FILLED if record.filled else IntentStatus.UNFILLED
+        record.reason = reason + "; the remainder was cancelled"
+
+    def _book(self, record: IntentRecord, fresh: ExchangeOrder, ledger: Ledger) -> None:
+        before = next((o for o in record.orders if o.id == fresh.id), None)
+        filled = fresh.filled - (before.filled if before else ZERO)
+        cost = fresh.cost - (before.cost if before else ZERO)
+        fees = []
+        for currency in sorted({f.currency for f in fresh.fees}):
+            delta = fresh.fee_in(currency) - (before.fee_in(currency) if before else ZERO)
+            if delta:
+                fees.append(Fee(delta, currency))
+        _remember(record, fresh)
+        if filled <= 0 and not fees:
+            return
+        note = ""
+        if filled > 0 and not fresh.fees_reported:
+            # Nothing to book a fee from: say so where the trader looks, and let the drift check show it.
+            note = f"{self.exchange.name} reported no fee for order {fresh.id}; booked without one"
+        ledger.apply_fill(
+            self.config[record.intent.strategy],
+            fresh.side,
+            order_id=fresh.id,
+            filled=filled,
+            cost=cost,
+            fees=fees,
+            at=self.clock(),
+            note=note,
+        )
+        record.filled += filled
+        record.cost += cost
+        record.fees.extend(fees)
+
+    # -- finalize --------------------------------------------------------------------
+
+    def finalize(self, cycle_id: str, *, error: str = "") -> CycleRecord:
+        """Give every signal of the cycle a terminal status and summarize the cycle."""
+        cycle = self._cycle(cycle_id)
+        intents = self.store.intents(cycle_id)
+        if error:
+            intents = [self._abandon(record, error) for record in intents]
+        by_strategy = {r.intent.strategy: r for r in intents if r.intent.purpose is not Purpose.SELL_DOWN}
+        statuses: dict[str, int] = {}
+        for key in cycle.signal_keys:
+            record = self.store.get_signal(key)
+            if record is None:
+                continue
+            if not record.status.is_terminal:
+                intent = by_strategy.get(record.strategy)
+                record.status, record.reason = _signal_outcome(intent, error)
+                self.store.put_signal(record)
+            statuses[record.status.value] = statuses.get(record.status.value, 0) + 1
+        orders: dict[str, int] = {}
+        for r in intents:
+            orders[r.status.value] = orders.get(r.status.value, 0) + 1
+        cycle.status = "failed" if error else "done"
+        cycle.error = error
+        shortfall = self._shortfall()
+        cycle.summary = {
+            "signals": statuses,
+            "orders": orders,
+            # Every order not simply filled, with why: the notification lists them.
+            "notes": {
+                f"{r.intent.strategy} {r.intent.purpose.value}": f"{r.status.value}: {r.reason}"
+                for r in intents
+                if r.reason or r.status is not IntentStatus.FILLED
+            }
+            | {f"drift {asset}": why for asset, why in shortfall.items()},
+            "traded": {r.intent.strategy: f"{r.intent.side.value} {plain(r.filled)}" for r in intents if r.filled},
+            "slippage_bps": {
+                r.intent.strategy: str(slip.quantize(Decimal("0.01")))
+                for r in intents
+                if (slip := r.slippage_bps) is not None
+            },
+        }
+        if shortfall:
+            cycle.summary["drift"] = shortfall
+        self.store.put_cycle(cycle)
+        return cycle
+
+    def _shortfall(self) -> dict[str, str]:
+        """Check the ledger against the account: every asset the account holds less of than the strategies own.
+
+        More coins than the ledger is normal (holdings from before the bot, deposits); fewer means a fill or a
+        fee was booked wrong or coins left the account, and the next exit of that asset would fall short.
+        """
+        try:
+            balances = self._read(self.exchange.fetch_balances)
+        except ExchangeError as e:
+            return {"*": f"not checked: the balances could not be read: {type(e).__name__}: {e}"}
+        ledger = self.store.load_ledger()
+        held = ledger.amounts_by_asset()
+        return {
+            asset: f"the account holds {plain(-difference)} {asset} less than the ledger's {plain(held[asset])}"
+            for asset, difference in ledger.drift(balances).items()
+            if difference < 0
+        }
+
+    def _abandon(self, record: IntentRecord, error: str) -> IntentRecord:
+        """Settle an order a failed cycle leaves working: book its fills, cancel the rest, say why.
+
+        Without this a fill that landed after the last reconcile would be missing from the
+        ledger, and an open order would keep working for a cycle that no longer watches it.
+        If the exchange cannot be reached the intent keeps its status (a redrive continues
+        it) and the reason says so.
+        """
+        if record.status.is_done:
+            return record
+        ledger = self.store.load_ledger()
+        symbol = record.intent.symbol
+        try:
+            markets = self.markets()
+            order = record.current_order
+            if order is None and record.status is IntentStatus.PLACING:
+                client_order_id = record.intent.client_order_id(record.attempt)
+                order = self._read(partial(self.exchange.find_order_by_client_id, client_order_id, symbol))
+            if order is not None:
+                fresh = self._read(partial(self.exchange.fetch_order, order.id, symbol))
+                self._book(record, fresh, ledger)
+                if fresh.status is OrderStatus.OPEN:
+                    self._book(record, self._read(partial(self.exchange.cancel_order, order.id, symbol)), ledger)
+        except ExchangeError as e:
+            record.reason = (
+                f"left {record.status.value} when the cycle failed ({error}); "
+                f"the exchange could not be checked: {type(e).__name__}: {e}"
+            )
+            self.store.book(record, ledger)
+            return record
+        remaining = record.intent.amount - record.filled
+        if remaining <= 0:
+            record.status, record.reason = IntentStatus.FILLED, ""
+        else:
+            record.status = IntentStatus.PARTIALLY_FILLED if record.filled else IntentStatus.FAILED
+            record.reason = f"abandoned when the cycle failed ({error}); the remainder was cancelled"
+        if record.intent.purpose is Purpose.EXIT:
+            strategy = self.config[record.intent.strategy]
+            ledger.sweep_dust(strategy, markets[strategy.symbol])
+        self.store.book(record, ledger)
+        return record
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _cycle(self, cycle_id: str) -> CycleRecord:
+        cycle = self.store.get_cycle(cycle_id)
+        if cycle is None:
+            raise KeyError(f"no cycle {cycle_id}; open it first")
+        return cycle
+
+    def _read[T](self, fn: Callable[[], T]) -> T:
+        return call_with_retry(fn, self.settings.retry, sleep=self.sleep)
+
+
+def cycle_signals(pending: list[SignalRecord], *, urgent: bool) -> list[SignalRecord]:
+    """Choose the pending signals a cycle takes: all of them, or for an urgent cycle those of stopped strategies."""
+    if not urgent:
+        return list(pending)
+    stopped = {r.strategy for r in pending if r.is_stop_loss}
+    return [r for r in pending if r.strategy in stopped]
+
+
+def _unencodable(payload: object) -> bool:
+    """Say whether a parsed alert holds text that UTF-8 cannot encode (a lone surrogate from a JSON escape)."""
+    try:
+        json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):  # not ours to judge here: parse_signal refuses it with a reason
+        return False
+    return False
+
+
+def signal_record(signal: Signal, received_at: datetime, message_id: str | None) -> SignalRecord:
+    """Make the stored form of a validated signal."""
+    return SignalRecord(
+        key=signal.dedupe_key,
+        status=SignalStatus.RECEIVED,
+        received_at=received_at,
+        payload=dict(signal.payload),
+        strategy=signal.strategy,
+        action=signal.action.value,
+        time=signal.time,
+        is_stop_loss=signal.is_stop_loss,
+        message_id=message_id,
+    )
+
+
+def _placeable(record: IntentRecord) -> bool:
+    return record.status is not IntentStatus.SKIPPED
+
+
+def _remember(record: IntentRecord, order: ExchangeOrder) -> None:
+    record.orders = [o for o in record.orders if o.id != order.id] + [order]
+
+
+def _skipped_record(cycle_id: str, phase: Phase, skipped: Skipped, ctx: PlanContext) -> IntentRecord:
+    intent = OrderIntent(
+        intent_id=intent_id(cycle_id, skipped.purpose, skipped.strategy),
+        cycle_id=cycle_id,
+        strategy=skipped.strategy,
+        symbol=skipped.symbol,
+        side=skipped.side,
+        purpose=skipped.purpose,
+        amount=skipped.amount,
+        limit_price=skipped.limit_price,
+        notional=ZERO,
+        signal_keys=tuple(ctx.deciding.get(skipped.strategy, ())),
+    )
+    return IntentRecord(intent=intent, phase=phase, status=IntentStatus.SKIPPED, reason=skipped.reason)
+
+
+def _signal_outcome(intent: IntentRecord | None, error: str) -> tuple[SignalStatus, str]:
+    if intent is None:
+        return SignalStatus.FAILED, error or "the cycle planned no order for it"
+    what = f"{intent.intent.side.value} {plain(intent.filled)} of {plain(intent.intent.amount)} {intent.intent.symbol}"
+    match intent.status:
+        case IntentStatus.FILLED:
+            return SignalStatus.FILLED, f"{what} filled" + (f" ({intent.reason})" if intent.reason else "")
+        case IntentStatus.PARTIALLY_FILLED:
+            return SignalStatus.FILLED, f"{what} partially filled: {intent.reason}"
+        case IntentStatus.SKIPPED:
+            return SignalStatus.IGNORED, intent.reason
+        case IntentStatus.UNFILLED:
+            return SignalStatus.FAILED, f"nothing filled: {intent.reason}"
+        case IntentStatus.FAILED:
+            return SignalStatus.FAILED, intent.reason
+    return SignalStatus.FAILED, error or f"the cycle ended with the order {intent.status.value}"
+
+
+def _age(delta: timedelta) -> str:
+    # Seconds are shown when there are any: "8h05m01s" is over a limit of "8h05m", which "8h05m" would hide.
+    total = int(delta.total_seconds())
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+    return f"{text}{seconds:02d}s" if seconds else text

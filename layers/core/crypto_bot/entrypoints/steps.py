@@ -1,0 +1,246 @@
+"""The trade-cycle steps as the state machine calls them: event in, small dict out.
+
+Each function takes the decoded Lambda event and a :class:`Runtime`, calls the
+workflow, and returns only ids and counts, so payloads between states stay far
+below Step Functions' 256 KB limit whatever the number of signals.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from crypto_bot.adapters.aws.lock import lease_time, renew_lease
+from crypto_bot.adapters.aws.notify import cycle_message, publish, worth_notifying
+from crypto_bot.adapters.aws.sqs_intake import WAIT_SECONDS, Refusal, drain_queue
+from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.domain.allocation import SignalStatus
+from crypto_bot.domain.errors import FieldProblem, InputError, LockLost
+from crypto_bot.domain.money import parse_decimal
+from crypto_bot.domain.price_band import price_jump_problem
+from crypto_bot.engine.records import Phase, SignalRecord
+from crypto_bot.engine.workflow import Workflow, cycle_signals
+from crypto_bot.entrypoints.runtime import Runtime
+
+
+def _time(value: object, what: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InputError("invalid event", [FieldProblem(what, value, "is not an ISO-8601 time")]) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+    """Persist queued alerts, then say which cycle runs and how many signals wait for it.
+
+    The execution input is ``{"trigger": "schedule"|"manual"}``, or the batch an
+    EventBridge Pipe delivers from the urgent queue (a list of SQS records), or, when
+    the cycle waited for the lock, the state itself (``{"cycle": {...}}``).
+    """
+    now = datetime.now(UTC)
+    started = _time(event["started_at"], "started_at")
+    name = str(event["execution_name"])
+    source = event.get("input")
+    waiting = source.get("cycle") if isinstance(source, Mapping) else None
+    if isinstance(waiting, Mapping):
+        urgent, scheduled = bool(waiting["urgent"]), str(waiting["cycle_id"]).startswith("scheduled-")
+        lock_waits = int(waiting.get("lock_waits", 0)) + 1
+    else:
+        urgent = isinstance(source, list) or (isinstance(source, Mapping) and source.get("trigger") == "urgent")
+        scheduled, lock_waits = _scheduled(source), 0
+    received = rejected = duplicates = 0
+    with runtime.workflow(clock=lambda: datetime.now(UTC)) as wf:
+
+        def take(body: str, message_id: str) -> None:
+            nonlocal received, rejected, duplicates
+            intake = wf.receive(body, message_id=message_id)
+            # A resent copy of an alert still waiting for its cycle prices again (the same price): a Collect that
+            # crashed after storing it lost the price with the failed attempt's paper state. Once a cycle took the
+            # alert its status is no longer `received`, and an old copy sets no stale price.
+            _price_from_alert(wf, intake.record, runtime.settings.max_price_jump)
+            duplicates += intake.duplicate
+            rejected += intake.record.status.value == "rejected"
+            received += 1
+
+        def refuse(excerpt: str, message_id: str, refusal: Refusal) -> None:
+            # A delivery the webhook refused (too large) but sent on as a record: stored as a rejected signal.
+            nonlocal received, rejected, duplicates
+            duplicates += not wf.store.add_signal(refusal.record(excerpt, message_id, wf.clock()))
+            rejected += 1
+            received += 1
+
+        if isinstance(source, list):
+            for record in source:
+                take(str(record["body"]), str(record["messageId"]))
+        elif isinstance(source, Mapping) and isinstance(source.get("messages"), list):
+            for record in source["messages"]:
+                take(str(record["body"]), str(record["messageId"]))
+        # An urgent cycle drains the signals queue too: an entry still queued when its strategy's stop loss
+        # arrives must be decided with that stop (netted out), not left for the next cycle to buy.
+        wait = int(runtime.env.get("SQS_WAIT_SECONDS", WAIT_SECONDS))
+        unprocessable = drain_queue(
+            runtime.clients("sqs"), runtime.env["SIGNALS_QUEUE_URL"], take, refused=refuse, wait_seconds=wait
+        ).failed
+        pending = cycle_signals(wf.store.pending_signals(), urgent=urgent)
+    at = runtime.settings.schedule.tick_at_or_before(started) if scheduled else started
+    kind = "urgent" if urgent else ("scheduled" if scheduled else "manual")
+    # The execution name makes the id unique per execution yet stable across a redrive,
+    # which keeps the same name: a schedule that fires twice opens two cycles, and the
+    # second finds nothing pending.
+    cycle_id = f"{kind}-{name}"
+    return {
+        "cycle_id": cycle_id,
+        "at": at.isoformat(),
+        "urgent": urgent,
+        "pending": len(pending),
+        "phase": Phase.EXITS.value,
+        "received": received,
+        "rejected": rejected,
+        "duplicates": duplicates,
+        "unprocessable": unprocessable,
+        "now": lease_time(now),
+        "lease_until": lease_time(now + runtime.lock_lease),
+        "lock_waits": lock_waits,
+    }
+
+
+def _scheduled(source: object) -> bool:
+    return isinstance(source, Mapping) and source.get("trigger") == "schedule"
+
+
+def _price_from_alert(wf: Workflow, record: SignalRecord, max_jump: Decimal) -> None:
+    # With PAPER_PRICES=alerts the paper market's price is the last alert price seen. Only an accepted alert sets
+    # it: one refused for its time or its interval is not a market price either. A price too far from the last
+    # known one (crypto_bot.domain.price_band) refuses the alert instead, so a mistyped 1e12 neither prices the account
+    # nor trades; the first price of a symbol has nothing to compare with and is taken.
+    if not isinstance(wf.exchange, PaperExchange) or wf.exchange.price_feed is not None:
+        return
+    payload = record.payload
+    if record.status is not SignalStatus.RECEIVED or not isinstance(payload, Mapping):
+        return
+    strategy = wf.config.get(record.strategy)
+    if strategy is None:
+        return
+    try:
+        price = parse_decimal(payload.get("order_price"))
+    except ValueError:
+        return
+    if price <= 0:
+        return
+    shown = payload.get("order_price")
+    problem = price_jump_problem(shown, price, strategy.symbol, wf.exchange.prices.get(strategy.symbol), max_jump)
+    if problem is not None:
+        record.status, record.reason = SignalStatus.REJECTED, str(problem)
+        wf.store.put_signal(record)
+        return
+    wf.exchange.load_markets([strategy.symbol])
+    wf.exchange.set_price(strategy.symbol, price)
+
+
+def _renew(event: Mapping[str, Any], runtime: Runtime) -> None:
+    owner = event.get("execution_id")
+    if owner and not renew_lease(
+        runtime.clients("dynamodb"), runtime.table_name, str(owner), datetime.now(UTC), runtime.lock_lease
+    ):
+        raise LockLost(f"execution {owner} no longer holds the cycle lock; stopping before it trades")
+
+
+def plan(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+    """Open the cycle on its first phase, then plan the phase; return the intent ids to place."""
+    _renew(event, runtime)
+    cycle_id = str(event["cycle_id"])
+    phase = Phase(event["phase"])
+    with runtime.workflow() as wf:
+        if phase is Phase.EXITS:
+            wf.open_cycle(cycle_id, _time(event["at"], "at"), urgent=bool(event["urgent"]))
+        intent_ids = wf.plan(cycle_id, phase)
+    following = phase.next()
+    return {
+        "phase": phase.value,
+        "intent_ids": intent_ids,
+        "count": len(intent_ids),
+        "next_phase": following.value if following else "done",
+    }
+
+
+def place_order(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+    """Send one intent's current attempt at most once."""
+    with runtime.workflow() as wf:
+        record = wf.place(str(event["cycle_id"]), str(event["intent_id"]))
+    return {"intent_id": record.intent.intent_id, "status": record.status.value}
+
+
+def reconcile(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+    """Advance every working order of the phase; return how many still work."""
+    _renew(event, runtime)
+    with runtime.workflow() as wf:
+        working = wf.reconcile(str(event["cycle_id"]), Phase(event["phase"]), budget=runtime.reconcile_budget)
+    return {"working": working}
+
+
+def finalize(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+    """Close the cycle (or record its failure), then notify."""
+    failed_state = event.get("failed_state")
+    error = ""
+    cycle_id = event.get("cycle_id")
+    if isinstance(failed_state, Mapping):
+        # A Catch either stored the error under "error" or (Collect's) replaced the state with it.
+        error = _error_text(failed_state.get("error") or (failed_state if "Error" in failed_state else None))
+        cycle = failed_state.get("cycle")
+        cycle_id = cycle.get("cycle_id") if isinstance(cycle, Mapping) else None
+    topic = runtime.env.get("NOTIFICATIONS_TOPIC_ARN", "")
+    store = runtime.store()
+    record = None
+    if cycle_id and store.get_cycle(str(cycle_id)) is not None:
+        with runtime.workflow() as wf:
+            record = wf.finalize(str(cycle_id), error=error)
+    if record is not None:
+        subject, message = cycle_message(record)
+    else:
+        subject = "crypto-bot cycle FAILED before it opened"
+        message = f"execution {event.get('execution_name')}: {error or 'unknown error'}"
+    if topic and (record is None or worth_notifying(record)):
+        publish(runtime.clients("sns"), topic, subject, message)
+    summary = record.summary if record is not None else {}
+    return {"cycle_id": cycle_id, "status": record.status if record else "failed", **summary}
+
+
+def _error_text(error: object) -> str:
+    if isinstance(error, Mapping):
+        cause = error.get("Cause", "")
+        try:
+            detail = json.loads(cause) if isinstance(cause, str) else cause
+        except json.JSONDecodeError:
+            detail = cause
+        if isinstance(detail, Mapping):
+            cause = f"{detail.get('errorType', '')}: {detail.get('errorMessage', '')}"
+        return f"{error.get('Error', 'error')}: {cause}"[:1000]
+    return str(error or "")[:1000]
+
+
+def metrics_of(step: str, result: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The EMF metrics a step's result reports: counts the dashboards and alarms use."""
+    if step == "collect":
+        return [
+            ("SignalsReceived", result["received"]),
+            ("SignalsRejected", result["rejected"]),
+            ("SignalsDuplicate", result["duplicates"]),
+        ]
+    if step == "plan":
+        return [("OrdersPlanned", result["count"])]
+    if step == "reconcile":
+        return [("OrdersWorking", result["working"])]
+    if step == "place_order":
+        return [("OrdersPlaced" if result["status"] == "open" else "OrdersNotPlaced", 1)]
+    if step == "finalize":
+        orders = result.get("orders", {})
+        return [
+            ("OrdersFilled", orders.get("filled", 0) + orders.get("partially_filled", 0)),
+            ("OrdersFailed", orders.get("failed", 0) + orders.get("unfilled", 0)),
+            ("CyclesFailed", 1 if result.get("status") == "failed" else 0),
+        ] + [("SlippageBps", float(value)) for value in result.get("slippage_bps", {}).values()]
+    raise ValueError(f"unknown step {step!r}")

@@ -1,1 +1,0 @@
-"""Exchange adapters: ccxt for real venues, paper for dry runs."""

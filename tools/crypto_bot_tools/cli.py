@@ -1,0 +1,215 @@
+"""The ``crypto-bot`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, timedelta, tzinfo
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.errors import ConfigError, CryptoBotError, InputError
+from crypto_bot.domain.money import parse_decimal
+from crypto_bot.domain.price_band import DEFAULT_MAX_PRICE_JUMP, parse_price_jump
+from crypto_bot.domain.timeframe import Schedule, Timeframe
+
+
+def _decimal(name: str, *, minimum: Decimal | None = None, below: Decimal | None = None) -> Any:
+    def parse(text: str) -> Decimal:
+        try:
+            value = parse_decimal(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{name} {text!r}: {e}") from None
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} {text!r}: must be at least {minimum}")
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"{name} {text!r}: must be below {below}")
+        return value
+
+    return parse
+
+
+def _price_jump(text: str) -> Decimal:
+    try:
+        return parse_price_jump(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--max-price-jump {text!r}: {e}") from None
+
+
+def _timeframe(text: str) -> Timeframe:
+    try:
+        return Timeframe.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _zone(text: str) -> tzinfo:
+    if text.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"--trades-tz {text!r}: not a known timezone (e.g. UTC, Europe/Berlin)"
+        ) from None
+
+
+def _trades(text: str) -> tuple[str, Path]:
+    key, sep, path = text.partition("=")
+    if not sep or not key.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"--trades {text!r}: expected KEY=TRADES.csv")
+    return key.strip(), Path(path.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crypto-bot", description="Run TradingView strategies on a crypto exchange, or replay them offline."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    replay = commands.add_parser(
+        "replay",
+        help="replay alerts through the engine and a paper exchange",
+        description="Replay TradingView alerts cycle by cycle through the real engine and a paper account.",
+    )
+    replay.add_argument("alerts", nargs="?", type=Path, help="ALERTS.jsonl: one webhook payload per line")
+    replay.add_argument("--config", type=Path, default=Path("strategy_config.json"), help="strategy config JSON")
+    replay.add_argument("--mode", choices=[m.value for m in ExecutionMode], default="boost")
+    replay.add_argument("--quote", default="USD", help="quote currency of the account (default USD)")
+    replay.add_argument("--cash", type=_decimal("--cash", minimum=Decimal(0)), default=Decimal(10000))
+    replay.add_argument(
+        "--fee", type=_decimal("--fee", minimum=Decimal(0), below=Decimal("0.1")), default=Decimal("0.001")
+    )
+    replay.add_argument(
+        "--increment", type=_decimal("--increment", minimum=Decimal(0), below=Decimal("0.1")), default=Decimal("0.001")
+    )
+    replay.add_argument("--timeframe", type=_timeframe, default=Timeframe.parse("8h"))
+    replay.add_argument("--offset-minutes", type=int, default=1, help="minutes after bar close a cycle runs")
+    replay.add_argument("--prices", type=Path, help="CSV of time,symbol,price")
+    replay.add_argument("--markets", type=Path, help="JSON of paper market rules by symbol")
+    replay.add_argument(
+        "--max-price-jump",
+        type=_price_jump,
+        default=DEFAULT_MAX_PRICE_JUMP,
+        metavar="FRACTION",
+        help="report and skip an alert whose price is more than this fraction away from its symbol's last known "
+        f"price (default {DEFAULT_MAX_PRICE_JUMP}: 50%%)",
+    )
+    replay.add_argument(
+        "--trades",
+        type=_trades,
+        action="append",
+        default=[],
+        metavar="KEY=TRADES.csv",
+        help="a TradingView strategy-tester list-of-trades export for strategy KEY (repeatable)",
+    )
+    replay.add_argument(
+        "--trades-tz",
+        type=_zone,
+        default=UTC,
+        metavar="ZONE",
+        help="timezone of the times in --trades exports (TradingView uses the chart's; default UTC)",
+    )
+    replay.add_argument("--json", action="store_true", help="print one JSON object per cycle")
+    replay.add_argument("--compare", action="store_true", help="run both modes and compare them")
+    replay.add_argument("--plot", type=Path, metavar="OUT.png", help="write both modes' equity curves to a PNG")
+    replay.set_defaults(run=_replay)
+    # Other command groups live in their own modules and add their subcommands here; each
+    # sets `run` to a function taking the parsed arguments and returning an exit code.
+    for register in _command_groups():
+        register(commands)
+    return parser
+
+
+def _command_groups() -> list[Callable[[Any], None]]:
+    groups: list[Callable[[Any], None]] = []
+    for module in ("crypto_bot_tools.local.cli", "crypto_bot_tools.ops", "crypto_bot_tools.costs"):
+        if importlib.util.find_spec(module) is not None:
+            groups.append(importlib.import_module(module).register)
+    return groups
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.run(args)
+        return result
+    except (ConfigError, InputError) as e:
+        print(f"crypto-bot: {e}", file=sys.stderr)
+        return 2
+    except CryptoBotError as e:
+        print(f"crypto-bot: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from crypto_bot.adapters.paper.exchange import CsvPrices, load_markets_file
+    from crypto_bot_tools import replay as replay_mod
+
+    if args.alerts is None and not args.trades:
+        raise ConfigError("give an ALERTS.jsonl file, one or more --trades KEY=TRADES.csv, or both")
+    config = StrategyConfig.load(args.config, args.quote.upper())
+    alerts: list[tuple[str, object]] = []
+    if args.alerts is not None:
+        alerts += replay_mod.read_alerts(args.alerts)
+    if args.trades:
+        from crypto_bot_tools.tradingview import alerts_from_trade_list
+
+        for key, path in args.trades:
+            if config.get(key) is None:
+                raise ConfigError(f"--trades {key}={path}: {key} is not a strategy in {args.config}")
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except OSError as e:
+                raise ConfigError(f"cannot read trades file {path}: {e.strerror}") from e
+            payloads = alerts_from_trade_list(text, strategy=key, source=str(path), tz=args.trades_tz)
+            alerts += [(f"{path.name}:{i + 1}", p) for i, p in enumerate(payloads)]
+    try:
+        schedule = Schedule(args.timeframe, timedelta(minutes=args.offset_minutes))
+    except ValueError as e:
+        raise ConfigError(f"--offset-minutes: {e}") from e
+    options = replay_mod.ReplayOptions(
+        mode=ExecutionMode(args.mode),
+        cash=args.cash,
+        fee=args.fee,
+        increment=args.increment,
+        schedule=schedule,
+        prices=CsvPrices(args.prices) if args.prices else None,
+        markets=load_markets_file(args.markets, args.fee) if args.markets else None,
+        max_price_jump=args.max_price_jump,
+    )
+    modes = [ExecutionMode.BOOST, ExecutionMode.MULTI] if (args.compare or args.plot) else [options.mode]
+    if options.mode in modes:
+        modes.remove(options.mode)
+    modes.insert(0, options.mode)
+    results = []
+    for mode in modes:
+        opts = replay_mod.ReplayOptions(**{**options.__dict__, "mode": mode})
+        results.append(replay_mod.replay(alerts, config, opts))
+
+    from crypto_bot_tools import report
+
+    if args.json:
+        for cycle in results[0].cycles:
+            print(json.dumps(cycle.to_json()))
+        report.print_rejections_json(results[0])
+    else:
+        for result in results if args.compare else results[:1]:
+            report.print_replay(result, config)
+        if args.compare:
+            report.print_comparison([replay_mod.summarize(r) for r in results], config.quote)
+    if args.plot:
+        report.plot_equity(results, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
