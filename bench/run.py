@@ -32,7 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
-PROFILE = ROOT / "layers" / "core" / "crypto_bot" / "cost_profile.json"
+PROFILE = ROOT / "tools" / "crypto_bot_tools" / "cost_profile.json"
 DOC = ROOT / "docs" / "performance.md"
 FIXTURES = ROOT / "tests" / "fixtures" / "ccxt"
 HANDLERS = ("authorizer", "collect", "plan", "place_order", "reconcile", "finalize")
