@@ -12,10 +12,9 @@ back what it did, so any step can be retried or re-run without trading twice:
 * fills are booked as the difference between the order's stored state and its
   fresh state, so reading an order twice books nothing twice.
 
-A stop-loss sell (an exit of an urgent cycle) still unfilled after its last limit
-attempt falls back to a market order, where the exchange takes one. The market
-order is the attempt after the last limit attempt: same client-id scheme, same
-look-up-before-re-sending rule.
+Placing an intent's order and chasing what stays unfilled (repricing, the stop-loss
+market-order fallback) is :mod:`crypto_bot.engine.chase`; booking the fills it brings
+into the ledger stays here, in ``_book``.
 """
 
 from __future__ import annotations
@@ -42,14 +41,14 @@ from crypto_bot.domain.allocation import (
     size_entries,
 )
 from crypto_bot.domain.config import ExecutionMode, StrategyConfig
-from crypto_bot.domain.errors import MISSING, ExchangeError, FieldProblem, PermanentExchangeError, SignalRejected
+from crypto_bot.domain.errors import MISSING, ExchangeError, FieldProblem, SignalRejected
 from crypto_bot.domain.ledger import Ledger
-from crypto_bot.domain.markets import Market, Side
+from crypto_bot.domain.markets import Market
 from crypto_bot.domain.money import ZERO, plain
 from crypto_bot.domain.orders import Balance, ExchangeOrder, Fee, OrderIntent, OrderStatus, Purpose, Skipped, intent_id
 from crypto_bot.domain.signals import DEFAULT_STOP_LOSS_REGEX, Signal, parse_signal
-from crypto_bot.domain.sizing import affordable_amount, limit_price
 from crypto_bot.domain.timeframe import Timeframe, tradingview_interval_seconds
+from crypto_bot.engine.chase import ChaseRules, OrderChase
 from crypto_bot.engine.ports import Exchange, Store
 from crypto_bot.engine.records import CycleRecord, IntentRecord, IntentStatus, Phase, SignalRecord
 from crypto_bot.engine.retry import NO_RETRY, RetryPolicy, call_with_retry
@@ -322,47 +321,26 @@ class Workflow:
             raise KeyError(f"cycle {cycle_id} has no intent {intent_id}")
         if record.status not in (IntentStatus.PLANNED, IntentStatus.PLACING):
             return record
-        self._place(record)
+        self._chase().place(record)
         return record
 
-    def _place(self, record: IntentRecord, ledger: Ledger | None = None) -> None:
-        # During reconcile the record may carry fills booked into `ledger` but not yet stored:
-        # every write of it must then carry the ledger too.
-        def save() -> None:
-            if ledger is None:
-                self.store.put_intent(record)
-            else:
-                self.store.book(record, ledger)
-
-        intent = record.intent
-        client_order_id = intent.client_order_id(record.attempt)
-        market_order = self._is_market_attempt(record)
-        order: ExchangeOrder | None = None
-        if record.status is IntentStatus.PLACING:
-            order = self.exchange.find_order_by_client_id(client_order_id, intent.symbol)
-        if order is None:
-            record.status = IntentStatus.PLACING
-            save()
-            try:
-                if market_order:
-                    order = self.exchange.create_market_order(
-                        intent.symbol, intent.side, record.amount, client_order_id
-                    )
-                else:
-                    order = self.exchange.create_limit_order(
-                        intent.symbol, intent.side, record.amount, record.price, client_order_id
-                    )
-            except PermanentExchangeError as e:
-                record.status = IntentStatus.FAILED if not record.filled else IntentStatus.PARTIALLY_FILLED
-                refused = f"exchange refused attempt {record.attempt + 1}: {type(e).__name__}: {e}"
-                record.reason = f"{self._fallback_note()}, but the {refused}" if market_order else refused
-                save()
-                return
-        # Stored order states are what the ledger has booked; fills are booked by reconcile.
-        _remember(record, replace(order, filled=ZERO, cost=ZERO, fees=()))
-        record.status = IntentStatus.OPEN
-        record.placed_at = self.clock()
-        save()
+    def _chase(self) -> OrderChase:
+        """Return the chase of this cycle's orders, booking their fills through :meth:`_book`."""
+        return OrderChase(
+            store=self.store,
+            exchange=self.exchange,
+            rules=ChaseRules(
+                increment=self.settings.increment,
+                fill_timeout=self.settings.fill_timeout,
+                max_reprice_attempts=self.settings.max_reprice_attempts,
+            ),
+            markets=self.markets,
+            book=self._book,
+            remember=_remember,
+            clock=self.clock,
+            retry=self.settings.retry,
+            sleep=self.sleep,
+        )
 
     # -- reconcile -------------------------------------------------------------------
 
@@ -384,6 +362,7 @@ class Workflow:
         stop_loss = cycle is not None and cycle.urgent
         pending = [r for r in self.store.intents(cycle_id) if r.phase is phase and not r.status.is_done]
         pending.sort(key=lambda r: (r.placed_at is not None, r.placed_at or datetime.min.replace(tzinfo=UTC)))
+        chase = self._chase()
         working = advanced = 0
         for record in pending:
             # At least one intent per round, so every round makes progress whatever the budget.
@@ -391,101 +370,13 @@ class Workflow:
                 working += 1
                 continue
             advanced += 1
-            self._advance(record, ledger, stop_loss=stop_loss)
+            chase.advance(record, ledger, stop_loss=stop_loss)
             if record.intent.purpose is Purpose.EXIT and record.status.is_done:
                 strategy = self.config[record.intent.strategy]
                 ledger.sweep_dust(strategy, self.markets()[strategy.symbol])
             self.store.book(record, ledger)
             working += not record.status.is_done
         return working
-
-    def _advance(self, record: IntentRecord, ledger: Ledger, *, stop_loss: bool = False) -> None:
-        if record.status in (IntentStatus.PLANNED, IntentStatus.PLACING):
-            self._place(record, ledger)
-            if record.status is not IntentStatus.OPEN:
-                return
-        order = record.current_order
-        if order is None:
-            raise ValueError(f"intent {record.intent.intent_id} is open without an order")
-        symbol = record.intent.symbol
-        fresh = self._read(partial(self.exchange.fetch_order, order.id, symbol))
-        self._book(record, fresh, ledger)
-        if fresh.status is OrderStatus.OPEN:
-            if record.placed_at and self.clock() - record.placed_at < self.settings.fill_timeout:
-                return
-            # The cancel answers with the order as it is afterwards: a fill may have raced it.
-            fresh = self._read(partial(self.exchange.cancel_order, order.id, symbol))
-            self._book(record, fresh, ledger)
-        if fresh.status is OrderStatus.REJECTED and not record.filled:
-            record.status, record.reason = IntentStatus.FAILED, f"order {fresh.id} was rejected by the exchange"
-            return
-        self._after_attempt(record, ledger, stop_loss=stop_loss)
-
-    def _after_attempt(self, record: IntentRecord, ledger: Ledger, *, stop_loss: bool = False) -> None:
-        intent = record.intent
-        market = self.markets()[intent.symbol]
-        remaining = intent.amount - record.filled
-        if remaining <= 0:
-            # A fill that needed the market-order fallback keeps saying so.
-            record.status = IntentStatus.FILLED
-            record.reason = self._fallback_note() if self._is_market_attempt(record) else ""
-            return
-        if self._is_market_attempt(record):
-            self._give_up(record, f"{self._fallback_note()}; {plain(remaining)} {market.base} still unfilled")
-            return
-        if record.attempt >= self.settings.max_reprice_attempts:
-            unfilled = f"{plain(remaining)} {market.base} unfilled after {record.attempt + 1} placements"
-            if stop_loss and intent.side is Side.SELL:
-                self._fall_back_to_market(record, ledger, unfilled)
-            else:
-                self._give_up(record, unfilled)
-            return
-        last = self._read(partial(self.exchange.fetch_last_price, intent.symbol))
-        price = limit_price(last, intent.side, self.settings.increment * (record.attempt + 2), market)
-        amount = market.amount_to_precision(remaining)
-        if intent.side is Side.BUY:
-            # The cancelled order's funds are free again; re-check what they cover at the new price.
-            quote = self._read(self.exchange.fetch_balances).get(market.quote, Balance())
-            amount = min(amount, affordable_amount(quote.free, price, market))
-        reason = market.below_minimum(amount, price)
-        if reason is not None:
-            self._give_up(record, f"remainder {plain(remaining)} {market.base} not re-placed: {reason}")
-            return
-        record.attempt += 1
-        record.amount, record.price = amount, price
-        record.status, record.placed_at = IntentStatus.PLANNED, None
-        self._place(record, ledger)
-
-    def _is_market_attempt(self, record: IntentRecord) -> bool:
-        # The attempts after the last limit attempt are the market-order fallback; deriving
-        # it from the attempt number keeps a PLACING record re-sendable as the same kind.
-        return record.attempt > self.settings.max_reprice_attempts
-
-    def _fallback_note(self) -> str:
-        return f"fell back to a market order after {self.settings.max_reprice_attempts + 1} limit attempts"
-
-    def _fall_back_to_market(self, record: IntentRecord, ledger: Ledger, unfilled: str) -> None:
-        """Sell a stop loss's remainder at market once the limit chases are spent, where the venue allows."""
-        market = self.markets()[record.intent.symbol]
-        if not self.exchange.supports_market_orders:
-            self._give_up(record, f"{unfilled}; {self.exchange.name} takes no market orders to fall back to")
-            return
-        amount = market.amount_to_precision(record.intent.amount - record.filled)
-        last = self._read(partial(self.exchange.fetch_last_price, record.intent.symbol))
-        reason = market.below_minimum(amount, last)
-        if reason is not None:
-            self._give_up(record, f"{unfilled}; no market-order fallback: {reason}")
-            return
-        record.attempt = self.settings.max_reprice_attempts + 1
-        record.amount, record.price = amount, last  # the price is only the reference a market order had
-        record.status, record.placed_at = IntentStatus.PLANNED, None
-        record.reason = self._fallback_note()
-        self._place(record, ledger)
-
-    @staticmethod
-    def _give_up(record: IntentRecord, reason: str) -> None:
-        record.status = IntentStatus.PARTIALLY_FILLED if record.filled else IntentStatus.UNFILLED
-        record.reason = reason + "; the remainder was cancelled"
 
     def _book(self, record: IntentRecord, fresh: ExchangeOrder, ledger: Ledger) -> None:
         before = next((o for o in record.orders if o.id == fresh.id), None)
