@@ -22,10 +22,7 @@ SUBSTITUTIONS: dict[str, Any] = MACHINE["DefinitionSubstitutions"]
 
 
 def definition() -> dict[str, Any]:
-    text = re.sub(
-        r"\$\{(\w+)\}", lambda m: "7" if m.group(1).endswith(("Seconds", "Waits")) else m.group(0), DEFINITION_TEXT
-    )
-    loaded: dict[str, Any] = json.loads(text)
+    loaded: dict[str, Any] = json.loads(DEFINITION_TEXT)
     return loaded
 
 
@@ -75,6 +72,28 @@ TRANSIENT = {
     if (issubclass(cls, errors.ExchangeError) and cls.transient)
     or issubclass(cls, errors.StoreUnavailable | errors.StoreConflict)
 }
+
+
+def test_the_definition_is_json_before_substitution() -> None:
+    # Editors and Workflow Studio open the file as it is, so a placeholder may only sit inside a string.
+    json.loads(DEFINITION_TEXT)
+    outside_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', DEFINITION_TEXT)
+    assert "${" not in outside_strings
+
+
+def test_every_wait_and_lock_limit_is_a_number_from_a_substitution() -> None:
+    waits = definition()["States"]["Collect"]["ResultSelector"]["waits"]
+    for key, intrinsic in waits.items():
+        name = re.fullmatch(r"States\.StringToJson\('\$\{(\w+)\}'\)", intrinsic)
+        assert name, f"{key}: {intrinsic}"
+        assert key.removesuffix(".$") == re.sub(r"(?<!^)(?=[A-Z])", "_", name.group(1)).lower()
+        value = SUBSTITUTIONS[name.group(1)]
+        # StringToJson of anything else than digits fails the execution when it reaches Collect, not at deploy.
+        is_number = isinstance(value, dict) and TEMPLATE["Parameters"][value["Ref"]]["Type"] == "Number"
+        assert is_number or str(value).isdigit(), f"{name.group(1)}: {value!r} is not a whole number"
+    paths = {state.get("SecondsPath") for state in STATES.values()}
+    paths |= {c.get("NumericGreaterThanEqualsPath") for s in STATES.values() for c in s.get("Choices", [])}
+    assert {f"$.waits.{key.removesuffix('.$')}" for key in waits} == paths - {None}
 
 
 def test_every_placeholder_has_a_substitution_and_every_substitution_is_used() -> None:
