@@ -14,11 +14,10 @@ from moto import mock_aws
 
 from crypto_bot.adapters.aws.lock import lease_time
 from crypto_bot.adapters.aws.notify import cycle_message
+from crypto_bot.adapters.aws.secrets import AwsSecrets
 from crypto_bot.adapters.aws.sqs_intake import drain_queue
 from crypto_bot.domain.errors import ConfigError, StoreUnavailable
 from crypto_bot.engine.records import CycleRecord
-from crypto_bot.entrypoints.runtime import Runtime
-from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -81,70 +80,31 @@ def test_drain_reads_in_batches_of_ten_until_empty(aws: None) -> None:
     assert result.batches == 4  # 10 + 10 + 5, then one empty receive: at most ceil(N/10) + 1 calls
 
 
-def runtime_env(**extra: str) -> dict[str, str]:
-    return {
-        "EXCHANGE_NAME": "binance",
-        "TIMEFRAME": "8h",
-        "TABLE_NAME": "t",
-        "STRATEGY_CONFIG_PATH": str(ROOT / "strategy_config.json"),
-        "API_KEY_PARAMETER": "/crypto-bot/test/exchange-api-key",
-        # What the template's Globals always set, at its defaults.
-        "MAX_SIGNAL_AGE_MINUTES": "485",
-        "FILL_TIMEOUT_SECONDS": "60",
-        "MAX_REPRICE_ATTEMPTS": "2",
-        "LOCK_LEASE_SECONDS": "900",
-        **extra,
-    }
+API_KEY = "/crypto-bot/test/exchange-api-key"
 
 
 @pytest.mark.parametrize("store", ["ssm", "secretsmanager"])
 def test_credentials_come_from_the_configured_secret_store(aws: None, store: str) -> None:
     value = json.dumps({"apiKey": "key-123", "secret": "s3cr3t", "password": "pw"})
     if store == "ssm":
-        boto3.client("ssm").put_parameter(Name="/crypto-bot/test/exchange-api-key", Value=value, Type="SecureString")
+        boto3.client("ssm").put_parameter(Name=API_KEY, Value=value, Type="SecureString")
     else:
-        boto3.client("secretsmanager").create_secret(Name="/crypto-bot/test/exchange-api-key", SecretString=value)
-    runtime = Runtime.from_env(runtime_env(SECRET_STORE=store), clients=lambda service: boto3.client(service))
-    assert runtime._credentials() == {"apiKey": "key-123", "secret": "s3cr3t", "password": "pw"}
+        boto3.client("secretsmanager").create_secret(Name=API_KEY, SecretString=value)
+    secrets = AwsSecrets(lambda service: boto3.client(service), API_KEY, store)
+    assert secrets.api_key() == {"apiKey": "key-123", "secret": "s3cr3t", "password": "pw"}
 
 
 def test_malformed_credentials_are_refused_without_echoing_them(aws: None) -> None:
-    boto3.client("ssm").put_parameter(
-        Name="/crypto-bot/test/exchange-api-key", Value="not-json-s3cr3t", Type="SecureString"
-    )
-    runtime = Runtime.from_env(runtime_env(), clients=lambda service: boto3.client(service))
+    boto3.client("ssm").put_parameter(Name=API_KEY, Value="not-json-s3cr3t", Type="SecureString")
     with pytest.raises(ConfigError) as info:
-        runtime._credentials()
+        AwsSecrets(lambda service: boto3.client(service), API_KEY, "ssm").api_key()
     assert "s3cr3t" not in str(info.value)
     assert "must be JSON with apiKey and secret" in str(info.value)
 
 
-def test_runtime_names_every_missing_setting() -> None:
-    with pytest.raises(ConfigError, match="EXCHANGE_NAME is required"):
-        Runtime.from_env({"TIMEFRAME": "8h"})
-
-
-@pytest.mark.parametrize(
-    "name", ["MAX_SIGNAL_AGE_MINUTES", "FILL_TIMEOUT_SECONDS", "MAX_REPRICE_ATTEMPTS", "LOCK_LEASE_SECONDS"]
-)
-def test_runtime_refuses_to_start_without_a_setting_the_template_always_sets(name: str) -> None:
-    env = runtime_env()
-    del env[name]
-    with pytest.raises(ConfigError, match=f"^{name} is required but not set$"):
-        Runtime.from_env(env, clients=lambda service: None)
-
-
-def test_runtime_reads_the_template_settings_as_deployed() -> None:
-    runtime = Runtime.from_env(runtime_env(), clients=lambda service: None)
-    assert runtime.workflow_settings.max_signal_age == timedelta(minutes=485)
-    assert runtime.workflow_settings.fill_timeout == timedelta(seconds=60)
-    assert runtime.workflow_settings.max_reprice_attempts == 2
-    assert runtime.lock_lease == timedelta(seconds=900)
-
-
-def test_a_max_signal_age_of_zero_never_expires_as_the_local_stack_asks() -> None:
-    runtime = Runtime.from_env(runtime_env(MAX_SIGNAL_AGE_MINUTES="0"), clients=lambda service: None)
-    assert runtime.workflow_settings.max_signal_age is None
+def test_a_missing_key_is_named_with_the_store_that_lacks_it(aws: None) -> None:
+    with pytest.raises(ConfigError, match=f"^cannot read the API key {API_KEY} from secretsmanager: "):
+        AwsSecrets(lambda service: boto3.client(service), API_KEY, "secretsmanager").api_key()
 
 
 def test_lease_times_sort_as_strings_in_time_order() -> None:

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from crypto_bot.adapters.aws.dynamodb_store import batch_write
 from crypto_bot.adapters.aws.markets_cache import CacheOutcome, MarketsCache, prime_from_table
 from crypto_bot.adapters.ccxt.exchange import CcxtExchange
-from crypto_bot.entrypoints.runtime import Runtime
+from crypto_bot.entrypoints.bootstrap import bootstrap
+from crypto_bot.entrypoints.settings import Settings
 from crypto_bot_tools.local.aws import LocalStack, local_stack
+from tests.support.environment import template_environment
 from tests.unit.test_ccxt_exchange import FakeVenue, ccxt_errors, make_venue
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -167,27 +168,19 @@ def test_the_live_runtime_feeds_its_exchange_from_the_cache(
     stack.client("ssm").put_parameter(
         Name="/bench/key", Type="SecureString", Value=json.dumps({"apiKey": "k", "secret": "s"}), Overwrite=True
     )
-    env = {
-        "EXCHANGE_NAME": "binance",
-        "TIMEFRAME": "8h",
-        "QUOTE_CURRENCY": "USDT",
-        "EXCHANGE_OPTIONS": json.dumps({"enableRateLimit": False}),
-        "STRATEGY_CONFIG_PATH": str(config),
-        "TABLE_NAME": name,
-        "API_KEY_PARAMETER": "/bench/key",
-        # What the template's Globals always set, at its defaults.
-        "MAX_SIGNAL_AGE_MINUTES": "485",
-        "FILL_TIMEOUT_SECONDS": "60",
-        "MAX_REPRICE_ATTEMPTS": "2",
-        "LOCK_LEASE_SECONDS": "900",
-    }
-    parameters.clear_caches()
-    runtime = Runtime.from_env(env, clients=stack.client)
+    env = template_environment(
+        QUOTE_CURRENCY="USDT",
+        EXCHANGE_OPTIONS=json.dumps({"enableRateLimit": False}),
+        STRATEGY_CONFIG_PATH=str(config),
+        TABLE_NAME=name,
+        API_KEY_PARAMETER="/bench/key",
+    )
+    app = bootstrap(Settings.from_env(env), stack.client)
 
-    exchange = runtime._live_exchange()
+    with app.session() as session:
+        exchange = session.workflow.exchange
 
     assert isinstance(exchange, CcxtExchange)
     http = FakeVenue(exchange.client)  # no routes: a market download would fail the test
     assert exchange.load_markets(["BTC/USDT"])["BTC/USDT"].price_step > 0
     assert http.sent == []
-    parameters.clear_caches()

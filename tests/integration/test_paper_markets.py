@@ -22,9 +22,11 @@ from crypto_bot.adapters.ccxt.exchange import CcxtExchange, load_exchange_class
 from crypto_bot.adapters.paper.exchange import PaperExchange
 from crypto_bot.domain.errors import ConfigError, ExchangeUnavailable, InvalidOrder
 from crypto_bot.domain.markets import Market, Side
-from crypto_bot.entrypoints.runtime import Runtime
+from crypto_bot.entrypoints.bootstrap import App, bootstrap
+from crypto_bot.entrypoints.settings import Settings
 from crypto_bot_tools.local.aws import LocalStack, local_stack
 from tests.conftest import ROOT
+from tests.support.environment import template_environment
 from tests.unit.test_ccxt_exchange import ccxt_errors, make_venue, venue_data
 from tests.venues.binance import Binance
 from tests.venues.binance import ccxt_options as binance_ccxt_options
@@ -88,24 +90,15 @@ def binance_http(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def environment(table: str, config: Path, **extra: str) -> dict[str, str]:
     """The template's Globals at their defaults, for a paper stage on Binance quoted in USDT."""
-    return {
-        "EXCHANGE_NAME": "binance",
+    stage = {
         "EXCHANGE_OPTIONS": json.dumps({"enableRateLimit": False}),
         "QUOTE_CURRENCY": "USDT",
-        "TIMEFRAME": "8h",
         "TABLE_NAME": table,
         "STRATEGY_CONFIG_PATH": str(config),
-        "API_KEY_PARAMETER": "/crypto-bot/dev/exchange-api-key",
         "PAPER_TRADING": "true",
-        "PAPER_STARTING_CASH": "10000",
         "PAPER_PRICES": "alerts",  # the venue's ticker is not what these tests are about
-        "PAPER_MARKETS": "venue",
-        "MAX_SIGNAL_AGE_MINUTES": "485",
-        "FILL_TIMEOUT_SECONDS": "60",
-        "MAX_REPRICE_ATTEMPTS": "2",
-        "LOCK_LEASE_SECONDS": "900",
-        **extra,
     }
+    return template_environment(**{**stage, **extra})
 
 
 @pytest.fixture
@@ -118,9 +111,13 @@ def btc_usdt_config(tmp_path: Path) -> Path:
     return path
 
 
-def open_paper(runtime: Runtime) -> PaperExchange:
-    with runtime.workflow() as workflow:
-        paper = workflow.exchange
+def paper_app(env: dict[str, str], stack: LocalStack) -> App:
+    return bootstrap(Settings.from_env(env), stack.client)
+
+
+def open_paper(app: App) -> PaperExchange:
+    with app.session() as session:
+        paper = session.workflow.exchange
     assert isinstance(paper, PaperExchange)
     return paper
 
@@ -128,9 +125,9 @@ def open_paper(runtime: Runtime) -> PaperExchange:
 def test_paper_trading_takes_the_venues_lot_tick_minimum_and_fees(
     stack: LocalStack, table: str, btc_usdt_config: Path, binance_http: list[str]
 ) -> None:
-    runtime = Runtime.from_env(environment(table, btc_usdt_config), clients=stack.client)
+    app = paper_app(environment(table, btc_usdt_config), stack)
 
-    paper = open_paper(runtime)
+    paper = open_paper(app)
 
     assert paper.load_markets(["BTC/USDT"]) == {"BTC/USDT": BTC_USDT}
     # ccxt's Binance spot fees are charged in the asset received (feeSide "get").
@@ -141,12 +138,12 @@ def test_paper_trading_takes_the_venues_lot_tick_minimum_and_fees(
 def test_the_paper_account_keeps_the_venues_markets_and_the_next_cold_start_reads_them_from_the_cache(
     stack: LocalStack, table: str, btc_usdt_config: Path, binance_http: list[str]
 ) -> None:
-    open_paper(Runtime.from_env(environment(table, btc_usdt_config), clients=stack.client))
+    open_paper(paper_app(environment(table, btc_usdt_config), stack))
 
     state, _version = PaperStateStore(table, stack.client("dynamodb")).load()
     assert state is not None
     assert PaperExchange.from_state(state).markets == {"BTC/USDT": BTC_USDT}
-    again = open_paper(Runtime.from_env(environment(table, btc_usdt_config), clients=stack.client))
+    again = open_paper(paper_app(environment(table, btc_usdt_config), stack))
     assert again.markets == {"BTC/USDT": BTC_USDT}
     assert again.fee_mode == "received"
     assert binance_http.count(MARKET_DOWNLOAD) == 1  # the second container read the markets cache
@@ -155,7 +152,7 @@ def test_the_paper_account_keeps_the_venues_markets_and_the_next_cold_start_read
 def test_the_dry_run_refuses_and_charges_what_binance_would(
     stack: LocalStack, table: str, btc_usdt_config: Path, binance_http: list[str]
 ) -> None:
-    paper = open_paper(Runtime.from_env(environment(table, btc_usdt_config), clients=stack.client))
+    paper = open_paper(paper_app(environment(table, btc_usdt_config), stack))
     paper.set_price("BTC/USDT", D("60000"))
 
     with pytest.raises(InvalidOrder, match="lot size 0.00001"):
@@ -186,7 +183,7 @@ def test_recorded_markets_feed_an_offline_paper_stage(
     monkeypatch.setattr(load_exchange_class("binance"), "fetch", offline)
     env = environment(table, btc_usdt_config, PAPER_MARKETS=f"recorded:{recorded}")
 
-    paper = open_paper(Runtime.from_env(env, clients=stack.client))
+    paper = open_paper(paper_app(env, stack))
 
     assert paper.markets == {"BTC/USDT": BTC_USDT}
     assert paper.fee_mode == "received"
@@ -201,7 +198,7 @@ def test_permissive_markets_are_the_paper_defaults(
     monkeypatch.setattr(load_exchange_class("binance"), "fetch", offline)
     env = environment(table, btc_usdt_config, PAPER_MARKETS="permissive")
 
-    paper = open_paper(Runtime.from_env(env, clients=stack.client))
+    paper = open_paper(paper_app(env, stack))
 
     market = paper.load_markets(["BTC/USDT"])["BTC/USDT"]
     assert (market.amount_step, market.price_step, market.min_cost, market.taker_fee) == (
@@ -221,10 +218,10 @@ def test_a_symbol_the_venue_does_not_list_fails_the_step_naming_it(
         json.dumps({"SOLUSDT": {"exchange_symbol": "SOL/USDT", "base_asset": "SOL", "percentage": 0.5}}),
         encoding="utf-8",
     )
-    runtime = Runtime.from_env(environment(table, config), clients=stack.client)
+    app = paper_app(environment(table, config), stack)
 
     with pytest.raises(ConfigError, match=r"^PAPER_MARKETS=venue: cannot load binance's markets of SOL/USDT: "):
-        open_paper(runtime)
+        open_paper(app)
 
 
 def test_an_unreachable_venue_fails_the_step_as_transient(
@@ -234,20 +231,20 @@ def test_an_unreachable_venue_fails_the_step_as_transient(
         raise ccxt_errors().NetworkError("connection reset")
 
     monkeypatch.setattr(load_exchange_class("binance"), "fetch", down)
-    runtime = Runtime.from_env(environment(table, btc_usdt_config), clients=stack.client)
+    app = paper_app(environment(table, btc_usdt_config), stack)
 
     with pytest.raises(ExchangeUnavailable, match=r"^PAPER_MARKETS=venue: cannot load binance's markets of BTC/USDT"):
-        open_paper(runtime)
+        open_paper(app)
 
 
 @pytest.mark.parametrize("value", ["", "exchange", "recorded"])
 def test_paper_markets_must_say_where_the_markets_come_from(
     stack: LocalStack, table: str, btc_usdt_config: Path, value: str
 ) -> None:
-    runtime = Runtime.from_env(environment(table, btc_usdt_config, PAPER_MARKETS=value), clients=stack.client)
+    env = environment(table, btc_usdt_config, PAPER_MARKETS=value)
 
     with pytest.raises(ConfigError, match="PAPER_MARKETS"):
-        open_paper(runtime)
+        open_paper(paper_app(env, stack))
 
 
 @pytest.mark.allow_hosts(["127.0.0.1"])
@@ -267,7 +264,7 @@ def test_a_paper_stage_on_the_binance_emulator_takes_the_markets_the_live_adapte
     with serving(Binance().routes()) as server:
         options = binance_ccxt_options(server.url)
         env = environment(table, config, EXCHANGE_OPTIONS=json.dumps(options))
-        paper = open_paper(Runtime.from_env(env, clients=stack.client))
+        paper = open_paper(paper_app(env, stack))
         live = CcxtExchange("binance", options=options).load_markets(["BTC/USDT", "ETH/USDT"])
 
     assert paper.markets == live
@@ -284,4 +281,4 @@ def test_a_missing_recorded_markets_file_is_named(
     env = environment(table, btc_usdt_config, PAPER_MARKETS=f"recorded:{missing}")
 
     with pytest.raises(ConfigError, match=f"^PAPER_MARKETS=recorded:{missing}: cannot read it: "):
-        open_paper(Runtime.from_env(env, clients=stack.client))
+        open_paper(paper_app(env, stack))

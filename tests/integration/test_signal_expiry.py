@@ -15,7 +15,7 @@ import pytest
 
 from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
 from crypto_bot.engine.records import SignalStatus
-from crypto_bot.entrypoints import runtime as runtime_module
+from crypto_bot.entrypoints import bootstrap as bootstrap_module
 from crypto_bot_tools.local.aws import LocalStack, load_template, local_stack
 from tests.conftest import ROOT, load_event, paper_environment
 
@@ -39,14 +39,14 @@ def stack() -> Iterator[LocalStack]:
 
 
 def cycle_clock_at(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
-    """Make the workflow's clock (Runtime.workflow's datetime.now) read ``moment``; intake keeps the real one."""
+    """Make the workflow's clock (App.session's datetime.now) read ``moment``; intake keeps the real one."""
 
     class Frozen(datetime):
         @classmethod
         def now(cls, tz: Any = None) -> Frozen:
             return cls.fromtimestamp(moment.timestamp(), tz)
 
-    monkeypatch.setattr(runtime_module, "datetime", Frozen)
+    monkeypatch.setattr(bootstrap_module, "datetime", Frozen)
 
 
 def run_cycle(stack: LocalStack, alert: dict[str, Any]) -> tuple[SignalStatus, str, dict[str, Any]]:

@@ -141,3 +141,20 @@ def test_the_tools_are_not_inside_the_layer_package() -> None:
     assert TOOLS.is_dir()
     assert not (PACKAGE / "local").exists()
     assert not (PACKAGE / "cli.py").exists()
+
+
+@pytest.mark.parametrize("layer", ["domain", "engine"])
+def test_domain_and_engine_never_read_the_environment(layer: str) -> None:
+    """Settings are read once, by crypto_bot.entrypoints.settings; the core is handed them, typed."""
+    offenders = {}
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        reads = {m for m in imported_modules(path) if m == "os" or m.startswith("os.")}
+        reads |= {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "environb", "getenvb"}
+        }
+        if reads:
+            offenders[str(path.relative_to(PACKAGE))] = sorted(reads)
+    assert offenders == {}

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from crypto_bot.domain.config import ExecutionMode, Settings, StrategyConfig
+from crypto_bot.domain.config import StrategyConfig
 from crypto_bot.domain.errors import ConfigError
 
 
@@ -86,69 +85,3 @@ def test_unreadable_and_malformed_files_name_the_path(tmp_path: Path) -> None:
         StrategyConfig.load(bad, "USD")
 
 
-def test_settings_have_typed_defaults() -> None:
-    settings = Settings.from_env({"EXCHANGE_NAME": "Binance", "TIMEFRAME": "8h"})
-    assert settings.exchange_name == "binance"
-    assert settings.quote_currency == "USD"
-    assert settings.increment_pct == Decimal("0.001")
-    assert settings.execution_mode is ExecutionMode.BOOST
-    assert settings.sandbox is False
-    assert settings.exchange_options == {}
-    assert settings.schedule_offset == timedelta(minutes=1)
-    assert settings.timeframe.seconds == 8 * 3600
-    assert settings.max_price_jump == Decimal("0.5")
-
-
-def test_settings_parse_every_variable() -> None:
-    settings = Settings.from_env(
-        {
-            "EXCHANGE_NAME": "bybit",
-            "TIMEFRAME": "4h",
-            "QUOTE_CURRENCY": "usdt",
-            "INCREMENT_PCT": "0.002",
-            "EXECUTION_STRATEGY": "MULTI",
-            "SANDBOX": "true",
-            "EXCHANGE_OPTIONS": '{"options": {"defaultType": "spot"}}',
-            "SCHEDULE_OFFSET": "2m",
-            "MAX_PRICE_JUMP": "0.25",
-        }
-    )
-    assert settings.quote_currency == "USDT"
-    assert settings.increment_pct == Decimal("0.002")
-    assert settings.execution_mode is ExecutionMode.MULTI
-    assert settings.sandbox is True
-    assert settings.exchange_options == {"options": {"defaultType": "spot"}}
-    assert settings.schedule_offset == timedelta(minutes=2)
-    assert settings.max_price_jump == Decimal("0.25")
-
-
-def test_missing_required_settings_fail_fast_with_their_names() -> None:
-    with pytest.raises(ConfigError) as info:
-        Settings.from_env({})
-    assert "EXCHANGE_NAME is required" in str(info.value)
-    assert "TIMEFRAME is required" in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "message"),
-    [
-        ("INCREMENT_PCT", "abc", "INCREMENT_PCT='abc': not a number"),
-        ("INCREMENT_PCT", "0.5", "INCREMENT_PCT='0.5': must be a fraction in [0, 0.1)"),
-        ("EXECUTION_STRATEGY", "yolo", "EXECUTION_STRATEGY='yolo': must be one of boost, multi"),
-        ("SANDBOX", "Flase", "SANDBOX='Flase': 'Flase' is not a boolean"),
-        ("EXCHANGE_OPTIONS", "[1]", "EXCHANGE_OPTIONS='[1]': must be a JSON object"),
-        ("EXCHANGE_OPTIONS", "{x", "EXCHANGE_OPTIONS='{x': not valid JSON"),
-        ("TIMEFRAME", "7h", "does not divide a day evenly"),
-        ("TIMEFRAME", "8 hours", "is not of the form <n>m, <n>h or <n>d"),
-        ("SCHEDULE_OFFSET", "9h", "SCHEDULE_OFFSET: schedule offset 9:00:00 must be in [0, 8h)"),
-        ("STOP_LOSS_PATTERN", "(", "STOP_LOSS_PATTERN='(': not a valid regular expression"),
-        ("MAX_PRICE_JUMP", "0", "MAX_PRICE_JUMP='0': must be a fraction above 0 (0.5 means a price may move 50%"),
-        ("MAX_PRICE_JUMP", "-0.5", "MAX_PRICE_JUMP='-0.5': must be a fraction above 0"),
-        ("MAX_PRICE_JUMP", "half", "MAX_PRICE_JUMP='half': not a number"),
-    ],
-)
-def test_bad_setting_names_the_variable_and_value(name: str, value: str, message: str) -> None:
-    env = {"EXCHANGE_NAME": "binance", "TIMEFRAME": "8h", name: value}
-    with pytest.raises(ConfigError) as info:
-        Settings.from_env(env)
-    assert message in str(info.value)

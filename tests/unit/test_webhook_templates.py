@@ -28,10 +28,11 @@ from hypothesis import strategies as st
 
 from crypto_bot.adapters.memory import MemoryStore
 from crypto_bot.adapters.paper.exchange import PaperExchange
-from crypto_bot.domain.config import DEFAULT_STOP_LOSS_PATTERN, ExecutionMode, Settings, StrategyConfig
+from crypto_bot.domain.config import DEFAULT_STOP_LOSS_PATTERN, ExecutionMode, StrategyConfig
 from crypto_bot.domain.errors import SignalRejected
 from crypto_bot.domain.signals import parse_signal
 from crypto_bot.engine.workflow import MAX_ALERT_CHARS, Workflow, WorkflowSettings
+from crypto_bot.entrypoints.settings import Settings
 from crypto_bot.entrypoints.steps import metrics_of
 from crypto_bot_tools.local.api_gateway import (
     DEFAULT_STATUS,
@@ -45,6 +46,7 @@ from crypto_bot_tools.local.api_gateway import (
 )
 from crypto_bot_tools.local.aws import TemplateError, load_template
 from tests.conftest import EVENTS, ROOT
+from tests.support.environment import template_environment
 
 TEMPLATE = load_template(ROOT / "template.yaml")
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -124,8 +126,8 @@ def template_is_stop(comment: str, definition: WebhookDefinition = WEBHOOK) -> b
 
 
 def core_is_stop(comment: str, pattern: str = DEFAULT_STOP_LOSS_PATTERN) -> bool:
-    """Decide as the core does: STOP_LOSS_PATTERN, as crypto_bot.domain.config.Settings compiles it, searched."""
-    settings = Settings.from_env({"EXCHANGE_NAME": "binance", "TIMEFRAME": "8h", "STOP_LOSS_PATTERN": pattern})
+    """Decide as the core does: STOP_LOSS_PATTERN, as crypto_bot.entrypoints.settings.Settings compiles it, searched."""
+    settings = Settings.from_env(template_environment(TABLE_NAME="t", STOP_LOSS_PATTERN=pattern))
     return settings.stop_loss_regex.search(comment) is not None
 
 

@@ -1,13 +1,10 @@
-"""Strategy config (``strategy_config.json``) and typed settings from the environment."""
+"""Strategy config (``strategy_config.json``): the strategies sharing one account, validated."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -16,8 +13,6 @@ from typing import Any
 from crypto_bot.domain.errors import MISSING, ConfigError, FieldProblem, InputError
 from crypto_bot.domain.markets import split_symbol
 from crypto_bot.domain.money import ONE, ZERO, parse_decimal, plain
-from crypto_bot.domain.price_band import DEFAULT_MAX_PRICE_JUMP, parse_price_jump
-from crypto_bot.domain.timeframe import Schedule, Timeframe
 
 MAX_TOTAL_PERCENTAGE = Decimal("0.98")
 """The configured percentages may use at most 98% of the account; 2% stays for fees."""
@@ -165,128 +160,16 @@ class ExecutionMode(StrEnum):
 DEFAULT_STOP_LOSS_PATTERN = r"\bstop"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Typed runtime settings. Read once; a missing required one fails with its name."""
-
-    exchange_name: str
-    timeframe: Timeframe
-    quote_currency: str = "USD"
-    increment_pct: Decimal = Decimal("0.001")
-    execution_mode: ExecutionMode = ExecutionMode.BOOST
-    sandbox: bool = False
-    paper_trading: bool = False
-    exchange_options: Mapping[str, Any] = field(default_factory=dict)
-    schedule_offset: timedelta = timedelta(minutes=1)
-    stop_loss_pattern: str = DEFAULT_STOP_LOSS_PATTERN
-    # How far an alert's order_price may be from its symbol's last price where alert prices price the paper
-    # exchange (PAPER_PRICES=alerts); see crypto_bot.domain.price_band.
-    max_price_jump: Decimal = DEFAULT_MAX_PRICE_JUMP
-
-    @property
-    def schedule(self) -> Schedule:
-        return Schedule(self.timeframe, self.schedule_offset)
-
-    @property
-    def stop_loss_regex(self) -> re.Pattern[str]:
-        return re.compile(self.stop_loss_pattern, re.IGNORECASE)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from environment variables (``os.environ`` by default).
-
-        Every problem is collected and reported at once, each with the variable's name.
-        """
-        reader = _EnvReader(os.environ if env is None else env)
-        exchange = reader.required("EXCHANGE_NAME").lower()
-        timeframe = reader.parse("TIMEFRAME", None, Timeframe.parse)
-        quote = reader.optional("QUOTE_CURRENCY", "USD").upper()
-        increment = reader.parse("INCREMENT_PCT", "0.001", _increment)
-        mode = reader.parse("EXECUTION_STRATEGY", "boost", _mode)
-        sandbox = reader.parse("SANDBOX", "false", parse_bool)
-        paper = reader.parse("PAPER_TRADING", "false", parse_bool)
-        options = reader.parse("EXCHANGE_OPTIONS", "{}", _json_object)
-        offset = reader.parse("SCHEDULE_OFFSET", "1m", parse_duration)
-        pattern = reader.parse("STOP_LOSS_PATTERN", DEFAULT_STOP_LOSS_PATTERN, _regex)
-        price_jump = reader.parse("MAX_PRICE_JUMP", str(DEFAULT_MAX_PRICE_JUMP), parse_price_jump)
-        if timeframe is not None and offset is not None:
-            try:
-                Schedule(timeframe, offset)
-            except ValueError as e:
-                reader.problems.append(f"SCHEDULE_OFFSET: {e}")
-        if reader.problems:
-            raise ConfigError("invalid settings: " + "; ".join(reader.problems))
-        return cls(
-            exchange_name=exchange,
-            timeframe=_parsed(timeframe),
-            quote_currency=quote,
-            increment_pct=_parsed(increment),
-            execution_mode=_parsed(mode),
-            sandbox=_parsed(sandbox),
-            paper_trading=_parsed(paper),
-            exchange_options=_parsed(options),
-            schedule_offset=_parsed(offset),
-            stop_loss_pattern=_parsed(pattern),
-            max_price_jump=_parsed(price_jump),
-        )
-
-
-def _parsed[T](value: T | None) -> T:
-    """Narrow a setting that parsed without a problem (None only ever comes with one)."""
-    if value is None:
-        raise ConfigError("invalid settings: a value failed to parse without a reported problem")
-    return value
-
-
-class _EnvReader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def required(self, name: str) -> str:
-        value = self.env.get(name, "").strip()
-        if not value:
-            self.problems.append(f"{name} is required but not set")
-        return value
-
-    def optional(self, name: str, default: str) -> str:
-        value = self.env.get(name)
-        return default if value is None or not value.strip() else value.strip()
-
-    def parse[T](self, name: str, default: str | None, parser: Callable[[str], T]) -> T | None:
-        text = self.required(name) if default is None else self.optional(name, default)
-        if not text:
-            return None
-        try:
-            return parser(text)
-        except ValueError as e:
-            self.problems.append(f"{name}={text!r}: {e}")
-            return None
-
-
-def _increment(text: str) -> Decimal:
-    value = parse_decimal(text)
-    if not ZERO <= value < Decimal("0.1"):
-        raise ValueError("must be a fraction in [0, 0.1) (0.001 means 0.1%)")
-    return value
-
-
-def _mode(text: str) -> ExecutionMode:
-    try:
-        return ExecutionMode(text.lower())
-    except ValueError:
-        raise ValueError("must be one of boost, multi") from None
-
-
 def parse_exchange_options(text: str, what: str) -> dict[str, Any]:
     """Parse ccxt constructor options given as JSON text; ConfigError names ``what`` and the problem."""
     try:
-        return _json_object(text)
+        return parse_json_object(text)
     except ValueError as e:
         raise ConfigError(f"{what}: {e}") from None
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def parse_json_object(text: str) -> dict[str, Any]:
+    """Parse JSON text that must be an object; ValueError says what is wrong with it."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
@@ -294,37 +177,3 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"must be a JSON object, got {type(value).__name__}")
     return value
-
-
-def _regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as e:
-        raise ValueError(f"not a valid regular expression ({e})") from None
-    return text
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def parse_bool(text: str) -> bool:
-    """Parse a boolean setting strictly; ``"Flase"`` is an error, not False."""
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"{text!r} is not a boolean (use true or false)")
-
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smh])\s*$")
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse ``30s``, ``1m`` or ``2h`` into a timedelta."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration like 30s, 1m or 2h")
-    count, unit = int(match.group(1)), match.group(2)
-    return timedelta(seconds=count * {"s": 1, "m": 60, "h": 3600}[unit])

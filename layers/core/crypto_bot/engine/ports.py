@@ -6,7 +6,8 @@ these protocols only, so it never imports a vendor SDK.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -111,4 +112,71 @@ class Store(Protocol):
         without the ledger (or the other way round) a crash in between would lose a fill
         or book it twice.
         """
+        ...
+
+
+# -- what the composition root (crypto_bot.entrypoints.bootstrap) wires besides the exchange and the store
+
+
+class PriceFeed(Protocol):
+    """A venue's last traded price of a symbol: what prices the paper account on a live-priced dry run."""
+
+    def __call__(self, symbol: str, /) -> Decimal: ...
+
+
+class AlertPricedMarket(Protocol):
+    """A market whose prices are the alerts' own order prices (the paper account without a price feed)."""
+
+    @property
+    def prices(self) -> Mapping[str, Decimal]:
+        """The last price set for each symbol."""
+        ...
+
+    def load_markets(self, symbols: Iterable[str]) -> Mapping[str, Market]: ...
+
+    def set_price(self, symbol: str, price: Decimal) -> object:
+        """Move the symbol's price (resting orders it crosses fill)."""
+        ...
+
+
+class Refused(Protocol):
+    """A delivery the webhook refused and sent on as a record instead of the alert."""
+
+    def record(self, excerpt: str, message_id: str, received_at: datetime) -> SignalRecord:
+        """Return the rejected signal that records it."""
+        ...
+
+
+class Drained(Protocol):
+    @property
+    def failed(self) -> list[str]:
+        """``"message id: error"`` of each message whose handling raised, left in the queue."""
+        ...
+
+
+class AlertQueue(Protocol):
+    """The queue alerts wait in for their cycle: ``take(body, message_id)`` stores each, then it is deleted."""
+
+    def __call__(
+        self, take: Callable[[str, str], None], /, *, refused: Callable[[str, str, Refused], None]
+    ) -> Drained: ...
+
+
+class Notifier(Protocol):
+    """Tell the user about a cycle (an e-mail through the notifications topic)."""
+
+    def __call__(self, subject: str, message: str, /) -> None: ...
+
+
+class LeaseRenewal(Protocol):
+    """Extend the cycle lock's lease if ``owner`` still holds it; return False if it does not."""
+
+    def __call__(self, owner: str, now: datetime, /) -> bool: ...
+
+
+class Secrets(Protocol):
+    """Where the exchange API key is kept."""
+
+    def api_key(self) -> Mapping[str, str]:
+        """Return the key as ccxt takes it (``apiKey``, ``secret``, maybe ``password``); ConfigError if malformed."""
         ...

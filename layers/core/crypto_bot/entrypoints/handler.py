@@ -16,10 +16,11 @@ from aws_lambda_powertools.shared.functions import strtobool
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crypto_bot.entrypoints import steps
-from crypto_bot.entrypoints.runtime import Runtime
+from crypto_bot.entrypoints.bootstrap import App, bootstrap, boto3_clients
+from crypto_bot.entrypoints.settings import Settings
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
-STEPS: dict[str, Callable[[Any, Runtime], dict[str, Any]]] = {
+STEPS: dict[str, Callable[[Any, App], Any]] = {
     "collect": steps.collect,
     "plan": steps.plan,
     "place_order": steps.place_order,
@@ -29,17 +30,17 @@ STEPS: dict[str, Callable[[Any, Runtime], dict[str, Any]]] = {
 
 
 def step_handler(step: str) -> Handler:
-    """Set up logging, tracing, metrics and the runtime once (at import, per container)."""
+    """Set up logging, tracing, metrics, the settings and the adapters once (at import, per container)."""
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
     run = STEPS[step]
     logger = Logger()
     metrics = Metrics()
-    runtime = Runtime.from_env()
+    app = bootstrap(Settings.from_env(os.environ), boto3_clients())
 
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        result = run(event, runtime)
+        result = run(event, app)
         for name, value in steps.metrics_of(step, result):
             unit = MetricUnit.NoUnit if name.endswith("Bps") else MetricUnit.Count
             metrics.add_metric(name=name, unit=unit, value=value)

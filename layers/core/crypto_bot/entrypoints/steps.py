@@ -1,8 +1,9 @@
 """The trade-cycle steps as the state machine calls them: event in, small dict out.
 
-Each function takes the decoded Lambda event and a :class:`Runtime`, calls the
-workflow, and returns only ids and counts, so payloads between states stay far
-below Step Functions' 256 KB limit whatever the number of signals.
+Each function takes the decoded Lambda event and the :class:`~crypto_bot.entrypoints.bootstrap.App`,
+calls the workflow, and returns only ids and counts, so payloads between states stay far
+below Step Functions' 256 KB limit whatever the number of signals. What each returns is
+typed in :mod:`crypto_bot.entrypoints.contracts`, the state machine's side of the contract.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from crypto_bot.adapters.aws.lock import lease_time, renew_lease
-from crypto_bot.adapters.aws.notify import cycle_message, publish, worth_notifying
-from crypto_bot.adapters.aws.sqs_intake import WAIT_SECONDS, Refusal, drain_queue
-from crypto_bot.adapters.paper.exchange import PaperExchange
+from crypto_bot.adapters.aws.lock import lease_time
+from crypto_bot.adapters.aws.notify import cycle_message, worth_notifying
 from crypto_bot.domain.allocation import SignalStatus
-from crypto_bot.domain.errors import FieldProblem, InputError, LockLost
+from crypto_bot.domain.errors import ConfigError, FieldProblem, InputError, LockLost
 from crypto_bot.domain.money import parse_decimal
 from crypto_bot.domain.price_band import price_jump_problem
+from crypto_bot.engine.ports import AlertPricedMarket, Refused
 from crypto_bot.engine.records import Phase, SignalRecord
 from crypto_bot.engine.workflow import Workflow, cycle_signals
-from crypto_bot.entrypoints.runtime import Runtime
+from crypto_bot.entrypoints.bootstrap import App
 
 
 def _time(value: object, what: str) -> datetime:
@@ -34,13 +34,15 @@ def _time(value: object, what: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+def collect(event: Mapping[str, Any], app: App) -> dict[str, Any]:
     """Persist queued alerts, then say which cycle runs and how many signals wait for it.
 
     The execution input is ``{"trigger": "schedule"|"manual"}``, or the batch an
     EventBridge Pipe delivers from the urgent queue (a list of SQS records), or, when
     the cycle waited for the lock, the state itself (``{"cycle": {...}}``).
     """
+    if app.alert_queue is None:
+        raise ConfigError("SIGNALS_QUEUE_URL is required by the collect step but not set")
     now = datetime.now(UTC)
     started = _time(event["started_at"], "started_at")
     name = str(event["execution_name"])
@@ -53,7 +55,8 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
         urgent = isinstance(source, list) or (isinstance(source, Mapping) and source.get("trigger") == "urgent")
         scheduled, lock_waits = _scheduled(source), 0
     received = rejected = duplicates = 0
-    with runtime.workflow(clock=lambda: datetime.now(UTC)) as wf:
+    with app.session(clock=lambda: datetime.now(UTC)) as session:
+        wf = session.workflow
 
         def take(body: str, message_id: str) -> None:
             nonlocal received, rejected, duplicates
@@ -61,12 +64,13 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
             # A resent copy of an alert still waiting for its cycle prices again (the same price): a Collect that
             # crashed after storing it lost the price with the failed attempt's paper state. Once a cycle took the
             # alert its status is no longer `received`, and an old copy sets no stale price.
-            _price_from_alert(wf, intake.record, runtime.settings.max_price_jump)
+            if session.alert_prices is not None:
+                _price_from_alert(wf, session.alert_prices, intake.record, app.settings.max_price_jump)
             duplicates += intake.duplicate
             rejected += intake.record.status.value == "rejected"
             received += 1
 
-        def refuse(excerpt: str, message_id: str, refusal: Refusal) -> None:
+        def refuse(excerpt: str, message_id: str, refusal: Refused) -> None:
             # A delivery the webhook refused (too large) but sent on as a record: stored as a rejected signal.
             nonlocal received, rejected, duplicates
             duplicates += not wf.store.add_signal(refusal.record(excerpt, message_id, wf.clock()))
@@ -81,12 +85,9 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
                 take(str(record["body"]), str(record["messageId"]))
         # An urgent cycle drains the signals queue too: an entry still queued when its strategy's stop loss
         # arrives must be decided with that stop (netted out), not left for the next cycle to buy.
-        wait = int(runtime.env.get("SQS_WAIT_SECONDS", WAIT_SECONDS))
-        unprocessable = drain_queue(
-            runtime.clients("sqs"), runtime.env["SIGNALS_QUEUE_URL"], take, refused=refuse, wait_seconds=wait
-        ).failed
+        unprocessable = app.alert_queue(take, refused=refuse).failed
         pending = cycle_signals(wf.store.pending_signals(), urgent=urgent)
-    at = runtime.settings.schedule.tick_at_or_before(started) if scheduled else started
+    at = app.settings.schedule.tick_at_or_before(started) if scheduled else started
     kind = "urgent" if urgent else ("scheduled" if scheduled else "manual")
     # The execution name makes the id unique per execution yet stable across a redrive,
     # which keeps the same name: a schedule that fires twice opens two cycles, and the
@@ -103,7 +104,7 @@ def collect(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
         "duplicates": duplicates,
         "unprocessable": unprocessable,
         "now": lease_time(now),
-        "lease_until": lease_time(now + runtime.lock_lease),
+        "lease_until": lease_time(now + app.settings.lock_lease),
         "lock_waits": lock_waits,
     }
 
@@ -112,13 +113,11 @@ def _scheduled(source: object) -> bool:
     return isinstance(source, Mapping) and source.get("trigger") == "schedule"
 
 
-def _price_from_alert(wf: Workflow, record: SignalRecord, max_jump: Decimal) -> None:
+def _price_from_alert(wf: Workflow, market: AlertPricedMarket, record: SignalRecord, max_jump: Decimal) -> None:
     # With PAPER_PRICES=alerts the paper market's price is the last alert price seen. Only an accepted alert sets
     # it: one refused for its time or its interval is not a market price either. A price too far from the last
     # known one (crypto_bot.domain.price_band) refuses the alert instead, so a mistyped 1e12 neither prices the account
     # nor trades; the first price of a symbol has nothing to compare with and is taken.
-    if not isinstance(wf.exchange, PaperExchange) or wf.exchange.price_feed is not None:
-        return
     payload = record.payload
     if record.status is not SignalStatus.RECEIVED or not isinstance(payload, Mapping):
         return
@@ -132,29 +131,28 @@ def _price_from_alert(wf: Workflow, record: SignalRecord, max_jump: Decimal) -> 
     if price <= 0:
         return
     shown = payload.get("order_price")
-    problem = price_jump_problem(shown, price, strategy.symbol, wf.exchange.prices.get(strategy.symbol), max_jump)
+    problem = price_jump_problem(shown, price, strategy.symbol, market.prices.get(strategy.symbol), max_jump)
     if problem is not None:
         record.status, record.reason = SignalStatus.REJECTED, str(problem)
         wf.store.put_signal(record)
         return
-    wf.exchange.load_markets([strategy.symbol])
-    wf.exchange.set_price(strategy.symbol, price)
+    market.load_markets([strategy.symbol])
+    market.set_price(strategy.symbol, price)
 
 
-def _renew(event: Mapping[str, Any], runtime: Runtime) -> None:
+def _renew(event: Mapping[str, Any], app: App) -> None:
     owner = event.get("execution_id")
-    if owner and not renew_lease(
-        runtime.clients("dynamodb"), runtime.table_name, str(owner), datetime.now(UTC), runtime.lock_lease
-    ):
+    if owner and not app.renew_lease(str(owner), datetime.now(UTC)):
         raise LockLost(f"execution {owner} no longer holds the cycle lock; stopping before it trades")
 
 
-def plan(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+def plan(event: Mapping[str, Any], app: App) -> dict[str, Any]:
     """Open the cycle on its first phase, then plan the phase; return the intent ids to place."""
-    _renew(event, runtime)
+    _renew(event, app)
     cycle_id = str(event["cycle_id"])
     phase = Phase(event["phase"])
-    with runtime.workflow() as wf:
+    with app.session() as session:
+        wf = session.workflow
         if phase is Phase.EXITS:
             wf.open_cycle(cycle_id, _time(event["at"], "at"), urgent=bool(event["urgent"]))
         intent_ids = wf.plan(cycle_id, phase)
@@ -167,23 +165,27 @@ def plan(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def place_order(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+def place_order(event: Mapping[str, Any], app: App) -> dict[str, Any]:
     """Send one intent's current attempt at most once."""
-    with runtime.workflow() as wf:
-        record = wf.place(str(event["cycle_id"]), str(event["intent_id"]))
+    with app.session() as session:
+        record = session.workflow.place(str(event["cycle_id"]), str(event["intent_id"]))
     return {"intent_id": record.intent.intent_id, "status": record.status.value}
 
 
-def reconcile(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+def reconcile(event: Mapping[str, Any], app: App) -> dict[str, Any]:
     """Advance every working order of the phase; return how many still work."""
-    _renew(event, runtime)
-    with runtime.workflow() as wf:
-        working = wf.reconcile(str(event["cycle_id"]), Phase(event["phase"]), budget=runtime.reconcile_budget)
+    _renew(event, app)
+    with app.session() as session:
+        working = session.workflow.reconcile(
+            str(event["cycle_id"]), Phase(event["phase"]), budget=app.settings.reconcile_budget
+        )
     return {"working": working}
 
 
-def finalize(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+def finalize(event: Mapping[str, Any], app: App) -> dict[str, Any]:
     """Close the cycle (or record its failure), then notify."""
+    if app.notifier is None:
+        raise ConfigError("NOTIFICATIONS_TOPIC_ARN is required by the finalize step but not set")
     failed_state = event.get("failed_state")
     error = ""
     cycle_id = event.get("cycle_id")
@@ -192,19 +194,17 @@ def finalize(event: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
         error = _error_text(failed_state.get("error") or (failed_state if "Error" in failed_state else None))
         cycle = failed_state.get("cycle")
         cycle_id = cycle.get("cycle_id") if isinstance(cycle, Mapping) else None
-    topic = runtime.env.get("NOTIFICATIONS_TOPIC_ARN", "")
-    store = runtime.store()
     record = None
-    if cycle_id and store.get_cycle(str(cycle_id)) is not None:
-        with runtime.workflow() as wf:
-            record = wf.finalize(str(cycle_id), error=error)
+    if cycle_id and app.store.get_cycle(str(cycle_id)) is not None:
+        with app.session() as session:
+            record = session.workflow.finalize(str(cycle_id), error=error)
     if record is not None:
         subject, message = cycle_message(record)
     else:
         subject = "crypto-bot cycle FAILED before it opened"
         message = f"execution {event.get('execution_name')}: {error or 'unknown error'}"
-    if topic and (record is None or worth_notifying(record)):
-        publish(runtime.clients("sns"), topic, subject, message)
+    if record is None or worth_notifying(record):
+        app.notifier(subject, message)
     summary = record.summary if record is not None else {}
     return {"cycle_id": cycle_id, "status": record.status if record else "failed", **summary}
 
