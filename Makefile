@@ -88,18 +88,29 @@ mutate: sync ## cosmic-ray over the money-critical core; score and survivors int
 # source's mtime goes stale when the deployment zip rounds mtimes to 2 s, and is then silently recompiled.
 COMPILE_PYC := python -m compileall -q -j 0 --invalidation-mode unchecked-hash
 
-# The layer installs exactly what uv.lock pins (with hashes), so `sam build` ships the versions the tests ran.
+# The layer installs exactly what uv.lock pins (with hashes), so `sam build` ships the versions the tests ran. The
+# export is the whole `layer` group, ccxt's asyncio stack and aws-xray-sdk's botocore included: pip's hash-checking
+# mode wants every dependency pinned, so what the handlers never import is deleted after `sam build` instead.
 LAYER_REQUIREMENTS := $(UV) export --frozen --only-group layer --no-emit-project --format requirements-txt --quiet
 
-layer-requirements: bootstrap ## regenerate layers/core/requirements.txt from uv.lock (the layer's exact versions)
+layer-requirements: bootstrap ## regenerate layers/core/requirements.txt from uv.lock (what sam build installs, pruned by make build)
 	@$(LAYER_REQUIREMENTS) --output-file layers/core/requirements.txt
 
-build: sync ## validate strategy_config.json, bundle it into the core layer, sam build, compile the bytecode
+# The layer ships ccxt's module of one exchange (layers/build_layer.py): EXCHANGE=kraken, else the ExchangeName in the
+# parameter_overrides of samconfig.toml's CONFIG_ENV section, else template.yaml's default. Deploying another exchange
+# fails at its first exchange call, asking for `make build EXCHANGE=...`.
+EXCHANGE ?=
+CONFIG_ENV ?= default
+LAYER_BUILD := .aws-sam/build/CoreLayer
+
+build: sync ## validate strategy_config.json, sam build, prune the layer to what the handlers import [EXCHANGE=id], compile
 	@$(RUN) python -c "from crypto_bot.domain.config import StrategyConfig; import os; \
 		StrategyConfig.load('strategy_config.json', os.environ.get('QUOTE_CURRENCY', 'USD'))"
-	@cp strategy_config.json layers/core/strategy_config.json
 	SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam build
+	$(RUN) python layers/build_layer.py prune $(LAYER_BUILD) --config-env $(CONFIG_ENV) $(if $(EXCHANGE),--exchange "$(EXCHANGE)")
+	@cp strategy_config.json $(LAYER_BUILD)/python/strategy_config.json
 	$(RUN) $(COMPILE_PYC) .aws-sam/build
+	@$(RUN) python layers/build_layer.py measure $(LAYER_BUILD)
 
 deploy: build ## sam deploy (--guided the first time: make deploy ARGS=--guided)
 	SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam deploy $(ARGS)

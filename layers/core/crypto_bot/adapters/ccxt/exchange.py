@@ -37,6 +37,7 @@ import copy
 import decimal
 import functools
 import importlib
+import importlib.metadata
 import importlib.util
 import re
 import sys
@@ -45,6 +46,7 @@ import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from crypto_bot.domain.errors import (
@@ -184,13 +186,35 @@ def load_exchange_class(exchange_id: str) -> type:
         exchange_class = getattr(package, exchange_id, None)
     else:
         if importlib.util.find_spec(f"ccxt.{exchange_id}") is None:
-            raise UnsupportedExchange(f"ccxt has no exchange {exchange_id!r}")
+            raise UnsupportedExchange(_missing_exchange(exchange_id, package))
         module = importlib.import_module(f"ccxt.{exchange_id}")
         exchange_class = getattr(module, exchange_id, None)
     base_class = importlib.import_module("ccxt.base.exchange").Exchange
     if not (isinstance(exchange_class, type) and issubclass(exchange_class, base_class)):
         raise UnsupportedExchange(f"ccxt module {exchange_id!r} does not define an exchange class {exchange_id!r}")
     return exchange_class
+
+
+def _missing_exchange(exchange_id: str, package: types.ModuleType) -> str:
+    # The Lambda layer ships one exchange's module (layers/build_layer.py) but keeps ccxt's RECORD,
+    # which lists every module pip installed: an id listed there is a real exchange left out of the build.
+    # (RECORD is read as text: importlib.metadata.files() leaves out the files that are missing.)
+    try:
+        record = importlib.metadata.distribution("ccxt").read_text("RECORD") or ""
+    except importlib.metadata.PackageNotFoundError:
+        record = ""
+    if f"\nccxt/{exchange_id}.py," not in f"\n{record}":
+        return f"ccxt has no exchange {exchange_id!r}"
+    shipped = sorted(
+        path.stem
+        for folder in package.__path__
+        for path in Path(folder).glob("*.py")
+        if path.stem != "__init__" and (Path(folder) / "abstract" / path.name).exists()
+    )
+    return (
+        f"ccxt's {exchange_id!r} exchange is not in this Lambda layer, which was built for "
+        f"{', '.join(shipped) or 'no exchange'}: rebuild with make build EXCHANGE={exchange_id}"
+    )
 
 
 @functools.cache
