@@ -46,8 +46,8 @@ tests/unit/test_built_layer.py builds the same selection from the installed dist
 (:func:`assemble`) and imports every handler from it alone.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: with real annotations the dataclasses below also work when this file is
+# loaded by path (importlib.util.spec_from_file_location) without a sys.modules entry, as a benchmark may load it.
 import argparse
 import ast
 import csv
@@ -60,7 +60,7 @@ import tomllib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Self, TypedDict
 
 import yaml
 from packaging.requirements import Requirement
@@ -246,7 +246,7 @@ class Site:
             self.owners[name] = distribution
 
     @classmethod
-    def of_layer(cls, python_dir: Path) -> Site:
+    def of_layer(cls, python_dir: Path) -> Self:
         """Read a built layer's ``python/`` folder: its distributions, and the packages sam copied in (crypto_bot)."""
         site = cls()
         for distribution in _distributions(python_dir):
@@ -259,7 +259,7 @@ class Site:
         return site
 
     @classmethod
-    def of_environment(cls, site_packages: Path, requirements: Path = REQUIREMENTS) -> Site:
+    def of_environment(cls, site_packages: Path, requirements: Path = REQUIREMENTS) -> Self:
         """Read the layer's distributions (those ``requirements`` pins) as installed here, and crypto_bot's source."""
         pinned = {
             _normalized(line.split("==")[0])
