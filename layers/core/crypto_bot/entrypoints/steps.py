@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from crypto_bot.adapters.aws.lock import lease_time
 from crypto_bot.adapters.aws.notify import cycle_message, worth_notifying
@@ -24,6 +24,18 @@ from crypto_bot.engine.ports import AlertPricedMarket, Refused
 from crypto_bot.engine.records import Phase, SignalRecord
 from crypto_bot.engine.workflow import Workflow, cycle_signals
 from crypto_bot.entrypoints.bootstrap import App
+from crypto_bot.entrypoints.contracts import (
+    CollectInput,
+    CollectResult,
+    FinalizeInput,
+    FinalizeResult,
+    PlaceOrderInput,
+    PlaceOrderResult,
+    PlanInput,
+    PlanResult,
+    ReconcileInput,
+    ReconcileResult,
+)
 
 
 def _time(value: object, what: str) -> datetime:
@@ -34,7 +46,7 @@ def _time(value: object, what: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def collect(event: Mapping[str, Any], app: App) -> dict[str, Any]:
+def collect(event: CollectInput, app: App) -> CollectResult:
     """Persist queued alerts, then say which cycle runs and how many signals wait for it.
 
     The execution input is ``{"trigger": "schedule"|"manual"}``, or the batch an
@@ -140,13 +152,13 @@ def _price_from_alert(wf: Workflow, market: AlertPricedMarket, record: SignalRec
     market.set_price(strategy.symbol, price)
 
 
-def _renew(event: Mapping[str, Any], app: App) -> None:
+def _renew(event: PlanInput | ReconcileInput, app: App) -> None:
     owner = event.get("execution_id")
     if owner and not app.renew_lease(str(owner), datetime.now(UTC)):
         raise LockLost(f"execution {owner} no longer holds the cycle lock; stopping before it trades")
 
 
-def plan(event: Mapping[str, Any], app: App) -> dict[str, Any]:
+def plan(event: PlanInput, app: App) -> PlanResult:
     """Open the cycle on its first phase, then plan the phase; return the intent ids to place."""
     _renew(event, app)
     cycle_id = str(event["cycle_id"])
@@ -165,14 +177,14 @@ def plan(event: Mapping[str, Any], app: App) -> dict[str, Any]:
     }
 
 
-def place_order(event: Mapping[str, Any], app: App) -> dict[str, Any]:
+def place_order(event: PlaceOrderInput, app: App) -> PlaceOrderResult:
     """Send one intent's current attempt at most once."""
     with app.session() as session:
         record = session.workflow.place(str(event["cycle_id"]), str(event["intent_id"]))
     return {"intent_id": record.intent.intent_id, "status": record.status.value}
 
 
-def reconcile(event: Mapping[str, Any], app: App) -> dict[str, Any]:
+def reconcile(event: ReconcileInput, app: App) -> ReconcileResult:
     """Advance every working order of the phase; return how many still work."""
     _renew(event, app)
     with app.session() as session:
@@ -182,7 +194,7 @@ def reconcile(event: Mapping[str, Any], app: App) -> dict[str, Any]:
     return {"working": working}
 
 
-def finalize(event: Mapping[str, Any], app: App) -> dict[str, Any]:
+def finalize(event: FinalizeInput, app: App) -> FinalizeResult:
     """Close the cycle (or record its failure), then notify."""
     if app.notifier is None:
         raise ConfigError("NOTIFICATIONS_TOPIC_ARN is required by the finalize step but not set")
@@ -206,7 +218,8 @@ def finalize(event: Mapping[str, Any], app: App) -> dict[str, Any]:
     if record is None or worth_notifying(record):
         app.notifier(subject, message)
     summary = record.summary if record is not None else {}
-    return {"cycle_id": cycle_id, "status": record.status if record else "failed", **summary}
+    # The summary's keys are the engine's (Workflow.finalize); FinalizeResult names the ones the state machine may read.
+    return cast(FinalizeResult, {"cycle_id": cycle_id, "status": record.status if record else "failed", **summary})
 
 
 def _error_text(error: object) -> str:
