@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from crypto_bot.adapters.aws.dynamodb_store import TRANSACTION_LIMIT, DynamoDBStore, batch_write
+from crypto_bot.adapters.aws.errors import ConditionFailed
 from crypto_bot.adapters.memory import MemoryStore
 from crypto_bot.domain.allocation import SignalStatus
 from crypto_bot.domain.config import Strategy
@@ -701,7 +702,8 @@ def test_a_failed_booking_writes_neither_the_intent_nor_the_ledger(
         f"book intent i1 in {table}: TransactionCanceledException: "
         f"Transaction cancelled, please refer cancellation reasons for specific reasons [{reasons}]"
     )
-    assert not isinstance(failed.value, StoreUnavailable)
+    # A failed condition inside the transaction is a conflict, not an outage: it is not retried.
+    assert type(failed.value) is ConditionFailed
     cause = failed.value.__cause__
     assert isinstance(cause, ClientError)
     assert [reason["Code"] for reason in cause.response["CancellationReasons"]] == reasons.split(", ")

@@ -34,7 +34,8 @@ Item design (``pk``/``sk`` strings; one sparse GSI ``gsi1`` on ``gsi1pk``/``gsi1
 * Audit entries' ``<n>`` is the entry's position in its save plus a random suffix, so two
   saves booking the same order at the same instant (a frozen clock) never overwrite each other.
 
-Every botocore error is translated: throttling, 5xx and connection failures raise
+Every botocore error is translated by :mod:`crypto_bot.adapters.aws.errors`: throttling, 5xx,
+conflicting transactions and connection failures raise
 :class:`~crypto_bot.domain.errors.StoreUnavailable` (retry with backoff); anything else raises
 :class:`~crypto_bot.domain.errors.StoreError`. A failed condition is an answer, not an error:
 :meth:`DynamoDBStore.add_signal` returns False.
@@ -45,16 +46,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from crypto_bot.adapters.aws.errors import ConditionFailed, translate_errors
 from crypto_bot.domain.allocation import SignalStatus
 from crypto_bot.domain.errors import StoreError, StoreUnavailable
 from crypto_bot.domain.ledger import Ledger, LedgerEntry
@@ -66,12 +65,10 @@ TRANSACTION_LIMIT = 100  # DynamoDB's maximum items in one TransactWriteItems
 
 __all__ = [
     "RETENTION",
-    "ConditionFailed",
     "DynamoDBStore",
     "batch_write",
     "from_item",
     "to_item",
-    "translate_errors",
 ]
 
 RETENTION: Final = timedelta(days=90)
@@ -84,19 +81,6 @@ INDEX: Final = "gsi1"
 # Attributes of the item design, not of the record: stripped when an item is read back.
 _KEYS: Final = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "expires_at"})
 
-# Error codes after which the same request may succeed later.
-_TRANSIENT_CODES: Final = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "Throttling",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "TransactionInProgressException",
-    }
-)
 _BATCH_WRITE_SIZE: Final = 25  # the BatchWriteItem maximum
 _BATCH_GET_SIZE: Final = 100  # the BatchGetItem maximum
 _BATCH_ATTEMPTS: Final = 8  # unprocessed items are retried this many times, with backoff
@@ -108,32 +92,6 @@ _deserializer = TypeDeserializer()
 # --------------------------------------------------------------------------------------------
 # Helpers shared with crypto_bot.adapters.aws.paper_state
 # --------------------------------------------------------------------------------------------
-
-
-class ConditionFailed(StoreError):
-    """A write's ConditionExpression did not hold; callers turn it into their documented answer."""
-
-
-@contextmanager
-def translate_errors(action: str) -> Iterator[None]:
-    """Translate botocore errors raised in the block into the project's store errors."""
-    try:
-        yield
-    except ClientError as e:
-        error = e.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        message = f"{action}: {code or 'error'}: {error.get('Message', '')}".rstrip(": ")
-        if code == "ConditionalCheckFailedException":
-            raise ConditionFailed(message) from e
-        if code in _TRANSIENT_CODES or status >= 500:
-            raise StoreUnavailable(message) from e
-        raise StoreError(message) from e
-    except (BotoConnectionError, HTTPClientError) as e:
-        # Connection refused, reset or timed out: DynamoDB may be fine a moment later.
-        raise StoreUnavailable(f"{action}: {type(e).__name__}: {e}") from e
-    except BotoCoreError as e:
-        raise StoreError(f"{action}: {type(e).__name__}: {e}") from e
 
 
 def to_item(data: Mapping[str, Any]) -> dict[str, Any]:

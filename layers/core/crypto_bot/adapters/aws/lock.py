@@ -10,9 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from crypto_bot.domain.errors import StoreUnavailable
+from crypto_bot.adapters.aws.errors import ConditionFailed, translate_errors
 
 LOCK_KEY = {"pk": {"S": "LOCK"}, "sk": {"S": "CYCLE"}}
 
@@ -23,20 +21,21 @@ def lease_time(moment: datetime) -> str:
 
 
 def renew_lease(dynamodb: Any, table_name: str, owner: str, now: datetime, lease: timedelta) -> bool:
-    """Extend the lease if ``owner`` still holds the lock; return False if it does not."""
+    """Extend the lease if ``owner`` still holds the lock; return False if it does not.
+
+    Raise StoreUnavailable when DynamoDB throttled or failed (retry), StoreError when the call can never succeed
+    (access denied, no such table).
+    """
     try:
-        dynamodb.update_item(
-            TableName=table_name,
-            Key=LOCK_KEY,
-            UpdateExpression="SET lease_until = :until",
-            ConditionExpression="#owner = :me",
-            ExpressionAttributeNames={"#owner": "owner"},
-            ExpressionAttributeValues={":until": {"S": lease_time(now + lease)}, ":me": {"S": owner}},
-        )
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        raise StoreUnavailable(f"cannot renew the cycle lock: {e.response.get('Error', {}).get('Code')}") from e
-    except BotoCoreError as e:
-        raise StoreUnavailable(f"cannot renew the cycle lock: {type(e).__name__}") from e
+        with translate_errors(f"renew the cycle lock in {table_name}"):
+            dynamodb.update_item(
+                TableName=table_name,
+                Key=LOCK_KEY,
+                UpdateExpression="SET lease_until = :until",
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":until": {"S": lease_time(now + lease)}, ":me": {"S": owner}},
+            )
+    except ConditionFailed:
+        return False
     return True

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
-from crypto_bot.adapters.aws.dynamodb_store import translate_errors
+from crypto_bot.adapters.aws.errors import translate_errors
 from crypto_bot.domain.errors import ExchangeError, StoreError
 
 __all__ = ["DEFAULT_MAX_AGE", "CacheOutcome", "MarketsCache", "prime_from_table"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from crypto_bot.adapters.aws.errors import translate_errors
 from crypto_bot.engine.records import CycleRecord
 
 MAX_SUBJECT = 100  # SNS limit
@@ -46,5 +47,6 @@ def worth_notifying(cycle: CycleRecord) -> bool:
 
 
 def publish(sns: Any, topic_arn: str, subject: str, message: str) -> None:
-    """Publish to the notifications topic."""
-    sns.publish(TopicArn=topic_arn, Subject=subject[:MAX_SUBJECT], Message=message)
+    """Publish to the notifications topic; StoreUnavailable when SNS throttled or failed, StoreError otherwise."""
+    with translate_errors(f"publish to {topic_arn}"):
+        sns.publish(TopicArn=topic_arn, Subject=subject[:MAX_SUBJECT], Message=message)

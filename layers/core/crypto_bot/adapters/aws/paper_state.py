@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from crypto_bot.adapters.aws.dynamodb_store import ConditionFailed, translate_errors
+from crypto_bot.adapters.aws.errors import ConditionFailed, translate_errors
 from crypto_bot.adapters.paper.exchange import PaperExchange
 from crypto_bot.domain.errors import StoreConflict, StoreError
 

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from crypto_bot.adapters.aws.errors import translate_errors
 from crypto_bot.domain.allocation import SignalStatus
-from crypto_bot.domain.errors import MISSING, FieldProblem, StoreError, StoreUnavailable
+from crypto_bot.domain.errors import MISSING, FieldProblem, StoreError
 from crypto_bot.engine.records import SignalRecord
 from crypto_bot.engine.workflow import MAX_ALERT_CHARS
 
@@ -98,19 +97,18 @@ def drain_queue(
     returned from are deleted. A message whose handling raised stays in the
     queue, becomes visible again after the visibility timeout, and goes to the DLQ after
     its maxReceiveCount: it never blocks the rest of its batch. A store outage is not the
-    message's fault, so it propagates and the step is retried.
+    message's fault, so it propagates: a transient one (StoreUnavailable) is retried by the step,
+    a permanent one (StoreError: access denied, no such queue) fails it.
     """
     result = DrainResult()
     while result.received < max_messages:
-        try:
+        with translate_errors("receive from the signals queue"):
             answer = sqs.receive_message(
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=min(BATCH, max_messages - result.received),
                 WaitTimeSeconds=wait_seconds,
                 MessageAttributeNames=[REFUSED_ATTRIBUTE, SIZE_ATTRIBUTE],
             )
-        except (ClientError, BotoCoreError) as e:
-            raise StoreUnavailable(f"cannot receive from the signals queue: {type(e).__name__}") from e
         messages = answer.get("Messages", [])
         result.batches += 1
         if not messages:
@@ -131,10 +129,8 @@ def drain_queue(
                 continue
             done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
         if done:
-            try:
+            # Persisted already: should the delete fail, a redelivery is harmless, the dedupe key absorbs it.
+            with translate_errors("delete collected messages from the signals queue"):
                 response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
-            except (ClientError, BotoCoreError) as e:
-                # Persisted already: a redelivery is harmless, the dedupe key absorbs it.
-                raise StoreUnavailable(f"cannot delete collected messages: {type(e).__name__}") from e
             result.deleted += len(response.get("Successful", []))
     return result
