@@ -20,11 +20,13 @@ from typing import Any
 import pytest
 
 from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+from crypto_bot.adapters.aws.secrets import read_api_key
 from crypto_bot.domain.errors import ConfigError
 from crypto_bot.domain.orders import Balance
 from crypto_bot_tools import ops
 from crypto_bot_tools.cli import main
 from crypto_bot_tools.local.aws import LocalStack, local_stack
+from crypto_bot_tools.ops import aws_source
 from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
@@ -280,7 +282,7 @@ def prices(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
         options_seen.append(dict(options or {}))
         return table.__getitem__
 
-    monkeypatch.setattr(ops, "public_price_source", source)
+    monkeypatch.setattr(aws_source, "public_price_source", source)
     return opened
 
 
@@ -350,7 +352,7 @@ def test_positions_of_a_live_stack_read_balances_with_the_stacks_api_key(
         # 0.01 BTC more than the ledger: a manual deposit shows as drift.
         return {"USD": Balance(free=D("500.0002")), "BTC": Balance(free=D("0.16833333"))}
 
-    monkeypatch.setattr(ops, "live_balances", balances)
+    monkeypatch.setattr(aws_source, "live_balances", balances)
     monkeypatch.chdir(ROOT)
     with _local_stack() as stack:
         stack.client("ssm").put_parameter(Name=API_KEY_NAME, Value=secret, Type="SecureString")
@@ -379,13 +381,13 @@ def test_positions_of_a_live_stack_read_balances_with_the_stacks_api_key(
 def test_read_api_key_never_echoes_a_malformed_secret(deployed: Deployed) -> None:
     ssm = deployed.stack.client("ssm")
     ssm.put_parameter(Name=API_KEY_NAME, Value='{"apiKey": "k", "secret": "s"}', Type="SecureString")
-    assert ops.read_api_key(ssm, None, API_KEY_NAME, "ssm") == {"apiKey": "k", "secret": "s"}
+    assert read_api_key(ssm, None, API_KEY_NAME, "ssm") == {"apiKey": "k", "secret": "s"}
     ssm.put_parameter(Name=API_KEY_NAME, Value="hunter2-not-json", Type="SecureString", Overwrite=True)
     with pytest.raises(ConfigError) as raised:
-        ops.read_api_key(ssm, None, API_KEY_NAME, "ssm")
+        read_api_key(ssm, None, API_KEY_NAME, "ssm")
     assert str(raised.value) == f"{API_KEY_NAME}: the API key must be JSON with apiKey and secret"
     with pytest.raises(ConfigError) as missing:
-        ops.read_api_key(ssm, None, "/nope", "ssm")
+        read_api_key(ssm, None, "/nope", "ssm")
     assert str(missing.value) == "cannot read the API key /nope from ssm: ParameterNotFound"
 
 

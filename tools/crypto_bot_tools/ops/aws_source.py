@@ -1,0 +1,255 @@
+"""A deployed stack as a :class:`~crypto_bot_tools.ops.sources.Source`: its table, state machine and exchange.
+
+The reading functions take boto3 clients (:func:`deployed_signals`, :func:`recent_executions`,
+:func:`deployed_holdings`...), so tests pass moto-backed ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crypto_bot.domain.config import StrategyConfig
+from crypto_bot.domain.errors import ConfigError, ExchangeError
+from crypto_bot.domain.money import parse_decimal
+from crypto_bot_tools.ops.follow import follow_execution, start_cycle
+from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, SignalRow, console_url
+from crypto_bot_tools.ops.stack import (
+    STATE_MACHINE_OUTPUT,
+    TABLE_OUTPUT,
+    StackResources,
+    boto3_session,
+    stack_resources,
+)
+from crypto_bot_tools.ops.valuation import holdings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from crypto_bot.domain.orders import Balance
+
+__all__ = [
+    "AwsSource",
+    "deployed_holdings",
+    "deployed_signals",
+    "live_balances",
+    "paper_balances",
+    "public_price_source",
+    "recent_executions",
+]
+
+
+class AwsSource:
+    """A deployed stack, read and driven through boto3."""
+
+    def __init__(self, resources: StackResources, client: Callable[[str], Any]) -> None:
+        self.resources = resources
+        self.client = client
+
+    @classmethod
+    def open(cls, stack: str, region: str | None) -> AwsSource:
+        """Open a boto3 session in ``region`` and describe ``stack``."""
+        client = boto3_session(region)
+        return cls(stack_resources(client("cloudformation"), stack), client)
+
+    def signals(self, limit: int) -> list[SignalRow]:
+        return deployed_signals(self.client("dynamodb"), self.resources.output(TABLE_OUTPUT), limit=limit)
+
+    def holdings(self, config_path: Path | None, *, with_prices: bool, with_balances: bool) -> Holdings:
+        quote = self.resources.parameter("QuoteCurrency").upper()
+        default = Path("strategy_config.json")
+        if config_path is None and not default.is_file():
+            # Valuing the ledger needs only the quote currency, which the stack knows.
+            config = StrategyConfig(strategies={}, quote=quote)
+        else:
+            config = StrategyConfig.load(config_path or default, quote)
+        return deployed_holdings(
+            self.resources, self.client, config, with_prices=with_prices, with_balances=with_balances
+        )
+
+    def executions(self, limit: int) -> list[ExecutionRow]:
+        return recent_executions(self.client("stepfunctions"), self.resources.output(STATE_MACHINE_OUTPUT), limit=limit)
+
+    def cycle(self, console: Console, *, follow: bool, poll: float, timeout: float | None) -> CycleOutcome:
+        sfn = self.client("stepfunctions")
+        arn = start_cycle(sfn, self.resources.output(STATE_MACHINE_OUTPUT))
+        url = console_url(self.resources.region, arn)
+        console.print(f"started {arn}\n  {url}", soft_wrap=True, highlight=False)
+        if not follow:
+            return CycleOutcome("RUNNING", followed=False)
+        try:
+            description = follow_execution(sfn, arn, console, poll=poll, timeout=timeout)
+        except KeyboardInterrupt:
+            console.print(f"stopped following; the execution goes on: {url}", soft_wrap=True, highlight=False)
+            return CycleOutcome("RUNNING", interrupted=True)
+        status = str(description["status"])
+        if status == "RUNNING":
+            console.print(f"still RUNNING after {timeout:g}s; follow it at {url}", soft_wrap=True, highlight=False)
+            return CycleOutcome(status)
+        took = None
+        if description.get("stopDate") and description.get("startDate"):
+            took = (description["stopDate"] - description["startDate"]).total_seconds()
+        summary: Any = {}
+        if description.get("output"):
+            try:
+                summary = json.loads(description["output"])
+            except json.JSONDecodeError:
+                summary = {"output": description["output"]}
+        return CycleOutcome(status, summary if isinstance(summary, Mapping) else {"output": summary}, took)
+
+
+def deployed_signals(dynamodb: Any, table: str, *, limit: int = 500) -> list[SignalRow]:
+    """Read the ``limit`` most recent signals of the stack's table, oldest first."""
+    from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+
+    return [
+        SignalRow(
+            # The webhook answers with the SQS message id, so that is the id an operator has.
+            id=record.message_id or record.key,
+            strategy=record.strategy,
+            action=record.action,
+            status=record.status.value,
+            reason=record.reason,
+            dedupe_key=record.key,
+            received_at=record.received_at,
+        )
+        for record in DynamoDBStore(table, dynamodb).recent_signals(limit)
+    ]
+
+
+def recent_executions(sfn: Any, state_machine_arn: str, *, limit: int = 20) -> list[ExecutionRow]:
+    """List the ``limit`` most recent executions, newest first."""
+    region = str(sfn.meta.region_name)
+    rows: list[ExecutionRow] = []
+    token = None
+    while len(rows) < limit:
+        request: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": min(limit - len(rows), 1000)}
+        if token:
+            request["nextToken"] = token
+        page = sfn.list_executions(**request)
+        for item in page["executions"]:
+            arn = str(item["executionArn"])
+            rows.append(
+                ExecutionRow(
+                    name=str(item["name"]),
+                    status=str(item["status"]),
+                    started=item.get("startDate"),
+                    stopped=item.get("stopDate"),
+                    arn=arn,
+                    url=console_url(region, arn),
+                )
+            )
+        token = page.get("nextToken")
+        if not token:
+            break
+    # The API lists newest first; say so rather than trust it blindly.
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(rows[:limit], key=lambda r: r.started or epoch, reverse=True)
+
+
+def paper_balances(dynamodb: Any, table: str, starting_cash: Decimal, quote: str) -> Mapping[str, Balance]:
+    """Read a PaperTrading stack's balances from its paper state item (the starting cash before any cycle)."""
+    from crypto_bot.adapters.aws.paper_state import PaperStateStore
+    from crypto_bot.adapters.paper.exchange import PaperExchange
+    from crypto_bot.domain.orders import Balance
+
+    state, _version = PaperStateStore(table, dynamodb).load()
+    if state is None:
+        # What Runtime._new_paper_account creates on the first cycle.
+        return {quote: Balance(free=starting_cash)}
+    return PaperExchange.from_state(state).fetch_balances()
+
+
+def live_balances(
+    exchange_id: str,
+    credentials: Mapping[str, str],
+    *,
+    sandbox: bool,
+    options: Mapping[str, Any] | None = None,
+) -> Mapping[str, Balance]:
+    """Fetch the account's balances from the exchange with the stack's API key and ccxt options."""
+    from crypto_bot.adapters.ccxt.exchange import CcxtExchange
+
+    exchange = CcxtExchange(
+        exchange_id,
+        api_key=credentials.get("apiKey"),
+        secret=credentials.get("secret"),
+        password=credentials.get("password"),
+        sandbox=sandbox,
+        options=options,
+    )
+    return exchange.fetch_balances()
+
+
+def public_price_source(
+    exchange_id: str, *, sandbox: bool, options: Mapping[str, Any] | None = None
+) -> Callable[[str], Decimal]:
+    """Return a function giving a symbol's last price from the exchange's public ticker."""
+    from crypto_bot.adapters.ccxt.exchange import CcxtExchange
+
+    return CcxtExchange(exchange_id, sandbox=sandbox, options=options).fetch_last_price
+
+
+def deployed_holdings(
+    resources: StackResources,
+    client: Callable[[str], Any],
+    config: StrategyConfig,
+    *,
+    with_prices: bool = True,
+    with_balances: bool = True,
+) -> Holdings:
+    """Read a deployed stack's ledger, balances (paper state or the exchange) and prices."""
+    from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+    from crypto_bot.adapters.aws.secrets import read_api_key
+
+    table = resources.output(TABLE_OUTPUT)
+    exchange_id = resources.parameter("ExchangeName")
+    paper = resources.paper_trading
+    # A paper stack prices from the real exchange (PAPER_PRICES=live), never its testnet.
+    sandbox = not paper and resources.parameter("Sandbox").lower() == "true"
+    ledger = DynamoDBStore(table, client("dynamodb")).load_ledger()
+    balances: Mapping[str, Balance] | None = None
+    if with_balances:
+        if paper:
+            try:
+                cash = parse_decimal(resources.parameter("PaperStartingCash"))
+            except ValueError as e:
+                raise ConfigError(f"stack {resources.name} parameter PaperStartingCash: {e}") from None
+            balances = paper_balances(client("dynamodb"), table, cash, config.quote)
+        else:
+            name = resources.parameter("ApiKeyParameterName")
+            store = resources.parameter("SecretStore")
+            credentials = read_api_key(
+                client("ssm") if store == "ssm" else None,
+                client("secretsmanager") if store == "secretsmanager" else None,
+                name,
+                store,
+            )
+            balances = live_balances(exchange_id, credentials, sandbox=sandbox, options=resources.exchange_options)
+    notes: list[str] = []
+    prices: dict[str, Decimal] | None = None
+    if with_prices:
+        symbols = {p.symbol for p in ledger.long_positions()}
+        for asset, balance in (balances or {}).items():
+            if asset != config.quote and balance.total:
+                symbols.add(f"{asset}/{config.quote}")
+        source = public_price_source(exchange_id, sandbox=sandbox, options=resources.exchange_options)
+        prices = _read_prices(sorted(symbols), source, notes)
+    result = holdings(config, ledger, balances, prices)
+    result.notes[:0] = notes
+    return result
+
+
+def _read_prices(symbols: Sequence[str], source: Callable[[str], Decimal], notes: list[str]) -> dict[str, Decimal]:
+    prices = {}
+    for symbol in symbols:
+        try:
+            prices[symbol] = source(symbol)
+        except ExchangeError as e:
+            # One unknown symbol should not hide the rest of the table.
+            notes.append(f"no price for {symbol}: {type(e).__name__}: {e}")
+    return prices

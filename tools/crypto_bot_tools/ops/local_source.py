@@ -1,0 +1,222 @@
+"""``crypto-bot local`` as a :class:`~crypto_bot_tools.ops.sources.Source`, over its ``/_local/*`` endpoints."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crypto_bot.domain.errors import ConfigError
+from crypto_bot.domain.markets import split_symbol
+from crypto_bot.domain.money import ZERO
+from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, PositionRow, SignalRow
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["LocalClient", "LocalSource", "local_executions", "local_holdings", "local_signals"]
+
+_CYCLE_TIMEOUT = 600.0
+
+
+class LocalClient:
+    """Talk to ``crypto-bot local``'s ``/_local/*`` endpoints."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        if not re.match(r"^https?://[^/]+", url):
+            raise ConfigError(f"--local {url!r}: expected a URL such as http://127.0.0.1:3000")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def state(self) -> dict[str, Any]:
+        """GET /_local/state."""
+        return self._call("GET", "/_local/state", self.timeout)
+
+    def cycle(self, timeout: float = _CYCLE_TIMEOUT) -> dict[str, Any]:
+        """POST /_local/cycle: run a cycle now and return its ``{"status", "summary"}`` when it finished."""
+        return self._call("POST", "/_local/cycle", timeout)
+
+    def _call(self, method: str, path: str, timeout: float) -> dict[str, Any]:
+        import urllib.error
+        import urllib.request
+
+        url = self.url + path
+        request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) checked above)
+                body = response.read()
+        except urllib.error.HTTPError as e:
+            text = e.read().decode("utf-8", "replace")[:300]
+            raise ConfigError(f"{method} {url}: HTTP {e.code}: {text}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ConfigError(f"cannot reach crypto-bot local at {self.url} ({reason}): is it running?") from None
+        try:
+            # Exact decimals: amounts such as 0.15833333 must not pass through a float.
+            data = json.loads(body, parse_float=Decimal)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ConfigError(f"{method} {url}: the answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{method} {url}: expected a JSON object, got {type(data).__name__}")
+        return data
+
+
+class LocalSource:
+    """``crypto-bot local``, read through ``GET /_local/state`` and driven through ``POST /_local/cycle``."""
+
+    def __init__(self, client: LocalClient) -> None:
+        self.client = client
+
+    def signals(self, limit: int) -> list[SignalRow]:
+        return local_signals(self.client.state())[-limit:]
+
+    def holdings(self, config_path: Path | None, *, with_prices: bool, with_balances: bool) -> Holdings:
+        # The local stack values its own ledger with its own config: config_path is not needed.
+        return local_holdings(self.client.state(), with_prices=with_prices, with_balances=with_balances)
+
+    def executions(self, limit: int) -> list[ExecutionRow]:
+        return local_executions(self.client.state())[-limit:]
+
+    def cycle(self, console: Console, *, follow: bool, poll: float, timeout: float | None) -> CycleOutcome:
+        # /_local/cycle answers when the cycle has finished, so there is nothing to follow (or not to).
+        with console.status("running a cycle on crypto-bot local…"):
+            answer = self.client.cycle(timeout=timeout or _CYCLE_TIMEOUT)
+        shown = answer.get("summary")
+        return CycleOutcome(str(answer.get("status", "")), shown if isinstance(shown, Mapping) else {"summary": shown})
+
+
+def local_signals(state: Mapping[str, Any]) -> list[SignalRow]:
+    """Read the signals of a ``/_local/state`` answer."""
+    rows = []
+    for n, item in enumerate(_list(state, "signals")):
+        where = f"/_local/state signals[{n}]"
+        rows.append(
+            SignalRow(
+                id=str(item.get("id") or ""),
+                strategy=str(item.get("strategy") or ""),
+                action=str(item.get("action") or ""),
+                status=str(item.get("status") or ""),
+                reason=str(item.get("reason") or ""),
+                dedupe_key=str(item.get("dedupe_key") or ""),
+                received_at=_parse_time(item.get("received_at"), f"{where}.received_at"),
+            )
+        )
+    return rows
+
+
+def local_holdings(state: Mapping[str, Any], *, with_prices: bool = True, with_balances: bool = True) -> Holdings:
+    """Read the positions, balances, cash and equity of a ``/_local/state`` answer."""
+    positions = state.get("positions") or {}
+    if not isinstance(positions, Mapping):
+        raise ConfigError("/_local/state: positions is not an object")
+    rows = []
+    held: dict[str, Decimal] = {}
+    for strategy, item in sorted(positions.items()):
+        where = f"/_local/state positions.{strategy}"
+        symbol = str(item.get("symbol") or "")
+        amount = _number(item.get("amount"), f"{where}.amount")
+        rows.append(
+            PositionRow(
+                strategy=str(strategy),
+                symbol=symbol,
+                amount=amount,
+                cost_basis=_number(item.get("cost_basis"), f"{where}.cost_basis"),
+                value=_optional_number(item.get("value"), f"{where}.value") if with_prices else None,
+                weight=_optional_number(item.get("weight"), f"{where}.weight")
+                if with_prices and with_balances
+                else None,
+            )
+        )
+        base = split_symbol(symbol)[0] if "/" in symbol else symbol
+        held[base] = held.get(base, ZERO) + amount
+    balances = None
+    drift = None
+    if with_balances:
+        raw = state.get("balances") or {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError("/_local/state: balances is not an object")
+        balances = {str(a): _balance_total(v, f"/_local/state balances.{a}") for a, v in sorted(raw.items())}
+        drift = {asset: balances.get(asset, ZERO) - amount for asset, amount in sorted(held.items())}
+    return Holdings(
+        quote=_quote_of(positions),
+        positions=rows,
+        cash=_optional_number(state.get("cash"), "/_local/state cash") if with_balances else None,
+        equity=_optional_number(state.get("equity"), "/_local/state equity") if with_balances and with_prices else None,
+        balances=balances,
+        ledger=held,
+        drift=drift,
+    )
+
+
+def local_executions(state: Mapping[str, Any]) -> list[ExecutionRow]:
+    """Read the executions of a ``/_local/state`` answer, as listed."""
+    rows = []
+    for item in _list(state, "executions"):
+        transitions = item.get("transitions")
+        count = len(transitions) if isinstance(transitions, list) else transitions
+        rows.append(
+            ExecutionRow(
+                name=str(item.get("id") or ""),
+                status=str(item.get("status") or ""),
+                started=None,
+                stopped=None,
+                arn=str(item.get("id") or ""),
+                url="",
+                transitions=int(count) if isinstance(count, int | float | Decimal) else None,
+            )
+        )
+    return rows
+
+
+def _quote_of(positions: Mapping[str, Any]) -> str:
+    for item in positions.values():
+        symbol = str(item.get("symbol") or "")
+        if "/" in symbol:
+            return split_symbol(symbol)[1]
+    return ""
+
+
+def _balance_total(value: Any, where: str) -> Decimal:
+    # The local contract only says "keyed by asset": accept a number or a {free, used, total} object.
+    if isinstance(value, Mapping):
+        if "total" in value:
+            return _number(value["total"], f"{where}.total")
+        return _number(value.get("free") or 0, f"{where}.free") + _number(value.get("used") or 0, f"{where}.used")
+    return _number(value, where)
+
+
+def _list(state: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    items = state.get(key) or []
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+        raise ConfigError(f"/_local/state: {key} is not a list of objects")
+    return items
+
+
+def _number(value: Any, where: str) -> Decimal:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int | str):
+        try:
+            return Decimal(str(value))
+        except ArithmeticError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    raise ConfigError(f"{where}: expected a number, got {value!r}")
+
+
+def _optional_number(value: Any, where: str) -> Decimal | None:
+    return None if value is None else _number(value, where)
+
+
+def _parse_time(value: Any, where: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{where}: not an ISO time: {value!r}") from None
+    # A time without offset is taken as UTC, which every part of the project writes.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
