@@ -143,7 +143,10 @@ def test_transient_exchange_error_is_retried_by_the_state_machine(
         queue_alert(stack, AlertClock()(README_ALERTS[0:1])[0])
         result = run(stack, {"trigger": "manual"})
         failures = [e for e in result["history"] if e["type"] == "TaskFailed"]
-        assert [e["taskFailedEventDetails"]["error"] for e in failures] == ["RateLimited"]
+        # Every transient error reaches the state machine as TransientError; its class is in the cause.
+        details = [e["taskFailedEventDetails"] for e in failures]
+        assert [d["error"] for d in details] == ["TransientError"]
+        assert json.loads(details[0]["cause"])["errorMessage"] == "RateLimited: 429 Too Many Requests"
         assert calls == ["create", "create"]
         assert portfolio(stack)[2] == {"BTCUSD": BTC_BOUGHT}
 

@@ -12,6 +12,7 @@ import botocore.session
 import pytest
 
 from crypto_bot.domain import errors
+from crypto_bot.entrypoints.handler import TransientError, wire_error
 from crypto_bot_tools.local.aws import load_template
 from tests.conftest import ROOT
 
@@ -65,13 +66,38 @@ LAMBDA_ERRORS = {
 }
 PROJECT_ERRORS = {
     name for name, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, errors.CryptoBotError)
-}
-TRANSIENT = {
-    name
-    for name, cls in inspect.getmembers(errors, inspect.isclass)
+} | {TransientError.__name__}
+TRANSIENT = [
+    cls
+    for _, cls in inspect.getmembers(errors, inspect.isclass)
     if (issubclass(cls, errors.ExchangeError) and cls.transient)
     or issubclass(cls, errors.StoreUnavailable | errors.StoreConflict)
-}
+]
+PERMANENT = [
+    cls
+    for _, cls in inspect.getmembers(errors, inspect.isclass)
+    if issubclass(cls, errors.CryptoBotError) and cls not in TRANSIENT
+]
+
+
+def make(cls: type[Exception]) -> Exception:
+    if issubclass(cls, errors.InputError):
+        problem = errors.FieldProblem("side", "hold", "is not buy or sell")
+        return cls([problem]) if cls is errors.SignalRejected else cls("alert", [problem])
+    return cls("the venue said no")
+
+
+@pytest.mark.parametrize("cls", TRANSIENT, ids=lambda cls: cls.__name__)
+def test_handlers_raise_every_transient_error_under_the_one_name_the_retries_list(cls: type[Exception]) -> None:
+    wired = wire_error(make(cls))
+    assert type(wired) is TransientError
+    assert str(wired) == f"{cls.__name__}: the venue said no"
+
+
+@pytest.mark.parametrize("cls", PERMANENT, ids=lambda cls: cls.__name__)
+def test_handlers_raise_permanent_errors_as_they_are(cls: type[Exception]) -> None:
+    error = make(cls)
+    assert wire_error(error) is error
 
 
 def test_the_definition_is_json_before_substitution() -> None:
@@ -156,12 +182,11 @@ def lambda_tasks() -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.mark.parametrize(("name", "state"), lambda_tasks())
-def test_lambda_tasks_retry_every_transient_error_by_its_exact_name(name: str, state: dict[str, Any]) -> None:
+def test_lambda_tasks_retry_the_one_transient_error_name(name: str, state: dict[str, Any]) -> None:
     retried = {e for rule in state.get("Retry", []) for e in rule["ErrorEquals"]}
-    # Collect and Finalize never call the exchange; every other step must survive it.
-    exchange_free = name in ("Collect", "Finalize", "RecordFailure")
-    expected = {"StoreUnavailable", "StoreConflict"} if exchange_free else TRANSIENT
-    assert expected <= retried, f"{name} does not retry {sorted(expected - retried)}"
+    # The handlers raise every transient error as TransientError (crypto_bot.entrypoints.handler.wire_error).
+    assert TransientError.__name__ in retried, f"{name} does not retry transient errors"
+    assert not retried & {cls.__name__ for cls in TRANSIENT}, f"{name}: the handlers never raise these names"
     assert not retried & {"States.ALL", "States.TaskFailed"}, f"{name} retries permanent errors too"
 
 

@@ -15,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.functions import strtobool
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from crypto_bot.domain.errors import CryptoBotError, ExchangeError, StoreConflict, StoreUnavailable
 from crypto_bot.entrypoints import steps
 from crypto_bot.entrypoints.bootstrap import App, bootstrap, boto3_clients
 from crypto_bot.entrypoints.settings import Settings
@@ -29,6 +30,26 @@ STEPS: dict[str, Callable[[Any, App], Any]] = {
 }
 
 
+class TransientError(Exception):
+    """The one error name the state machine retries: a step failed in a way a later attempt may not.
+
+    Step Functions matches ``ErrorEquals`` against the exact ``errorType`` of the Lambda error, the class
+    name, never its base classes; so without this every transient class (RateLimited, RequestTimeout,
+    StoreUnavailable...) would be listed in every Retry. The price: the execution history's error name is
+    ``TransientError`` for all of them, and the original class is only in the cause, as the message's
+    first word (``"RateLimited: 429 Too Many Requests"``); the Lambda runtime's stack trace in the cause is
+    the handler's, not the original's (that one is in the function's log, from the handler's warning).
+    """
+
+
+def wire_error(error: Exception) -> Exception:
+    """Return the exception a step's handler raises for ``error``: a :class:`TransientError` if a retry may help."""
+    transient = isinstance(error, StoreUnavailable | StoreConflict) or (
+        isinstance(error, ExchangeError) and error.transient
+    )
+    return TransientError(f"{type(error).__name__}: {error}") if transient else error
+
+
 def step_handler(step: str) -> Handler:
     """Set up logging, tracing, metrics, the settings and the adapters once (at import, per container)."""
     if step not in STEPS:
@@ -40,7 +61,15 @@ def step_handler(step: str) -> Handler:
 
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        result = run(event, app)
+        try:
+            result = run(event, app)
+        except CryptoBotError as e:
+            wired = wire_error(e)
+            if wired is e:
+                raise
+            # The runtime reports only the raised exception's own frames: the original's are logged here.
+            logger.warning(f"{step} failed; raised as TransientError for the Retry", exc_info=e)
+            raise wired from e
         for name, value in steps.metrics_of(step, result):
             unit = MetricUnit.NoUnit if name.endswith("Bps") else MetricUnit.Count
             metrics.add_metric(name=name, unit=unit, value=value)
