@@ -13,11 +13,9 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from crypto_bot.adapters.aws.lock import lease_time
-from crypto_bot.adapters.aws.notify import cycle_message
 from crypto_bot.adapters.aws.secrets import AwsSecrets
 from crypto_bot.adapters.aws.sqs_intake import drain_queue
 from crypto_bot.domain.errors import ConfigError, StoreUnavailable
-from crypto_bot.engine.records import CycleRecord
 
 
 @pytest.fixture
@@ -111,16 +109,6 @@ def test_lease_times_sort_as_strings_in_time_order() -> None:
     base = datetime(2024, 8, 10, 8, 1, tzinfo=UTC)
     moments = [base + timedelta(microseconds=n * 999_999) for n in range(50)] + [base.replace(year=2025)]
     assert sorted(lease_time(m) for m in moments) == [lease_time(m) for m in sorted(moments)]
-
-
-def test_cycle_message_lists_trades_and_errors_without_secrets() -> None:
-    cycle = CycleRecord(cycle_id="c", at=datetime(2024, 8, 10, 8, 1, tzinfo=UTC), urgent=True, status="failed")
-    cycle.error = "AuthenticationFailed: invalid api key"
-    cycle.summary = {"traded": {"BTCUSD": "sell 0.1"}, "signals": {"failed": 1}, "orders": {"failed": 1}}
-    subject, body = cycle_message(cycle)
-    assert subject == "crypto-bot stop-loss cycle 2024-08-10 08:01 UTC FAILED"
-    assert "BTCUSD: sell 0.1" in body
-    assert "error: AuthenticationFailed: invalid api key" in body
 
 
 def test_the_drain_long_polls_so_an_empty_answer_means_empty(aws: None) -> None:

@@ -15,11 +15,11 @@ from decimal import Decimal
 from typing import Any, cast
 
 from crypto_bot.adapters.aws.lock import lease_time
-from crypto_bot.adapters.aws.notify import cycle_message, worth_notifying
 from crypto_bot.domain.allocation import SignalStatus
 from crypto_bot.domain.errors import ConfigError, FieldProblem, InputError, LockLost
 from crypto_bot.domain.money import parse_decimal
 from crypto_bot.domain.price_band import price_jump_problem
+from crypto_bot.engine.notices import cycle_message, worth_notifying
 from crypto_bot.engine.ports import AlertPricedMarket, Refused
 from crypto_bot.engine.records import Phase, SignalRecord
 from crypto_bot.engine.workflow import Workflow, cycle_signals

@@ -1,49 +1,11 @@
-"""Tell the user what happened: one SNS message per cycle or failure."""
+"""Send the user's notifications through SNS, one message per cycle or failure, worded by the engine (notices)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from crypto_bot.adapters.aws.errors import translate_errors
-from crypto_bot.engine.records import CycleRecord
-
-MAX_SUBJECT = 100  # SNS limit
-# Order outcomes the user must hear about even from a quiet scheduled cycle.
-ABANDONED = frozenset({"unfilled", "partially_filled", "failed"})
-
-
-def cycle_message(cycle: CycleRecord) -> tuple[str, str]:
-    """Render a cycle summary as an e-mail subject and a plain-text body."""
-    summary = cycle.summary
-    state = "FAILED" if cycle.status == "failed" else "done"
-    kind = "stop-loss cycle" if cycle.urgent else "cycle"
-    subject = f"crypto-bot {kind} {cycle.at:%Y-%m-%d %H:%M} UTC {state}"
-    lines = [subject, ""]
-    if cycle.error:
-        lines += [f"error: {cycle.error}", ""]
-    traded = summary.get("traded", {})
-    lines += [f"  {strategy}: {what}" for strategy, what in sorted(traded.items())] or ["  no trades"]
-    notes = summary.get("notes", {})
-    if notes:
-        # Cancelled, abandoned, refused or skipped orders, fills that needed the market fallback, and drift.
-        lines += ["", "orders not simply filled, and ledger drift:"]
-        lines += [f"  {order}: {why}" for order, why in sorted(notes.items())]
-    lines += ["", "signals: " + json.dumps(summary.get("signals", {}), sort_keys=True)]
-    lines += ["orders: " + json.dumps(summary.get("orders", {}), sort_keys=True)]
-    return subject[:MAX_SUBJECT], "\n".join(lines)
-
-
-def worth_notifying(cycle: CycleRecord) -> bool:
-    """Say whether a finished cycle needs a message: it traded, failed, was urgent, gave an order up, or drifted."""
-    orders = cycle.summary.get("orders", {})
-    return bool(
-        cycle.urgent
-        or cycle.status == "failed"
-        or cycle.summary.get("traded")
-        or cycle.summary.get("drift")
-        or any(orders.get(status) for status in ABANDONED)
-    )
+from crypto_bot.engine.notices import MAX_SUBJECT
 
 
 def publish(sns: Any, topic_arn: str, subject: str, message: str) -> None:
