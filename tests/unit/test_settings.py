@@ -63,7 +63,7 @@ def test_every_variable_parses_to_its_type() -> None:
         MAX_PRICE_JUMP="0.25",
         MAX_SIGNAL_AGE_MINUTES="0",
         RECONCILE_BUDGET_SECONDS="30",
-        SECRET_STORE="secretsmanager",
+        SECRET_STORE="secretsmanager",  # pragma: allowlist secret (the store's name)
         PAPER_TRADING="true",
         PAPER_STARTING_CASH="2500.50",
         PAPER_PRICES="alerts",
@@ -84,7 +84,7 @@ def test_every_variable_parses_to_its_type() -> None:
     assert settings.max_price_jump == Decimal("0.25")
     assert settings.max_signal_age is None  # 0: never expire, as the local stack's --max-signal-age 0 asks
     assert settings.reconcile_budget == timedelta(seconds=30)
-    assert settings.secret_store == "secretsmanager"
+    assert settings.secret_store == "secretsmanager"  # pragma: allowlist secret (a store's name)
     assert settings.paper == PaperSettings(Decimal("2500.50"), "alerts", "recorded:/tmp/markets.json")
     assert settings.strategy_config_path == ROOT / "strategy_config.json"
     assert isinstance(settings.strategy_config_path, Path)
@@ -145,7 +145,7 @@ def test_every_problem_is_reported_at_once() -> None:
         ("LOCK_LEASE_SECONDS", "15m", "LOCK_LEASE_SECONDS='15m': not a whole number"),
         ("RECONCILE_BUDGET_SECONDS", "x", "RECONCILE_BUDGET_SECONDS='x': not a whole number"),
         ("SQS_WAIT_SECONDS", "-2", "SQS_WAIT_SECONDS='-2': must be 0 or more"),
-        ("SECRET_STORE", "vault", "SECRET_STORE='vault': must be ssm or secretsmanager"),
+        ("SECRET_STORE", "vault", "SECRET_STORE='vault': must be ssm or secretsmanager"),  # pragma: allowlist secret
     ],
 )
 def test_a_bad_setting_names_the_variable_and_its_value(name: str, value: str, message: str) -> None:

@@ -21,6 +21,10 @@ from crypto_bot.entrypoints.bootstrap import App, bootstrap, boto3_clients
 from crypto_bot.entrypoints.settings import Settings
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+# Where a step's event carries its cycle's id (JMESPath; contracts.py): the later steps' own key, Finalize's failed
+# state after a Catch, or the waiting cycle that Collect is given again after a lock wait. Powertools logs it as
+# every line's correlation_id; a fresh Collect has none until its result names the cycle it opened.
+CYCLE_ID_PATH = "cycle_id || failed_state.cycle.cycle_id || input.cycle.cycle_id"
 STEPS: dict[str, Callable[[Any, App], Any]] = {
     "collect": steps.collect,
     "plan": steps.plan,
@@ -59,7 +63,7 @@ def step_handler(step: str) -> Handler:
     metrics = Metrics()
     app = bootstrap(Settings.from_env(os.environ), boto3_clients())
 
-    @metrics.log_metrics
+    @metrics.log_metrics(capture_cold_start_metric=True)
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:
             result = run(event, app)
@@ -73,6 +77,8 @@ def step_handler(step: str) -> Handler:
         for name, value in steps.metrics_of(step, result):
             unit = MetricUnit.NoUnit if name.endswith("Bps") else MetricUnit.Count
             metrics.add_metric(name=name, unit=unit, value=value)
+        if step == "collect":
+            logger.set_correlation_id(result["cycle_id"])
         # Ids lists can be long; the counts next to them say enough in a log line.
         logger.info(f"{step} done", extra={k: v for k, v in result.items() if k != "intent_ids"})
         return result
@@ -85,4 +91,4 @@ def step_handler(step: str) -> Handler:
     traced: Handler = lambda_handler
     if not strtobool(os.environ.get("POWERTOOLS_TRACE_DISABLED", "false")):
         traced = Tracer().capture_lambda_handler(lambda_handler)
-    return logger.inject_lambda_context(traced)
+    return logger.inject_lambda_context(traced, correlation_id_path=CYCLE_ID_PATH)
