@@ -12,6 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.shared.functions import strtobool
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -63,7 +64,9 @@ def step_handler(step: str) -> Handler:
     metrics = Metrics()
     app = bootstrap(Settings.from_env(os.environ), boto3_clients())
 
-    @metrics.log_metrics(capture_cold_start_metric=True)
+    # Powertools writes the ColdStart metric even with POWERTOOLS_METRICS_DISABLED (3.x: single_metric does not
+    # check it), onto stdout, where the local stack's `demo --json` prints its cycles; so it follows that switch here.
+    @metrics.log_metrics(capture_cold_start_metric=not is_metrics_disabled())
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:
             result = run(event, app)
