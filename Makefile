@@ -68,7 +68,7 @@ reports: sync ## regenerate docs/reliability.md (fault suite, venue lane, abuse 
 check-template: sync ## cfn-lint, sam validate --lint, checkov, and an independent ASL validator
 	@$(TOOL) $(CFN_LINT) cfn-lint template.yaml
 	@SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam validate --lint --region us-east-1 --template template.yaml
-	@$(TOOL) $(CHECKOV) checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
+	@$(TOOL) $(CHECKOV) checkov --config-file .checkov.yaml --file template.yaml --framework cloudformation --quiet --compact --skip-download
 	@mkdir -p .build && $(RUN) python -m crypto_bot_tools.local.render_asl TradeCycleStateMachine > .build/trade_cycle.asl.json
 	@npx --yes $(ASL_VALIDATOR) --json-path .build/trade_cycle.asl.json
 
