@@ -83,5 +83,3 @@ def test_unreadable_and_malformed_files_name_the_path(tmp_path: Path) -> None:
     bad.write_text("{oops")
     with pytest.raises(ConfigError, match=r"bad\.json: not valid JSON at line 1"):
         StrategyConfig.load(bad, "USD")
-
-
