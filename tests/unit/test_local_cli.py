@@ -69,7 +69,7 @@ def test_stop_loss_pattern_and_price_band_reach_the_template_and_the_functions()
 
     # The one StopLossPattern parameter drives the webhook's routing and the core's STOP_LOSS_PATTERN.
     assert server.parameters["StopLossPattern"] == r"\bsl\b"
-    assert server._environment()["MAX_PRICE_JUMP"] == "0.2"
+    assert server.plan.environment["MAX_PRICE_JUMP"] == "0.2"
 
 
 def test_without_the_options_the_template_and_the_core_keep_their_defaults() -> None:
@@ -78,7 +78,7 @@ def test_without_the_options_the_template_and_the_core_keep_their_defaults() -> 
     )
 
     assert "StopLossPattern" not in server.parameters  # the template's Default, \bstop
-    assert "MAX_PRICE_JUMP" not in server._environment()
+    assert "MAX_PRICE_JUMP" not in server.plan.environment
 
 
 def test_cycle_every_and_schedule_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
