@@ -39,7 +39,12 @@ MODULES: dict[str, tuple[str, ...]] = {
     "domain/markets.py": (_FAST, "tests/unit/test_sizing.py", "tests/unit/test_paper.py"),
     "domain/ledger.py": (_FAST, "tests/unit/test_ledger.py", "tests/unit/test_workflow_orders.py"),
     "domain/allocation.py": (_FAST, "tests/unit/test_allocation.py", "tests/unit/test_properties.py"),
-    "adapters/paper/exchange.py": (_FAST, "tests/unit/test_paper.py", "tests/unit/test_workflow_orders.py"),
+    "adapters/paper/exchange.py": (
+        _FAST,
+        "tests/unit/test_paper.py",
+        "tests/unit/test_paper_exact.py",
+        "tests/unit/test_workflow_orders.py",
+    ),
     "engine/workflow.py": (
         "tests/unit/test_booking.py",
         "tests/unit/test_workflow_orders.py",

@@ -315,7 +315,12 @@ class PaperExchange:
         order = self._orders[order_id]
         if order.status is not OrderStatus.OPEN:
             raise InvalidOrder(f"order {order_id} is {order.status.value}, not open")
-        self._fill(order, amount if amount is not None else order.amount - order.filled, order.price, taker=False)
+        unfilled = order.amount - order.filled
+        if amount is not None and amount > unfilled:
+            raise InvalidOrder(
+                f"cannot fill {plain(amount)} of order {order_id}: only {plain(unfilled)} of it is unfilled"
+            )
+        self._fill(order, unfilled if amount is None else amount, order.price, taker=False)
         return order.snapshot()
 
     def equity(self, quote: str) -> Decimal:
