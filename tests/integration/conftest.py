@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import pytest
 
-from crypto_bot_tools.local.aws import local_stack
+from crypto_bot_tools.local.stack import local_stack
 from tests.conftest import ROOT
 from tests.support.dynamodb_local import (
     DynamoDBLocal,

@@ -1,4 +1,5 @@
-"""crypto_bot_tools.local.aws: the template's resources emulated by moto, the ASL run with the real handlers.
+"""The local stack (crypto_bot_tools.local.stack and the modules it builds on): the template's resources
+emulated by moto, the ASL run with the real handlers.
 
 Everything runs in-process with the network disabled. The fixture stack is
 tests/fixtures/local/template.yaml; its state machine is statemachine/demo.asl.json and its
@@ -20,7 +21,8 @@ import pytest
 import pytest_socket
 import urllib3  # noqa: F401 (see below)
 
-from crypto_bot_tools.local.aws import LocalStack, TemplateError, local_stack
+from crypto_bot_tools.local.stack import LocalStack, local_stack
+from crypto_bot_tools.local.template import TemplateError
 
 # urllib3 (under botocore) opens a socket to probe IPv6 support when first imported; import it
 # at collection so the probe does not trip the socket guard below.

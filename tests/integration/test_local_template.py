@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from crypto_bot_tools.local.aws import LocalStack, load_template, local_stack
+from crypto_bot_tools.local.stack import LocalStack, local_stack
+from crypto_bot_tools.local.template import load_template
 from tests.conftest import ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")

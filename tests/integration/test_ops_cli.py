@@ -25,7 +25,7 @@ from crypto_bot.domain.errors import ConfigError
 from crypto_bot.domain.orders import Balance
 from crypto_bot_tools import ops
 from crypto_bot_tools.cli import main
-from crypto_bot_tools.local.aws import LocalStack, local_stack
+from crypto_bot_tools.local.stack import LocalStack, local_stack
 from crypto_bot_tools.ops import aws_source
 from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 

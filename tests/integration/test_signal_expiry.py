@@ -16,7 +16,8 @@ import pytest
 from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
 from crypto_bot.engine.records import SignalStatus
 from crypto_bot.entrypoints import bootstrap as bootstrap_module
-from crypto_bot_tools.local.aws import LocalStack, load_template, local_stack
+from crypto_bot_tools.local.stack import LocalStack, local_stack
+from crypto_bot_tools.local.template import load_template
 from tests.conftest import ROOT, load_event, paper_environment
 
 BTC_BUY: dict[str, Any] = load_event("alerts/readme_example.jsonl")[0]

@@ -17,7 +17,8 @@ from crypto_bot.domain.config import ExecutionMode, StrategyConfig
 from crypto_bot.domain.errors import InsufficientFunds, RateLimited
 from crypto_bot.engine.records import IntentStatus
 from crypto_bot_tools.cycle import equity_and_positions
-from crypto_bot_tools.local.aws import LocalStack, load_template, local_stack
+from crypto_bot_tools.local.stack import LocalStack, local_stack
+from crypto_bot_tools.local.template import load_template
 from crypto_bot_tools.replay import ReplayOptions, replay
 from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 

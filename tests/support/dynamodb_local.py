@@ -32,7 +32,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from crypto_bot.adapters.aws.dynamodb_store import batch_write
-from crypto_bot_tools.local.aws import LocalStack, _LambdaRouter, _StackBuilder, load_template
+from crypto_bot_tools.local.builder import StackBuilder as _StackBuilder
+from crypto_bot_tools.local.lambdas import LambdaRouter as _LambdaRouter
+from crypto_bot_tools.local.stack import LocalStack
+from crypto_bot_tools.local.template import load_template
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 INSTALL_DIR: Final = ROOT / ".cache" / "dynamodb-local"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from crypto_bot_tools.local.aws import load_template
+from crypto_bot_tools.local.template import load_template
 from tests.conftest import ROOT
 
 

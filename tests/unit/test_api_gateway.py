@@ -32,7 +32,7 @@ from crypto_bot_tools.local.api_gateway import (
     substitute,
     token_authorizer,
 )
-from crypto_bot_tools.local.aws import TemplateError, load_template
+from crypto_bot_tools.local.template import TemplateError, load_template
 from tests.conftest import EVENTS, ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from crypto_bot.entrypoints import handler
-from crypto_bot_tools.local.aws import LambdaContext
+from crypto_bot_tools.local.lambdas import LambdaContext
 from tests.support.environment import template_environment
 
 SERVICES = itertools.count()

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crypto_bot_tools.local.aws import load_template
 from crypto_bot_tools.local.schedule import CronSchedule, parse_schedule
+from crypto_bot_tools.local.template import load_template
 from tests.conftest import ROOT
 
 ANCHOR = datetime(2024, 8, 10, 2, 30, 2, tzinfo=UTC)

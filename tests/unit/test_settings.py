@@ -11,7 +11,7 @@ import pytest
 from crypto_bot.domain.config import ExecutionMode
 from crypto_bot.domain.errors import ConfigError
 from crypto_bot.entrypoints.settings import PaperSettings, Settings
-from crypto_bot_tools.local.aws import load_template
+from crypto_bot_tools.local.template import load_template
 from tests.conftest import ROOT
 from tests.support.environment import template_environment
 

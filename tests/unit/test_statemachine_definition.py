@@ -13,7 +13,7 @@ import pytest
 
 from crypto_bot.domain import errors
 from crypto_bot.entrypoints.handler import TransientError, wire_error
-from crypto_bot_tools.local.aws import load_template
+from crypto_bot_tools.local.template import load_template
 from tests.conftest import ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")

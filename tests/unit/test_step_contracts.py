@@ -21,7 +21,7 @@ import pytest
 
 from crypto_bot.entrypoints import steps
 from crypto_bot.entrypoints.contracts import CONTRACTS
-from crypto_bot_tools.local.aws import load_template
+from crypto_bot_tools.local.template import load_template
 from tests.conftest import ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")

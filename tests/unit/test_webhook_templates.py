@@ -44,7 +44,7 @@ from crypto_bot_tools.local.api_gateway import (
     render,
     substitute,
 )
-from crypto_bot_tools.local.aws import TemplateError, load_template
+from crypto_bot_tools.local.template import TemplateError, load_template
 from tests.conftest import EVENTS, ROOT
 from tests.support.environment import template_environment
 

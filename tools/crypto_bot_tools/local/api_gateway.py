@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from crypto_bot_tools.local.aws import TemplateError
+from crypto_bot_tools.local.template import TemplateError
 
 __all__ = [
     "ApiGatewayEmulator",

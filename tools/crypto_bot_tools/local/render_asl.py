@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from crypto_bot_tools.local.aws import local_stack
+from crypto_bot_tools.local.stack import local_stack
 
 
 def render(template: Path, logical_id: str) -> str:

@@ -80,7 +80,7 @@ class StackPlan:
     @classmethod
     def build(cls, settings: LocalSettings) -> StackPlan:
         """Read the template and the strategy config, and derive everything else from the settings."""
-        from crypto_bot_tools.local.aws import TemplateError, load_template
+        from crypto_bot_tools.local.template import TemplateError, load_template
 
         try:
             template = load_template(settings.template)
