@@ -44,8 +44,7 @@ _deselected: list[str] = []
 def case(request: pytest.FixtureRequest) -> Iterator[Case]:
     """Yield a fresh stack per case (about a second to start), so no state leaks between cases."""
     substitutions = getattr(request, "param", {})
-    with fault_stack(**substitutions) as stack:
-        current = Case(stack)
+    with fault_stack(**substitutions) as current:
         _cases[request.node.nodeid] = current
         yield current
 

@@ -1,10 +1,13 @@
-"""Run cycles on the emulated stack with faults injected, and check what must hold after each."""
+"""Faults injected into cycles on the emulated stack, and what must hold after each.
+
+The stack and the way cycles are driven are the shared harness's (tests/support/harness.py); this module
+adds what only the fault suite needs: the case that counts its faults, the invariants and the injectors.
+"""
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,15 +18,14 @@ from typing import Any
 import pytest
 
 from crypto_bot.adapters.aws import paper_state
-from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
 from crypto_bot.adapters.aws.paper_state import PaperStateStore
 from crypto_bot.adapters.paper.exchange import PaperExchange
 from crypto_bot.domain.config import StrategyConfig
 from crypto_bot.domain.orders import ExchangeOrder
 from crypto_bot.domain.signals import parse_signal
-from crypto_bot.engine.records import CycleRecord, IntentRecord, IntentStatus
-from crypto_bot_tools.local.aws import LocalStack, local_stack
+from crypto_bot.engine.records import IntentRecord, IntentStatus
 from tests.conftest import ROOT, load_event, paper_environment
+from tests.support.harness import RETRY_INTERVAL_SCALE, Pipeline, cycle_stack
 
 CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USD")
 
@@ -53,24 +55,13 @@ def environment() -> dict[str, str]:
     return paper_environment(POWERTOOLS_METRICS_NAMESPACE="CryptoBotFaults", POWERTOOLS_LOG_LEVEL="WARNING")
 
 
-# Step Functions' Retry intervals as deployed (2 s, doubling, 4 to 5 attempts: up to a minute per state) run
-# at 1/100 of their length: the same retries in the same order, ~0.3 s where AWS would wait 30 s.
-RETRY_INTERVAL_SCALE = 0.01
-
-
 @contextmanager
-def fault_stack(**substitutions: str) -> Iterator[LocalStack]:
+def fault_stack(**substitutions: str) -> Iterator[Case]:
     """Start the stack as deployed (the template's IncrementPct and Retry), retry waits scaled, Wait states 0 s."""
-    with local_stack(
-        ROOT / "template.yaml",
-        # ASL Wait states take whole seconds, so the deployed 15 s fill check and 20 s lock wait cannot be
-        # scaled like the Retry intervals; 0 s keeps the loops' logic (FILL_TIMEOUT_SECONDS=0 ends a chase
-        # attempt at its first check) without a minute of real waiting per case.
-        substitution_overrides={"ReconcileWaitSeconds": "0", "LockWaitSeconds": "0"} | substitutions,
-        environment=environment(),
-        retry_interval_scale=RETRY_INTERVAL_SCALE,
-    ) as stack:
-        yield stack
+    with cycle_stack(
+        substitutions=substitutions, environment=environment(), retry_interval_scale=RETRY_INTERVAL_SCALE
+    ) as pipeline:
+        yield Case(pipeline.stack)
 
 
 class FaultKind(StrEnum):
@@ -100,11 +91,10 @@ class Violation:
 
 
 @dataclass
-class Case:
-    """One fault case: the stack, the alerts handed to it, and how many injected faults fired."""
+class Case(Pipeline):
+    """One fault case: the shared pipeline, plus the alerts handed to it and how many injected faults fired."""
 
-    stack: LocalStack
-    sent: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[Mapping[str, Any]] = field(default_factory=list)
     injected: list[Fault] = field(default_factory=list)
     # Copies of an alert delivered again (TradingView resends, SQS redelivers): reported beside the faults, not
     # among them, since nothing is raised or withheld.
@@ -114,25 +104,18 @@ class Case:
     duplicates: int = -1
     lost: int = -1
 
-    def send(self, payload: dict[str, Any], *, queue: str = "SignalsQueue", times: int = 1) -> None:
-        """Queue an alert as the webhook does, ``times`` times (a resend or a redelivery)."""
-        for _ in range(times):
-            self.stack.client("sqs").send_message(QueueUrl=self.stack.resource(queue), MessageBody=json.dumps(payload))
+    def send(self, payload: Mapping[str, Any], *, queue: str = "SignalsQueue", times: int = 1) -> str:
+        """Queue an alert as the webhook does, ``times`` times, counting every copy after the first."""
+        message_id = super().send(payload, queue=queue, times=times)
         self.redeliveries += times - 1 + (payload in self.sent)
         self.sent.append(payload)
+        return message_id
 
-    def run(self, execution_input: Any = None, *, name: str | None = None, expect: str = "SUCCEEDED") -> dict[str, Any]:
-        """Run one execution of the trade cycle to its end and check how it ended."""
-        arn = self.stack.start_execution("TradeCycleStateMachine", execution_input or {"trigger": "manual"}, name=name)
-        result = self.stack.wait_for_execution(arn, timeout=120)
-        assert result["status"] == expect, json.dumps(result["history"][-4:], default=str)[:3000]
-        return result
-
-    def urgent(self, payload: dict[str, Any], message_id: str, *, name: str | None = None) -> dict[str, Any]:
-        """Start a cycle as the urgent queue's pipe does: a batch of SQS records as the input."""
+    def urgent(self, payload: Mapping[str, Any], message_id: str, *, name: str | None = None) -> dict[str, Any]:
+        """Start a cycle as the urgent queue's pipe does, counting an alert already sent as a redelivery."""
         self.redeliveries += payload in self.sent
         self.sent.append(payload)
-        return self.run([{"messageId": message_id, "body": json.dumps(payload)}], name=name)
+        return super().urgent(payload, message_id, name=name)
 
     def fault(self, kind: FaultKind, where: str, what: str, symbol: str | None = None) -> None:
         """Record a fault where it fires."""
@@ -169,33 +152,6 @@ class Case:
             failed = event.get("taskFailedEventDetails") or {}
             if failed.get("error") == "DynamoDB.ConditionalCheckFailedException":
                 self.fault(FaultKind.RAISED, "AcquireLock", "ConditionalCheckFailedException: the lock is held")
-
-    @property
-    def store(self) -> DynamoDBStore:
-        return DynamoDBStore(self.stack.resource("Table"), self.stack.client("dynamodb"))
-
-    def paper(self) -> PaperExchange:
-        state, _version = PaperStateStore(self.stack.resource("Table"), self.stack.client("dynamodb")).load()
-        assert state is not None, "no paper account: nothing ran"
-        return PaperExchange.from_state(state)
-
-    def cycles(self) -> list[CycleRecord]:
-        items = self.stack.client("dynamodb").scan(TableName=self.stack.resource("Table"))["Items"]
-        ids = sorted(i["pk"]["S"].removeprefix("CYCLE#") for i in items if i["sk"]["S"] == "CYCLE")
-        found = [self.store.get_cycle(cycle_id) for cycle_id in ids]
-        return [c for c in found if c is not None]
-
-    def notifications(self) -> list[str]:
-        """Return every SNS message published (subject and body), from moto's backend."""
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.sns.models import sns_backends
-
-        topic = sns_backends[DEFAULT_ACCOUNT_ID][self.stack.region].topics[self.stack.resource("NotificationsTopic")]
-        return [f"{subject}\n{message}" for _id, message, subject, _attrs, _group in topic.sent_notifications]
-
-    def lock_held(self) -> bool:
-        key = {"pk": {"S": "LOCK"}, "sk": {"S": "CYCLE"}}
-        return "Item" in self.stack.client("dynamodb").get_item(TableName=self.stack.resource("Table"), Key=key)
 
 
 def check_invariants(case: Case, *, failed_cycles: int = 0) -> None:
@@ -398,5 +354,4 @@ def venue_keeps_its_state(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def seed_account(case: Case, **settings: Any) -> None:
     """Create the paper account before any cycle, with venue settings (partial fills, fees)."""
-    exchange = PaperExchange(balances={"USD": Decimal(10000)}, **settings)
-    PaperStateStore(case.stack.resource("Table"), case.stack.client("dynamodb")).save(exchange.to_state(), 0)
+    case.seed_account(**settings)

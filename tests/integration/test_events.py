@@ -6,9 +6,8 @@ import json
 from typing import Any
 
 from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
-from crypto_bot_tools.local.stack import local_stack
-from tests.conftest import ROOT, AlertClock, load_event
-from tests.integration.test_trade_cycle import environment
+from crypto_bot_tools.local.aws import local_stack
+from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 
 
 def invoke(stack: Any, function: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -29,7 +28,7 @@ def test_the_sample_events_run_a_stop_loss_cycle_through_every_handler() -> None
     (record,) = urgent_event["input"]
     (stop,) = dated([json.loads(record["body"])])
     record["body"] = json.dumps(stop)
-    with local_stack(ROOT / "template.yaml", environment=environment()) as stack:
+    with local_stack(ROOT / "template.yaml", environment=paper_environment()) as stack:
         stack.client("sqs").send_message(
             QueueUrl=stack.resource("SignalsQueue"), MessageBody=json.dumps({**entry, "order_comment": "long"})
         )

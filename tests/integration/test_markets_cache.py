@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crypto_bot.adapters.aws.dynamodb_store import batch_write
 from crypto_bot.adapters.aws.markets_cache import CacheOutcome, MarketsCache, prime_from_table
 from crypto_bot.adapters.ccxt.exchange import CcxtExchange
 from crypto_bot.entrypoints.bootstrap import bootstrap
 from crypto_bot.entrypoints.settings import Settings
-from crypto_bot_tools.local.stack import LocalStack, local_stack
+from crypto_bot_tools.local.aws import LocalStack
+from tests.integration.conftest import emptied_table
 from tests.support.environment import template_environment
 from tests.unit.test_ccxt_exchange import FakeVenue, ccxt_errors, make_venue
 
@@ -25,23 +24,11 @@ SYMBOLS = ["BTC/USDT", "ETH/BTC"]
 MARKET_DOWNLOAD = "/api/v3/exchangeInfo"
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with local_stack(TEMPLATE) as created:
-        yield created
-
-
 @pytest.fixture
-def table(stack: LocalStack) -> Iterator[tuple[str, Any]]:
-    """Yield the table's name and client, emptied after the test."""
-    name, client = stack.resource("Table"), stack.client("dynamodb")
-    yield name, client
-    keys = [
-        {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
-        for page in client.get_paginator("scan").paginate(TableName=name, ProjectionExpression="pk, sk")
-        for item in page["Items"]
-    ]
-    batch_write(client, name, keys)
+def table(request: pytest.FixtureRequest) -> tuple[str, Any]:
+    """Return the template stack's table (its name and client), emptied after the test."""
+    moto = emptied_table(request, "moto")
+    return moto.name, moto.client
 
 
 def at(moment: datetime) -> Any:
@@ -146,17 +133,17 @@ def test_a_venue_outage_during_the_refresh_leaves_the_download_to_ccxt(table: tu
     assert MarketsCache(name, client, "binance", clock=at(NOW)).load(SYMBOLS) is None
 
 
-def test_a_table_outage_leaves_the_download_to_ccxt(stack: LocalStack) -> None:
+def test_a_table_outage_leaves_the_download_to_ccxt(template_stack: LocalStack) -> None:
     exchange, http = offline_binance()
 
-    outcome = prime_from_table(exchange, "no-such-table", stack.client("dynamodb"), SYMBOLS, clock=at(NOW))
+    outcome = prime_from_table(exchange, "no-such-table", template_stack.client("dynamodb"), SYMBOLS, clock=at(NOW))
 
     assert outcome is CacheOutcome.UNAVAILABLE
     assert http.sent == []
 
 
 def test_the_live_runtime_feeds_its_exchange_from_the_cache(
-    table: tuple[str, Any], stack: LocalStack, tmp_path: Path
+    table: tuple[str, Any], template_stack: LocalStack, tmp_path: Path
 ) -> None:
     name, client = table
     config = tmp_path / "strategy_config.json"
@@ -165,7 +152,7 @@ def test_the_live_runtime_feeds_its_exchange_from_the_cache(
         encoding="utf-8",
     )
     MarketsCache(name, client, "binance").save(make_venue("binance").exchange.export_markets(["BTC/USDT"]))
-    stack.client("ssm").put_parameter(
+    template_stack.client("ssm").put_parameter(
         Name="/bench/key", Type="SecureString", Value=json.dumps({"apiKey": "k", "secret": "s"}), Overwrite=True
     )
     env = template_environment(
@@ -175,7 +162,7 @@ def test_the_live_runtime_feeds_its_exchange_from_the_cache(
         TABLE_NAME=name,
         API_KEY_PARAMETER="/bench/key",
     )
-    app = bootstrap(Settings.from_env(env), stack.client)
+    app = bootstrap(Settings.from_env(env), template_stack.client)
 
     with app.session() as session:
         exchange = session.workflow.exchange

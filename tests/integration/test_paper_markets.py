@@ -8,7 +8,6 @@ under moto.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from crypto_bot.adapters.aws.dynamodb_store import batch_write
 from crypto_bot.adapters.aws.paper_state import PaperStateStore
 from crypto_bot.adapters.ccxt.exchange import CcxtExchange, load_exchange_class
 from crypto_bot.adapters.paper.exchange import PaperExchange
@@ -24,8 +22,8 @@ from crypto_bot.domain.errors import ConfigError, ExchangeUnavailable, InvalidOr
 from crypto_bot.domain.markets import Market, Side
 from crypto_bot.entrypoints.bootstrap import App, bootstrap
 from crypto_bot.entrypoints.settings import Settings
-from crypto_bot_tools.local.stack import LocalStack, local_stack
-from tests.conftest import ROOT
+from crypto_bot_tools.local.aws import LocalStack
+from tests.integration.conftest import emptied_table
 from tests.support.environment import template_environment
 from tests.unit.test_ccxt_exchange import ccxt_errors, make_venue, venue_data
 from tests.venues.binance import Binance
@@ -47,23 +45,10 @@ BTC_USDT = Market(
 )
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with local_stack(ROOT / "template.yaml") as created:
-        yield created
-
-
 @pytest.fixture
-def table(stack: LocalStack) -> Iterator[str]:
-    """Yield the table's name, emptied after the test."""
-    name, client = stack.resource("Table"), stack.client("dynamodb")
-    yield name
-    keys = [
-        {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
-        for page in client.get_paginator("scan").paginate(TableName=name, ProjectionExpression="pk, sk")
-        for item in page["Items"]
-    ]
-    batch_write(client, name, keys)
+def table(request: pytest.FixtureRequest) -> str:
+    """Return the template stack's table name, emptied after the test."""
+    return emptied_table(request, "moto").name
 
 
 @pytest.fixture
@@ -123,9 +108,9 @@ def open_paper(app: App) -> PaperExchange:
 
 
 def test_paper_trading_takes_the_venues_lot_tick_minimum_and_fees(
-    stack: LocalStack, table: str, btc_usdt_config: Path, binance_http: list[str]
+    template_stack: LocalStack, table: str, btc_usdt_config: Path, binance_http: list[str]
 ) -> None:
-    app = paper_app(environment(table, btc_usdt_config), stack)
+    app = paper_app(environment(table, btc_usdt_config), template_stack)
 
     paper = open_paper(app)
 
@@ -136,23 +121,23 @@ def test_paper_trading_takes_the_venues_lot_tick_minimum_and_fees(
 
 
 def test_the_paper_account_keeps_the_venues_markets_and_the_next_cold_start_reads_them_from_the_cache(
-    stack: LocalStack, table: str, btc_usdt_config: Path, binance_http: list[str]
+    template_stack: LocalStack, table: str, btc_usdt_config: Path, binance_http: list[str]
 ) -> None:
-    open_paper(paper_app(environment(table, btc_usdt_config), stack))
+    open_paper(paper_app(environment(table, btc_usdt_config), template_stack))
 
-    state, _version = PaperStateStore(table, stack.client("dynamodb")).load()
+    state, _version = PaperStateStore(table, template_stack.client("dynamodb")).load()
     assert state is not None
     assert PaperExchange.from_state(state).markets == {"BTC/USDT": BTC_USDT}
-    again = open_paper(paper_app(environment(table, btc_usdt_config), stack))
+    again = open_paper(paper_app(environment(table, btc_usdt_config), template_stack))
     assert again.markets == {"BTC/USDT": BTC_USDT}
     assert again.fee_mode == "received"
     assert binance_http.count(MARKET_DOWNLOAD) == 1  # the second container read the markets cache
 
 
 def test_the_dry_run_refuses_and_charges_what_binance_would(
-    stack: LocalStack, table: str, btc_usdt_config: Path, binance_http: list[str]
+    template_stack: LocalStack, table: str, btc_usdt_config: Path, binance_http: list[str]
 ) -> None:
-    paper = open_paper(paper_app(environment(table, btc_usdt_config), stack))
+    paper = open_paper(paper_app(environment(table, btc_usdt_config), template_stack))
     paper.set_price("BTC/USDT", D("60000"))
 
     with pytest.raises(InvalidOrder, match="lot size 0.00001"):
@@ -172,7 +157,7 @@ def test_the_dry_run_refuses_and_charges_what_binance_would(
 
 
 def test_recorded_markets_feed_an_offline_paper_stage(
-    stack: LocalStack, table: str, btc_usdt_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    template_stack: LocalStack, table: str, btc_usdt_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorded = tmp_path / "binance_markets.json"
     recorded.write_text(json.dumps(make_venue("binance").exchange.export_markets(["BTC/USDT"])), encoding="utf-8")
@@ -183,14 +168,14 @@ def test_recorded_markets_feed_an_offline_paper_stage(
     monkeypatch.setattr(load_exchange_class("binance"), "fetch", offline)
     env = environment(table, btc_usdt_config, PAPER_MARKETS=f"recorded:{recorded}")
 
-    paper = open_paper(paper_app(env, stack))
+    paper = open_paper(paper_app(env, template_stack))
 
     assert paper.markets == {"BTC/USDT": BTC_USDT}
     assert paper.fee_mode == "received"
 
 
 def test_permissive_markets_are_the_paper_defaults(
-    stack: LocalStack, table: str, btc_usdt_config: Path, monkeypatch: pytest.MonkeyPatch
+    template_stack: LocalStack, table: str, btc_usdt_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def offline(self: Any, url: str, *args: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"a permissive paper stage made a request: {url}")
@@ -198,7 +183,7 @@ def test_permissive_markets_are_the_paper_defaults(
     monkeypatch.setattr(load_exchange_class("binance"), "fetch", offline)
     env = environment(table, btc_usdt_config, PAPER_MARKETS="permissive")
 
-    paper = open_paper(paper_app(env, stack))
+    paper = open_paper(paper_app(env, template_stack))
 
     market = paper.load_markets(["BTC/USDT"])["BTC/USDT"]
     assert (market.amount_step, market.price_step, market.min_cost, market.taker_fee) == (
@@ -211,27 +196,27 @@ def test_permissive_markets_are_the_paper_defaults(
 
 
 def test_a_symbol_the_venue_does_not_list_fails_the_step_naming_it(
-    stack: LocalStack, table: str, tmp_path: Path, binance_http: list[str]
+    template_stack: LocalStack, table: str, tmp_path: Path, binance_http: list[str]
 ) -> None:
     config = tmp_path / "strategy_config.json"
     config.write_text(
         json.dumps({"SOLUSDT": {"exchange_symbol": "SOL/USDT", "base_asset": "SOL", "percentage": 0.5}}),
         encoding="utf-8",
     )
-    app = paper_app(environment(table, config), stack)
+    app = paper_app(environment(table, config), template_stack)
 
     with pytest.raises(ConfigError, match=r"^PAPER_MARKETS=venue: cannot load binance's markets of SOL/USDT: "):
         open_paper(app)
 
 
 def test_an_unreachable_venue_fails_the_step_as_transient(
-    stack: LocalStack, table: str, btc_usdt_config: Path, monkeypatch: pytest.MonkeyPatch
+    template_stack: LocalStack, table: str, btc_usdt_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def down(self: Any, url: str, *args: Any, **kwargs: Any) -> Any:
         raise ccxt_errors().NetworkError("connection reset")
 
     monkeypatch.setattr(load_exchange_class("binance"), "fetch", down)
-    app = paper_app(environment(table, btc_usdt_config), stack)
+    app = paper_app(environment(table, btc_usdt_config), template_stack)
 
     with pytest.raises(ExchangeUnavailable, match=r"^PAPER_MARKETS=venue: cannot load binance's markets of BTC/USDT"):
         open_paper(app)
@@ -239,17 +224,17 @@ def test_an_unreachable_venue_fails_the_step_as_transient(
 
 @pytest.mark.parametrize("value", ["", "exchange", "recorded"])
 def test_paper_markets_must_say_where_the_markets_come_from(
-    stack: LocalStack, table: str, btc_usdt_config: Path, value: str
+    template_stack: LocalStack, table: str, btc_usdt_config: Path, value: str
 ) -> None:
     env = environment(table, btc_usdt_config, PAPER_MARKETS=value)
 
     with pytest.raises(ConfigError, match="PAPER_MARKETS"):
-        open_paper(paper_app(env, stack))
+        open_paper(paper_app(env, template_stack))
 
 
 @pytest.mark.allow_hosts(["127.0.0.1"])
 def test_a_paper_stage_on_the_binance_emulator_takes_the_markets_the_live_adapter_trades_on(
-    stack: LocalStack, table: str, tmp_path: Path
+    template_stack: LocalStack, table: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "strategy_config.json"
     config.write_text(
@@ -264,7 +249,7 @@ def test_a_paper_stage_on_the_binance_emulator_takes_the_markets_the_live_adapte
     with serving(Binance().routes()) as server:
         options = binance_ccxt_options(server.url)
         env = environment(table, config, EXCHANGE_OPTIONS=json.dumps(options))
-        paper = open_paper(paper_app(env, stack))
+        paper = open_paper(paper_app(env, template_stack))
         live = CcxtExchange("binance", options=options).load_markets(["BTC/USDT", "ETH/USDT"])
 
     assert paper.markets == live
@@ -275,10 +260,10 @@ def test_a_paper_stage_on_the_binance_emulator_takes_the_markets_the_live_adapte
 
 
 def test_a_missing_recorded_markets_file_is_named(
-    stack: LocalStack, table: str, btc_usdt_config: Path, tmp_path: Path
+    template_stack: LocalStack, table: str, btc_usdt_config: Path, tmp_path: Path
 ) -> None:
     missing = tmp_path / "nowhere.json"
     env = environment(table, btc_usdt_config, PAPER_MARKETS=f"recorded:{missing}")
 
     with pytest.raises(ConfigError, match=f"^PAPER_MARKETS=recorded:{missing}: cannot read it: "):
-        open_paper(paper_app(env, stack))
+        open_paper(paper_app(env, template_stack))

@@ -7,34 +7,26 @@ field, the value and the last price, sets no price and never trades (issue 10, Â
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from typing import Any
 
 import pytest
 
-from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
-from crypto_bot.adapters.aws.paper_state import PaperStateStore
-from crypto_bot.adapters.paper.exchange import PaperExchange
-from crypto_bot_tools.local.aws import LocalStack, local_stack
-from tests.conftest import ROOT, paper_environment
+from tests.conftest import paper_environment
+from tests.support.harness import Pipeline, cycle_stack
 
 HELD = D("0.15833333")  # 95% of 10,000 at 60,000, in 1e-8 lots (boost, IncrementPct 0)
 
 
-@contextmanager
-def stack(**environment: str) -> Iterator[LocalStack]:
-    with local_stack(
-        ROOT / "template.yaml",
+def stack(**environment: str) -> AbstractContextManager[Pipeline]:
+    return cycle_stack(
         parameters={"IncrementPct": "0"},
-        substitution_overrides={"ReconcileWaitSeconds": "0", "LockWaitSeconds": "0", "MaxLockWaits": "3"},
+        substitutions={"MaxLockWaits": "3"},
         environment=paper_environment(**environment),
         retry_interval_scale=0,
-    ) as started:
-        yield started
+    )
 
 
 def alert(action: str, minutes_ago: int, price: str, comment: str) -> dict[str, str]:
@@ -43,29 +35,18 @@ def alert(action: str, minutes_ago: int, price: str, comment: str) -> dict[str, 
     return {"time": time, "ticker": "BTCUSD", "order_action": action, "order_price": price, "order_comment": comment}
 
 
-def cycle(local: LocalStack, *alerts: dict[str, str]) -> dict[str, Any]:
-    sqs = local.client("sqs")
+def cycle(local: Pipeline, *alerts: dict[str, str]) -> dict[str, Any]:
     for payload in alerts:
-        sqs.send_message(QueueUrl=local.resource("SignalsQueue"), MessageBody=json.dumps(payload))
-    arn = local.start_execution("TradeCycleStateMachine", {"trigger": "manual"})
-    result = local.wait_for_execution(arn, timeout=120)
-    assert result["status"] == "SUCCEEDED", json.dumps(result.get("history", [])[-3:], default=str)[:3000]
-    return result
+        local.send(payload)
+    return local.run()
 
 
-def outcomes(local: LocalStack) -> dict[str, tuple[str, str]]:
-    store = DynamoDBStore(local.resource("Table"), local.client("dynamodb"))
+def outcomes(local: Pipeline) -> dict[str, tuple[str, str]]:
     found = {}
-    for record in store.recent_signals(100):
+    for record in local.store.recent_signals(100):
         assert isinstance(record.payload, dict)
         found[str(record.payload["order_comment"])] = (record.status.value, record.reason)
     return found
-
-
-def paper(local: LocalStack) -> PaperExchange:
-    state, _version = PaperStateStore(local.resource("Table"), local.client("dynamodb")).load()
-    assert state is not None
-    return PaperExchange.from_state(state)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +60,7 @@ def test_a_price_beyond_the_band_is_rejected_at_intake_and_neither_prices_nor_tr
         cycle(local, alert("buy", 30, "60000", "entry"))  # the first price: nothing to compare
         cycle(local, alert("sell", 20, price, "exit"))
 
-        account = paper(local)
+        account = local.paper()
         if believed:
             assert outcomes(local)["exit"][0] == "filled"
             assert account.prices["BTC/USD"] == D(price)
@@ -111,7 +92,7 @@ def test_the_band_is_the_max_price_jump_setting() -> None:
             "order_price: is more than 100% away from BTC/USD's last price 120000: only 0 to 240000 is believed "
             "(the price band: MAX_PRICE_JUMP, --max-price-jump) (got '240000.01')",
         )
-        assert paper(local).prices["BTC/USD"] == D(120000)
+        assert local.paper().prices["BTC/USD"] == D(120000)
 
 
 def test_an_alert_refused_for_another_reason_sets_no_price() -> None:
@@ -121,4 +102,4 @@ def test_an_alert_refused_for_another_reason_sets_no_price() -> None:
         cycle(local, future)
 
         assert outcomes(local)["from the future"][0] == "rejected"
-        assert paper(local).prices["BTC/USD"] == D(60000)
+        assert local.paper().prices["BTC/USD"] == D(60000)

@@ -8,23 +8,18 @@ EventBridge Pipe delivers from UrgentQueue).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
-from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
 from crypto_bot.engine.records import SignalRecord
-from crypto_bot_tools.local.aws import LocalStack
 from tests.conftest import AlertClock
-from tests.integration import test_trade_cycle
-from tests.integration.test_trade_cycle import BTC_BOUGHT, portfolio, queue_alert, run
+from tests.integration.test_trade_cycle import BTC_BOUGHT, CONFIG
+from tests.support.harness import Pipeline
 
 
 def alert(action: str, time: str, comment: str, price: str = "60000") -> dict[str, str]:
     return {"time": time, "ticker": "BTCUSD", "order_action": action, "order_price": price, "order_comment": comment}
 
-
-stack_factory = test_trade_cycle.stack_factory  # the same emulated stack as the trade-cycle tests
 
 BUY = alert("buy", "2024-08-10T02:30:02Z", "long")
 STOP = alert("sell", "2024-08-10T02:30:03Z", "Stop loss", "59000")
@@ -40,45 +35,34 @@ def iso(payload: dict[str, Any]) -> str:
     return datetime.fromisoformat(str(payload["time"])).isoformat()
 
 
-def urgent(stack: LocalStack, payload: dict[str, str], name: str) -> dict[str, Any]:
-    return run(stack, [{"messageId": f"m-{name}", "body": json.dumps(payload)}], name=name)
+def urgent(pipeline: Pipeline, payload: dict[str, str], name: str) -> dict[str, Any]:
+    return pipeline.urgent(payload, f"m-{name}", name=name)
 
 
-def outcomes(stack: LocalStack) -> dict[str, tuple[str, str]]:
+def outcomes(pipeline: Pipeline) -> dict[str, tuple[str, str]]:
     """Each stored alert by its comment: (status, reason)."""
-    store = DynamoDBStore(stack.resource("Table"), stack.client("dynamodb"))
     found: dict[str, SignalRecord] = {}
-    for record in store.recent_signals(100):
+    for record in pipeline.store.recent_signals(100):
         assert isinstance(record.payload, dict)
         found[str(record.payload["order_comment"])] = record
     return {comment: (r.status.value, r.reason) for comment, r in found.items()}
 
 
-def orders(stack: LocalStack) -> list[tuple[str, str]]:
-    store = DynamoDBStore(stack.resource("Table"), stack.client("dynamodb"))
-    cycles = [item for item in _cycle_ids(stack)]
-    return [(r.side.value, r.status.value) for cycle in cycles for r in store.intents(cycle) if r.filled]
-
-
-def _cycle_ids(stack: LocalStack) -> list[str]:
-    page = stack.client("dynamodb").scan(
-        TableName=stack.resource("Table"),
-        FilterExpression="begins_with(pk, :p) AND sk = :s",
-        ExpressionAttributeValues={":p": {"S": "CYCLE#"}, ":s": {"S": "CYCLE"}},
-    )
-    return sorted(item["pk"]["S"].removeprefix("CYCLE#") for item in page["Items"])
+def orders(pipeline: Pipeline) -> list[tuple[str, str]]:
+    store = pipeline.store
+    return [(r.side.value, r.status.value) for c in pipeline.cycles() for r in store.intents(c.cycle_id) if r.filled]
 
 
 def test_a_stop_after_a_waiting_entry_nets_out_and_the_next_cycle_buys_nothing(stack_factory: Any) -> None:
     buy, stop = buy_then_stop()
-    with stack_factory() as stack:
-        queue_alert(stack, buy)  # waits for the scheduled cycle
-        urgent(stack, stop, "stop-1")
-        run(stack, {"trigger": "manual"}, name="next-cycle")
+    with stack_factory() as pipeline:
+        pipeline.send(buy)  # waits for the scheduled cycle
+        urgent(pipeline, stop, "stop-1")
+        pipeline.run(name="next-cycle")
 
-        assert portfolio(stack)[2] == {}
-        assert orders(stack) == []
-        seen = outcomes(stack)
+        assert pipeline.portfolio(CONFIG)[2] == {}
+        assert orders(pipeline) == []
+        seen = outcomes(pipeline)
         assert seen["long"] == ("ignored", "netted out: a later signal in the same cycle reversed it")
         assert seen["Stop loss"] == (
             "ignored",
@@ -88,14 +72,14 @@ def test_a_stop_after_a_waiting_entry_nets_out_and_the_next_cycle_buys_nothing(s
 
 def test_an_older_entry_arriving_after_the_stop_does_not_re_enter(stack_factory: Any) -> None:
     buy, stop = buy_then_stop()
-    with stack_factory() as stack:
-        urgent(stack, stop, "stop-1")  # the strategy is flat: nothing to sell
-        queue_alert(stack, buy)  # delivered late: its time is before the stop's
-        run(stack, {"trigger": "manual"}, name="next-cycle")
+    with stack_factory() as pipeline:
+        urgent(pipeline, stop, "stop-1")  # the strategy is flat: nothing to sell
+        pipeline.send(buy)  # delivered late: its time is before the stop's
+        pipeline.run(name="next-cycle")
 
-        assert portfolio(stack)[2] == {}
-        assert orders(stack) == []
-        seen = outcomes(stack)
+        assert pipeline.portfolio(CONFIG)[2] == {}
+        assert orders(pipeline) == []
+        seen = outcomes(pipeline)
         assert seen["Stop loss"] == ("ignored", "the strategy is already flat: nothing to sell")
         assert seen["long"] == (
             "ignored",
@@ -106,10 +90,10 @@ def test_an_older_entry_arriving_after_the_stop_does_not_re_enter(stack_factory:
 
 def test_a_stop_while_long_with_a_waiting_sell_sells_once(stack_factory: Any) -> None:
     dated = AlertClock()
-    with stack_factory() as stack:
-        queue_alert(stack, dated([BUY])[0])
-        run(stack, {"trigger": "manual"}, name="entry")
-        held = portfolio(stack)[2]["BTCUSD"]
+    with stack_factory() as pipeline:
+        pipeline.send(dated([BUY])[0])
+        pipeline.run(name="entry")
+        held = pipeline.portfolio(CONFIG)[2]["BTCUSD"]
         assert held == BTC_BOUGHT
         exit_, stop = dated(
             [
@@ -117,12 +101,12 @@ def test_a_stop_while_long_with_a_waiting_sell_sells_once(stack_factory: Any) ->
                 alert("sell", "2024-08-10T10:30:03Z", "Stop loss", "59000"),
             ]
         )
-        queue_alert(stack, exit_)  # waits for the next cycle
-        urgent(stack, stop, "stop-1")
-        run(stack, {"trigger": "manual"}, name="next-cycle")
+        pipeline.send(exit_)  # waits for the next cycle
+        urgent(pipeline, stop, "stop-1")
+        pipeline.run(name="next-cycle")
 
-        assert portfolio(stack)[2] == {}
-        assert orders(stack) == [("buy", "filled"), ("sell", "filled")]
-        seen = outcomes(stack)
+        assert pipeline.portfolio(CONFIG)[2] == {}
+        assert orders(pipeline) == [("buy", "filled"), ("sell", "filled")]
+        seen = outcomes(pipeline)
         assert seen["exit"][0] == "filled"
         assert seen["Stop loss"] == ("ignored", "the strategy is already flat: nothing to sell")
