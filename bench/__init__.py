@@ -1,0 +1,1 @@
+"""``make bench``: the performance and cost measurements behind docs/performance.md (see bench/run.py)."""
