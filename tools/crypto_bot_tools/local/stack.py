@@ -163,7 +163,7 @@ def _fake_aws_environment(region: str) -> Iterator[None]:
     with patched_environ(
         {
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 (moto's documented fake)
+            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 (moto's documented fake)  # pragma: allowlist secret
             "AWS_SECURITY_TOKEN": "testing",
             "AWS_SESSION_TOKEN": "testing",
             "AWS_DEFAULT_REGION": region,
