@@ -109,7 +109,7 @@ def _elf_machine(path: Path) -> int | None:
 
 def _function_dirs() -> dict[str, str]:
     """Map each handler (functions/<name>/) to its logical id in template.yaml (its directory in .aws-sam/build)."""
-    from crypto_bot_tools.local.aws import load_template
+    from crypto_bot_tools.local.template import load_template
 
     ids: dict[str, str] = {}
     for logical_id, resource in load_template(ROOT / "template.yaml")["Resources"].items():
@@ -219,7 +219,7 @@ def _whole_ccxt(python_dir: Path) -> bool:
 
 def _child_env(tree: LambdaTree, handler: str | None, **overrides: str) -> dict[str, str]:
     """The environment of a Lambda container: the template's Globals plus what the probes need, offline."""
-    from crypto_bot_tools.local.aws import load_template
+    from crypto_bot_tools.local.template import load_template
 
     template = load_template(ROOT / "template.yaml")
     globals_env = template["Globals"]["Function"]["Environment"]["Variables"]

@@ -40,7 +40,7 @@ def _per_extra(one: Mapping[str, Any], ten: Mapping[str, Any]) -> dict[str, Any]
 
 def cost_profile(cold: Mapping[str, Any], cycles: Mapping[str, Any], cache: Mapping[str, Any]) -> dict[str, Any]:
     """Build cost_profile.json: the measured per-cycle counts ``crypto-bot cost`` prices."""
-    from crypto_bot_tools.local.aws import load_template
+    from crypto_bot_tools.local.template import load_template
 
     template = load_template(ROOT / "template.yaml")
     resources = template["Resources"]

@@ -26,7 +26,7 @@ from crypto_bot.adapters.paper.exchange import PaperExchange
 from crypto_bot.domain.config import StrategyConfig
 from crypto_bot.engine.records import CycleRecord
 from crypto_bot_tools.cycle import equity_and_positions
-from crypto_bot_tools.local.aws import LocalStack, local_stack
+from crypto_bot_tools.local.stack import LocalStack, local_stack
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 TEMPLATE: Final = ROOT / "template.yaml"
