@@ -1,4 +1,4 @@
-"""The local stack's names under their first module's name, for the callers that still import them from here.
+"""The local stack's public names under the module path they had before the split.
 
 The emulation lives in :mod:`~crypto_bot_tools.local.template` (reading the template),
 :mod:`~crypto_bot_tools.local.intrinsics` (resolving it), :mod:`~crypto_bot_tools.local.lambdas` (running
