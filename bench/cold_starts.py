@@ -44,7 +44,8 @@ def _distribution_closure(requirements: list[str]) -> dict[str, Any]:
     from packaging.utils import canonicalize_name
 
     found: dict[str, Any] = {}
-    pending = [Requirement(line) for line in requirements]
+    # A top-level marker that is false here (winloop: Windows only) is a distribution pip does not install.
+    pending = [r for r in map(Requirement, requirements) if r.marker is None or r.marker.evaluate()]
     while pending:
         requirement = pending.pop()
         name = canonicalize_name(requirement.name)
@@ -61,8 +62,11 @@ def _distribution_closure(requirements: list[str]) -> dict[str, Any]:
 
 
 def _requirements(path: Path) -> list[str]:
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return [line for line in lines if line]
+    """Return the requirement lines of a requirements file, as `uv export` writes it: without options or hashes."""
+    # A requirement continues over lines ending in a backslash, each of its --hash options on its own line.
+    text = path.read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = (line.split("#", 1)[0].split(" --", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("-")]
 
 
 def _link(source: Path, target: Path) -> None:
