@@ -28,7 +28,7 @@ from typing import Any, Final
 import pytest
 
 from crypto_bot.domain.config import ExecutionMode
-from crypto_bot_tools.local.aws import LocalStack, local_stack
+from crypto_bot_tools.local.stack import LocalStack, local_stack
 from tests.conftest import ROOT, paper_environment
 from tests.support.dynamodb_local import (
     DynamoDBLocal,

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
-from crypto_bot_tools.local.aws import local_stack
+from crypto_bot_tools.local.stack import local_stack
 from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 
 

@@ -13,7 +13,7 @@ from crypto_bot.adapters.aws.markets_cache import CacheOutcome, MarketsCache, pr
 from crypto_bot.adapters.ccxt.exchange import CcxtExchange
 from crypto_bot.entrypoints.bootstrap import bootstrap
 from crypto_bot.entrypoints.settings import Settings
-from crypto_bot_tools.local.aws import LocalStack
+from crypto_bot_tools.local.stack import LocalStack
 from tests.integration.conftest import emptied_table
 from tests.support.environment import template_environment
 from tests.unit.test_ccxt_exchange import FakeVenue, ccxt_errors, make_venue

@@ -22,7 +22,7 @@ from crypto_bot.domain.errors import ConfigError, ExchangeUnavailable, InvalidOr
 from crypto_bot.domain.markets import Market, Side
 from crypto_bot.entrypoints.bootstrap import App, bootstrap
 from crypto_bot.entrypoints.settings import Settings
-from crypto_bot_tools.local.aws import LocalStack
+from crypto_bot_tools.local.stack import LocalStack
 from tests.integration.conftest import emptied_table
 from tests.support.environment import template_environment
 from tests.unit.test_ccxt_exchange import ccxt_errors, make_venue, venue_data

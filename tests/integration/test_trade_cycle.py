@@ -17,7 +17,7 @@ from crypto_bot.adapters.paper.exchange import PaperExchange
 from crypto_bot.domain.config import ExecutionMode, StrategyConfig
 from crypto_bot.domain.errors import InsufficientFunds, RateLimited
 from crypto_bot.engine.records import IntentStatus
-from crypto_bot_tools.local.aws import load_template
+from crypto_bot_tools.local.template import load_template
 from crypto_bot_tools.replay import ReplayOptions, replay
 from tests.conftest import ROOT, AlertClock, load_event
 
