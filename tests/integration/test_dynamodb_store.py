@@ -7,6 +7,8 @@ the pending index, pagination, TTL, partial writes, transactions and error trans
 
 from __future__ import annotations
 
+import copy
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -14,7 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
 
 from crypto_bot.adapters.aws.dynamodb_store import TRANSACTION_LIMIT, DynamoDBStore, batch_write
@@ -688,6 +690,8 @@ def test_a_failed_booking_writes_neither_the_intent_nor_the_ledger(
     def failing(**request: Any) -> Any:
         items = request["TransactItems"]
         items[-1]["Put"]["ConditionExpression"] = "attribute_exists(never_there)"
+        # Another request now, so another token: DynamoDB Local remembers tokens across these tests' tables.
+        request["ClientRequestToken"] = uuid.uuid4().hex
         return original(**request)
 
     client.transact_write_items = failing
@@ -710,6 +714,87 @@ def test_a_failed_booking_writes_neither_the_intent_nor_the_ledger(
     assert dynamo.get_intent("c1", "i1") is None
     assert dynamo.load_ledger().positions == {}
     assert len(ledger.entries) == 4  # still pending: the caller's retry books them again
+
+
+class LostAnswers:
+    """A DynamoDB client whose first ``lost`` TransactWriteItems are applied but answered with a read timeout.
+
+    That is the failure ClientRequestToken exists for: the transaction committed, the caller never heard, and
+    botocore has given up retrying. Every request it sends is kept.
+
+    The tests using it book intents of their own ids: DynamoDB Local remembers a token for its 10 minutes
+    across the tests' emptied tables, so a request equal to another test's would be answered as a replay.
+    """
+
+    def __init__(self, client: Any, *, lost: int = 1) -> None:
+        self.client = client
+        self.lost = lost
+        self.sent: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def transact_write_items(self, **request: Any) -> Any:
+        self.sent.append(copy.deepcopy(request))
+        answer = self.client.transact_write_items(**request)
+        if self.lost:
+            self.lost -= 1
+            raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+        return answer
+
+
+def test_a_booking_resent_after_a_lost_answer_books_its_fills_once(template_table: TemplateTable) -> None:
+    # Ids of its own: DynamoDB Local remembers a token for 10 minutes, across the tests' emptied tables.
+    lossy = LostAnswers(template_table.client)
+    dynamo = DynamoDBStore(
+        template_table.name, lossy, clock=iter(WRITTEN_AT + timedelta(seconds=n) for n in range(9)).__next__
+    )
+    ledger = booked_ledger()
+    record = intent_record("c-lost", "i-lost", filled=Decimal("0.0311"))
+
+    with pytest.raises(StoreUnavailable, match="ReadTimeoutError"):
+        dynamo.book(record, ledger)
+    dynamo.book(record, ledger)  # the caller's retry
+
+    first, second = lossy.sent
+    assert second == first  # the very same request, TTL and token included, though the clock moved on
+    assert 1 <= len(first["ClientRequestToken"]) <= 36
+    assert len(dynamo.audit_entries()) == 4
+    assert dynamo.get_intent("c-lost", "i-lost") == record
+    assert dynamo.load_ledger().positions == booked_ledger().positions
+    assert ledger.entries == []
+
+
+@moto_disagrees("it ignores ClientRequestToken and applies a re-sent transaction again")
+def test_a_resent_booking_dynamodb_applied_already_is_not_applied_again(template_table: TemplateTable) -> None:
+    lossy = LostAnswers(template_table.client)
+    dynamo = DynamoDBStore(template_table.name, lossy, clock=lambda: WRITTEN_AT)
+    ledger = booked_ledger()
+    record = intent_record("c-resent", "i-resent", filled=Decimal("0.0311"))
+    with pytest.raises(StoreUnavailable):
+        dynamo.book(record, ledger)
+    # Meanwhile the intent moved on; a re-send that DynamoDB applied a second time would put it back.
+    later = intent_record("c-resent", "i-resent", filled=Decimal("0.0311"), status=IntentStatus.FILLED)
+    DynamoDBStore(template_table.name, template_table.client, clock=lambda: WRITTEN_AT).put_intent(later)
+
+    dynamo.book(record, ledger)
+
+    assert dynamo.get_intent("c-resent", "i-resent") == later
+
+
+def test_two_bookings_of_one_intent_carry_different_tokens(dynamo: DynamoDBStore, client: Any) -> None:
+    counting = LostAnswers(client, lost=0)
+    dynamo.client = counting
+    record = intent_record("c-tokens", "i-tokens", status=IntentStatus.OPEN)
+    dynamo.book(record, Ledger())
+    record.filled = Decimal("0.0311")
+    ledger = booked_ledger()
+    dynamo.book(record, ledger)
+    dynamo.book(record, Ledger.from_dict(ledger.to_dict()))  # the same state again, without new entries
+
+    tokens = [request["ClientRequestToken"] for request in counting.sent]
+    assert len(set(tokens)) == 3
+    assert len(dynamo.audit_entries()) == 4
 
 
 def ledger_to_book(dynamo: DynamoDBStore, fills: int, *, closes_one: bool) -> Ledger:

@@ -31,8 +31,10 @@ Item design (``pk``/``sk`` strings; one sparse GSI ``gsi1`` on ``gsi1pk``/``gsi1
   from the table with consistent reads and keeps only those still ``received``, so two cycles
   in a row never take the same signal (a signal added a moment ago may miss one cycle; the
   next takes it).
-* Audit entries' ``<n>`` is the entry's position in its save plus a random suffix, so two
-  saves booking the same order at the same instant (a frozen clock) never overwrite each other.
+* Audit entries' ``<n>`` is the entry's position in its save plus a suffix, so two saves
+  booking the same order at the same instant (a frozen clock) never overwrite each other: for
+  :meth:`DynamoDBStore.book` a digest of the booked state (a re-sent booking rewrites the
+  same entries), for :meth:`DynamoDBStore.save_ledger` a random one.
 
 Every botocore error is translated by :mod:`crypto_bot.adapters.aws.errors`: throttling, 5xx,
 conflicting transactions and connection failures raise
@@ -43,6 +45,7 @@ conflicting transactions and connection failures raise
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -215,6 +218,8 @@ class DynamoDBStore:
         # Lambda invocation and the cycle lock makes it the ledger's only writer, so booking
         # intent after intent diffs against this instead of querying the ledger every time.
         self._ledger_known: dict[str, dict[str, Any]] | None = None
+        # The booking whose last transaction may or may not have been applied, and the items it was sent with.
+        self._unconfirmed: tuple[str, list[dict[str, Any]]] | None = None
 
     # -- signals -------------------------------------------------------------------------
 
@@ -296,9 +301,10 @@ class DynamoDBStore:
         """Write the intent, replacing any earlier version."""
         self._put(self._intent_item(record))
 
-    def _intent_item(self, record: IntentRecord) -> dict[str, Any]:
+    def _intent_item(self, record: IntentRecord, *, expires: int | None = None) -> dict[str, Any]:
         intent = record.intent
-        keys = {"pk": f"CYCLE#{intent.cycle_id}", "sk": f"INTENT#{intent.intent_id}", "expires_at": self._expires_at()}
+        expires_at = self._expires_at() if expires is None else expires
+        keys = {"pk": f"CYCLE#{intent.cycle_id}", "sk": f"INTENT#{intent.intent_id}", "expires_at": expires_at}
         return to_item({**record.to_dict(), **keys})
 
     def intents(self, cycle_id: str) -> list[IntentRecord]:
@@ -331,10 +337,41 @@ class DynamoDBStore:
         ledger.entries.clear()
 
     def book(self, record: IntentRecord, ledger: Ledger) -> None:
-        """Write an intent and the ledger changes it caused in one DynamoDB transaction."""
-        requests = self._ledger_requests(ledger)
-        items: list[dict[str, Any]] = [{"Put": {"TableName": self.table_name, "Item": self._intent_item(record)}}]
-        for request in requests:
+        """Write an intent and the ledger changes it caused in one DynamoDB transaction, idempotently.
+
+        The transaction carries a ClientRequestToken derived from what it writes: the intent with its
+        booked fill state, and the ledger's rows and new entries. When an attempt's outcome is unknown
+        (StoreUnavailable: the answer was lost, or DynamoDB throttled), the next booking of the same
+        state by this store re-sends exactly the same request, so DynamoDB applies it at most once
+        within its 10-minute idempotency window (API Reference, TransactWriteItems). The audit
+        entries' sort keys derive from the booked state too, so even a re-send after that window
+        rewrites the same entries instead of adding copies.
+        """
+        booking = _booking_key(record, ledger)
+        unconfirmed = self._unconfirmed
+        if unconfirmed is not None and unconfirmed[0] == booking:
+            # Not rebuilt: the ledger rows already written would drop out of the diff, and the TTL moves on.
+            items = unconfirmed[1]
+        else:
+            items = self._booking_items(record, ledger, booking)
+        try:
+            with translate_errors(f"book intent {record.intent.intent_id} in {self.table_name}"):
+                self.client.transact_write_items(TransactItems=items, ClientRequestToken=request_token(items))
+        except StoreUnavailable:
+            # It may have been applied: a re-send of this booking must be the very same request.
+            self._unconfirmed = (booking, items)
+            raise
+        self._unconfirmed = None
+        self._ledger_known = _ledger_rows(ledger)
+        ledger.entries.clear()
+
+    def _booking_items(self, record: IntentRecord, ledger: Ledger, booking: str) -> list[dict[str, Any]]:
+        """Return the TransactItems of a booking: the intent, then the ledger's writes."""
+        expires = self._expires_at()
+        items: list[dict[str, Any]] = [
+            {"Put": {"TableName": self.table_name, "Item": self._intent_item(record, expires=expires)}}
+        ]
+        for request in self._ledger_requests(ledger, expires=expires, entry_tag=booking[:12]):
             if "PutRequest" in request:
                 items.append({"Put": {"TableName": self.table_name, "Item": request["PutRequest"]["Item"]}})
             else:
@@ -344,12 +381,16 @@ class DynamoDBStore:
                 f"booking intent {record.intent.intent_id} touches {len(items)} items, more than one "
                 f"transaction takes ({TRANSACTION_LIMIT})"
             )
-        with translate_errors(f"book intent {record.intent.intent_id} in {self.table_name}"):
-            self.client.transact_write_items(TransactItems=items)
-        self._ledger_known = _ledger_rows(ledger)
-        ledger.entries.clear()
+        return items
 
-    def _ledger_requests(self, ledger: Ledger) -> list[dict[str, Any]]:
+    def _ledger_requests(
+        self, ledger: Ledger, *, expires: int | None = None, entry_tag: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return the writes that make the table hold ``ledger``, its new entries appended to the audit trail.
+
+        An entry's sort key ends in its position and ``entry_tag`` (random without one), so two saves
+        booking the same order at the same instant (a frozen clock) never overwrite each other.
+        """
         stored = self._ledger_known if self._ledger_known is not None else self._ledger_items()
         wanted = _ledger_rows(ledger)
         requests: list[dict[str, Any]] = [
@@ -358,11 +399,13 @@ class DynamoDBStore:
             if stored.get(sk) != data
         ]
         requests += [
-            {"DeleteRequest": {"Key": {"pk": {"S": LEDGER}, "sk": {"S": sk}}}} for sk in stored.keys() - wanted.keys()
+            {"DeleteRequest": {"Key": {"pk": {"S": LEDGER}, "sk": {"S": sk}}}}
+            for sk in sorted(stored.keys() - wanted.keys())
         ]
-        expires = self._expires_at()
+        expires = self._expires_at() if expires is None else expires
         for n, entry in enumerate(ledger.entries):
-            sk = f"ENTRY#{_sort_time(entry.at)}#{entry.order_id}#{n:04d}-{uuid.uuid4().hex[:12]}"
+            tag = entry_tag or uuid.uuid4().hex[:12]
+            sk = f"ENTRY#{_sort_time(entry.at)}#{entry.order_id}#{n:04d}-{tag}"
             item = {"pk": LEDGER, "sk": sk, **_entry_to_dict(entry), "expires_at": expires}
             requests.append({"PutRequest": {"Item": to_item(item)}})
         return requests
@@ -485,6 +528,25 @@ def _ledger_rows(ledger: Ledger) -> dict[str, dict[str, Any]]:
     rows = {f"POSITION#{strategy}": position for strategy, position in data["positions"].items()}
     rows.update({f"DUST#{asset}": {"asset": asset, "amount": amount} for asset, amount in data["dust"].items()})
     return rows
+
+
+def _booking_key(record: IntentRecord, ledger: Ledger) -> str:
+    """Identify a booking by what it writes: the intent with its fill state, the ledger's rows, the new entries."""
+    state = {
+        "intent": record.to_dict(),
+        "ledger": _ledger_rows(ledger),
+        "entries": [_entry_to_dict(entry) for entry in ledger.entries],
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def request_token(items: Sequence[Mapping[str, Any]]) -> str:
+    """Derive a TransactWriteItems ClientRequestToken from the request's items (at most 36 characters).
+
+    The same items give the same token, and DynamoDB refuses a token re-used with other items
+    (IdempotentParameterMismatchException), so the token is a digest of all of them, TTL included.
+    """
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:36]
 
 
 def _json_number(value: object) -> Any:
