@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
@@ -373,7 +374,7 @@ def test_after_the_strange_bodies_a_cycle_stores_or_rejects_every_one_and_trades
     assert any("out of range" in r for r in reasons)
     assert any("has no timezone" in r for r in reasons)
     assert any("is not a configured strategy" in r for r in reasons)
-    assert all(abs(float(p)) < 1e19 for p in state["prices"].values())
+    assert all(abs(p) < Decimal("1e19") for p in state["prices"].values())
     FIGURES.done.add("sizes")
 
 

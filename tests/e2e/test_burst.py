@@ -172,12 +172,8 @@ def test_burst_of_1000_alerts_over_200_strategies_is_stored_once_each_and_traded
     held: dict[str, Decimal] = {}
     for position in state["positions"].values():
         asset = position["symbol"].split("/")[0]
-        held[asset] = held.get(asset, Decimal(0)) + Decimal(str(position["amount"]))
-    balances = {
-        asset: Decimal(str(b["total"]))
-        for asset, b in state["balances"].items()
-        if asset != "USD" and Decimal(str(b["total"])) != 0
-    }
+        held[asset] = held.get(asset, Decimal(0)) + position["amount"]
+    balances = {asset: b["total"] for asset, b in state["balances"].items() if asset != "USD" and b["total"] != 0}
     assert {a: v for a, v in held.items() if v != 0} == balances
 
     latencies = [ms for _, ms in answers]

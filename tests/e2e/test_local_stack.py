@@ -55,10 +55,10 @@ class Local:
         return self.http.post(f"/signals{query}", content=body.encode(), headers={"Content-Type": content_type})
 
     def state(self) -> dict[str, Any]:
+        """``GET /_local/state`` with its money read as Decimals (see :func:`parse_state`)."""
         response = self.http.get("/_local/state")
         assert response.status_code == 200, response.text
-        answer: dict[str, Any] = response.json()
-        return answer
+        return parse_state(response.text)
 
     def cycle(self) -> dict[str, Any]:
         response = self.http.post("/_local/cycle")
@@ -66,6 +66,32 @@ class Local:
         detail: dict[str, Any] = response.json()
         assert detail["status"] == "SUCCEEDED", detail
         return detail
+
+
+def _money(value: Any, where: str) -> Decimal:
+    assert isinstance(value, str), f"/_local/state {where}: money must be a decimal string, got {value!r}"
+    return Decimal(value)
+
+
+def parse_state(text: str) -> dict[str, Any]:
+    """Read a ``/_local/state`` answer, its amounts, prices and sums of money as exact Decimals.
+
+    Each must come as a decimal string: a JSON number fails the test, as it would round through a float.
+    """
+    state: dict[str, Any] = json.loads(text)
+    for key in ("cash", "equity"):
+        state[key] = _money(state[key], key)
+    for key in ("prices", "ledger"):
+        state[key] = {name: _money(v, f"{key}.{name}") for name, v in state[key].items()}
+    for asset, balance in state["balances"].items():
+        state["balances"][asset] = {k: _money(v, f"balances.{asset}.{k}") for k, v in balance.items()}
+    for strategy, position in state["positions"].items():
+        for k in ("amount", "cost_basis", "value", "weight"):
+            position[k] = _money(position[k], f"positions.{strategy}.{k}")
+    for n, order in enumerate(state["orders"]):
+        for k in ("amount", "filled", "price", "cost"):
+            order[k] = _money(order[k], f"orders[{n}].{k}")
+    return state
 
 
 def start_local(log: Path, extra: Sequence[str] = ()) -> Local:
@@ -136,14 +162,24 @@ def shared_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
         stop_local(started)
 
 
-def expected_cycles(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def expected_cycles(alerts: list[dict[str, Any]]) -> list[CycleResult]:
     options = ReplayOptions(mode=ExecutionMode.BOOST, fee=Decimal(0), increment=INCREMENT)
     cycles: list[CycleResult] = replay(alerts, CONFIG, options).cycles
-    return [cycle.to_json() for cycle in cycles]
+    return cycles
 
 
-def portfolio(state_or_cycle: dict[str, Any]) -> dict[str, Any]:
-    return {key: state_or_cycle[key] for key in ("positions", "cash", "equity")}
+def portfolio(state: dict[str, Any]) -> dict[str, Any]:
+    """The cash, equity and positions of a parsed ``/_local/state``, exact."""
+    return {key: state[key] for key in ("positions", "cash", "equity")}
+
+
+def replayed_portfolio(cycle: CycleResult) -> dict[str, Any]:
+    """The same, from what replay computed: compared as Decimals, nothing rounds through a float."""
+    positions = {
+        key: {"symbol": p.symbol, "amount": p.amount, "cost_basis": p.cost_basis, "value": p.value, "weight": p.weight}
+        for key, p in cycle.positions.items()
+    }
+    return {"positions": positions, "cash": cycle.cash, "equity": cycle.equity}
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
@@ -176,12 +212,12 @@ def test_readme_scenario_matches_replay_after_every_cycle(local: Local) -> None:
             assert response.json()["accepted"] is True
         detail = local.cycle()
         state = local.state()
-        assert portfolio(state) == portfolio(replayed), f"after step {number}"
-        assert detail["cycle"]["orders"] == replayed["orders"], f"orders of step {number}"
+        assert portfolio(state) == replayed_portfolio(replayed), f"after step {number}"
+        assert detail["cycle"]["orders"] == replayed.to_json()["orders"], f"orders of step {number}"
 
     state = local.state()
     assert [s["status"] for s in state["signals"]] == ["filled"] * len(README_ALERTS)
-    assert len(state["orders"]) == sum(len(c["orders"]) for c in expected)
+    assert len(state["orders"]) == sum(len(c.report.results) for c in expected)
     assert {o["status"] for o in state["orders"]} == {"filled"}
     assert [e["trigger"] for e in state["executions"]] == ["manual"] * 5
 
@@ -205,7 +241,7 @@ def test_stop_loss_between_cycles_executes_at_once_without_asking_for_a_cycle(lo
     [urgent] = [e for e in state["executions"] if e["trigger"] == "urgent"]
     assert urgent["status"] == "SUCCEEDED"
     assert "PlaceOrders" in urgent["transitions"]
-    assert portfolio(state) == portfolio(expected_cycles([README_ALERTS[0], STOP_LOSS])[-1])
+    assert portfolio(state) == replayed_portfolio(expected_cycles([README_ALERTS[0], STOP_LOSS])[-1])
     assert state["positions"] == {}
     stop = [s for s in state["signals"] if s["action"] == "sell"]
     assert [(s["status"], s["id"]) for s in stop] == [("filled", response.json()["id"])]
@@ -226,7 +262,7 @@ def test_duplicate_alert_is_stored_once_and_traded_once(local: Local) -> None:
     state = local.state()
     assert [(s["strategy"], s["status"]) for s in state["signals"]] == [("BTCUSD", "filled")]
     assert len(state["orders"]) == 1
-    assert portfolio(state) == portfolio(expected_cycles([README_ALERTS[0]])[-1])
+    assert portfolio(state) == replayed_portfolio(expected_cycles([README_ALERTS[0]])[-1])
 
 
 # ------------------------------------------------------------------------------------------ refusals

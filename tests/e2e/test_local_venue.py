@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import pytest
 
-from tests.e2e.test_local_stack import Local, start_local, stop_local
+from tests.e2e.test_local_stack import Local, parse_state, start_local, stop_local
 from tests.venues.binance import BTCUSDT, Binance, ccxt_options
 from tests.venues.http import VenueServer, serving
 
@@ -75,11 +75,10 @@ def local(tmp_path: Path, venue: Binance, venue_server: VenueServer) -> Iterator
 
 
 def exact_state(local: Local) -> tuple[dict[str, Any], str]:
-    """Read ``GET /_local/state`` with its numbers as Decimals (money is compared exactly); return it and its text."""
+    """Read ``GET /_local/state`` with its money as Decimals (compared exactly); return it and its text."""
     response = local.http.get("/_local/state")
     assert response.status_code == 200, response.text
-    state: dict[str, Any] = json.loads(response.text, parse_float=D, parse_int=D)
-    return state, response.text
+    return parse_state(response.text), response.text
 
 
 def alert(action: str) -> dict[str, str]:

@@ -9,7 +9,6 @@ stack serves the module: the first two end flat with the cash untouched, and not
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -56,11 +55,8 @@ def send(local: Local, payload: dict[str, str]) -> str:
 
 
 def state_of(local: Local) -> dict[str, Any]:
-    """``GET /_local/state`` with its numbers read as Decimals, so amounts compare exactly."""
-    response = local.http.get("/_local/state")
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = json.loads(response.text, parse_float=Decimal)
-    return answer
+    """``GET /_local/state`` with its money read as Decimals, so amounts compare exactly."""
+    return local.state()
 
 
 def stop_loss_ran(local: Local, urgent_before: int) -> dict[str, Any]:
@@ -107,7 +103,7 @@ def test_a_buy_then_a_stop_a_second_later_nets_out_and_the_next_cycle_buys_nothi
     state = state_of(stack)
     assert "BTCUSD" not in state["positions"]
     assert orders_of(state, "BTCUSD") == []
-    assert state["cash"] == 10000
+    assert state["cash"] == Decimal(10000)
     assert_nothing_queued(state)
 
 
@@ -128,7 +124,7 @@ def test_a_stop_then_an_older_buy_arriving_late_does_not_re_enter(stack: Local) 
     )
     assert "ETHUSD" not in state["positions"]
     assert orders_of(state, "ETHUSD") == []
-    assert state["cash"] == 10000
+    assert state["cash"] == Decimal(10000)
     assert_nothing_queued(state)
 
 

@@ -568,24 +568,28 @@ def local_state(now: datetime) -> dict[str, Any]:
                 "symbol": "BTC/USD",
                 "side": "buy",
                 "status": "filled",
-                "amount": 0.15833333,
-                "filled": 0.15833333,
-                "price": 60000,
-                "cost": 9499.9998,
+                "amount": "0.15833333",
+                "filled": "0.15833333",
+                "price": "60000",
+                "cost": "9499.9998",
             }
         ],
+        # Money as crypto-bot local writes it: exact decimal strings.
         "positions": {
             "BTCUSD": {
                 "symbol": "BTC/USD",
-                "amount": 0.15833333,
-                "cost_basis": 9499.9998,
-                "value": 9499.9998,
-                "weight": 0.94999998,
+                "amount": "0.15833333",
+                "cost_basis": "9499.9998",
+                "value": "9499.9998",
+                "weight": "0.94999998",
             }
         },
-        "balances": {"USD": 500.0002, "BTC": {"free": 0.15833333, "used": 0, "total": 0.15833333}},
-        "cash": 500.0002,
-        "equity": 10000,
+        "balances": {
+            "USD": {"free": "500.0002", "used": "0", "total": "500.0002"},
+            "BTC": {"free": "0.15833333", "used": "0", "total": "0.15833333"},
+        },
+        "cash": "500.0002",
+        "equity": "10000",
         "executions": [{"id": "local-1", "status": "SUCCEEDED", "transitions": ["Collect", "Finalize"]}],
     }
 
@@ -595,12 +599,12 @@ class FakeLocal:
     url: str
     requests: list[tuple[str, str]]
     cycle_answer: dict[str, Any]
+    state: dict[str, Any]
 
 
 @pytest.fixture
 def fake_local() -> Iterator[FakeLocal]:
-    state = json.dumps(local_state(datetime.now(UTC))).encode()
-    fake = FakeLocal(url="", requests=[], cycle_answer={})
+    fake = FakeLocal(url="", requests=[], cycle_answer={}, state=local_state(datetime.now(UTC)))
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self, status: int, body: bytes) -> None:
@@ -613,7 +617,7 @@ def fake_local() -> Iterator[FakeLocal]:
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             fake.requests.append(("GET", self.path))
             if self.path == "/_local/state":
-                self._answer(200, state)
+                self._answer(200, json.dumps(fake.state).encode())
             else:
                 self._answer(404, b'{"message": "not found"}')
 
@@ -678,6 +682,34 @@ def test_local_positions_show_the_ledger_and_zero_drift(
         "9,500.00",
         "95.00%",
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "refused"),
+    [
+        ("cash", 500.0002, 'cash: expected a decimal string such as "0.15833333", got 500.0002'),
+        (
+            "positions",
+            {"BTCUSD": {"symbol": "BTC/USD", "amount": 0.15833333, "cost_basis": "9499.9998"}},
+            'positions.BTCUSD.amount: expected a decimal string such as "0.15833333", got 0.15833333',
+        ),
+        (
+            "balances",
+            {"BTC": {"free": "0.1", "used": "0", "total": 0.1}},
+            'balances.BTC.total: expected a decimal string such as "0.15833333", got 0.1',
+        ),
+    ],
+)
+def test_local_positions_refuse_money_sent_as_a_json_number(
+    fake_local: FakeLocal, capsys: pytest.CaptureFixture[str], key: str, value: Any, refused: str
+) -> None:
+    # A float cannot hold every amount exactly: /_local/state sends money as strings, and a number breaks that.
+    fake_local.state[key] = value
+    assert run_cli(capsys, "positions", "--local", fake_local.url, "--json") == (
+        2,
+        "",
+        f"crypto-bot: /_local/state {refused}\n",
+    )
 
 
 def test_local_executions_list_ids_statuses_and_transitions(

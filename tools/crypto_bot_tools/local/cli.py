@@ -402,7 +402,7 @@ def _compare(local: list[dict[str, Any]], replayed: list[dict[str, Any]]) -> lis
     return problems
 
 
-def _fmt(value: float | int, places: int = 2) -> str:
+def _fmt(value: Decimal | float | int, places: int = 2) -> str:
     return f"{value:,.{places}f}"
 
 
@@ -470,7 +470,7 @@ def _print_summary(
         ("signals by status", ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))),
         ("executions", f"{len(state['executions'])} ({sum(step.urgent for step in steps)} started by a stop loss)"),
         ("orders filled", str(len(filled))),
-        (f"final equity ({quote})", _fmt(state["equity"])),
+        (f"final equity ({quote})", _fmt(Decimal(state["equity"]))),  # /_local/state sends money as strings
         ("same as crypto-bot replay", "yes" if not mismatches else f"NO ({len(mismatches)} differences)"),
         ("time", f"{elapsed:.1f} s"),
     ]

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from crypto_bot.domain.money import to_json_number
+from crypto_bot.domain.money import plain
 from crypto_bot_tools.local.account import Account
 from crypto_bot_tools.local.executions import Executions, iso
 from crypto_bot_tools.local.settings import StackPlan
@@ -15,7 +15,11 @@ __all__ = ["StateReader"]
 
 
 class StateReader:
-    """Read what the stack holds: signals, orders, positions, balances, executions and queue depths."""
+    """Read what the stack holds: signals, orders, positions, balances, executions and queue depths.
+
+    ``/_local/state`` writes every amount, price and sum of money as an exact decimal string ("0.15833333"),
+    never a JSON number, which most readers take as a float. A finished cycle is shaped as replay's ``--json``.
+    """
 
     def __init__(
         self, plan: StackPlan, stack: Any, account: Account, executions: Executions, queues: Mapping[str, str]
@@ -38,22 +42,31 @@ class StateReader:
         return {
             "signals": signals,
             "orders": orders,
-            "positions": {key: p.to_json() for key, p in positions.items()},
+            "positions": {
+                key: {
+                    "symbol": p.symbol,
+                    "amount": plain(p.amount),
+                    "cost_basis": plain(p.cost_basis),
+                    "value": plain(p.value),
+                    "weight": plain(p.weight),
+                }
+                for key, p in positions.items()
+            },
             "balances": {
                 asset: {
-                    "free": to_json_number(b.free),
-                    "used": to_json_number(b.used),
-                    "total": to_json_number(b.total),
+                    "free": plain(b.free),
+                    "used": plain(b.used),
+                    "total": plain(b.total),
                 }
                 for asset, b in balances.items()
             },
-            "cash": to_json_number(cash),
-            "equity": to_json_number(equity),
-            "prices": {symbol: to_json_number(price) for symbol, price in sorted(prices.items())},
+            "cash": plain(cash),
+            "equity": plain(equity),
+            "prices": {symbol: plain(price) for symbol, price in sorted(prices.items())},
             # Where the balances come from: "paper", or the ccxt venue the stack trades on.
             "exchange": self.plan.settings.exchange or "paper",
             # What the ledger says the strategies own, per asset, to read beside the balances.
-            "ledger": {asset: to_json_number(amount) for asset, amount in sorted(ledger_amounts.items())},
+            "ledger": {asset: plain(amount) for asset, amount in sorted(ledger_amounts.items())},
             "executions": executions,
             "queues": self._queue_depths(),
         }
@@ -102,10 +115,10 @@ class StateReader:
                         "symbol": r.symbol,
                         "side": r.side.value,
                         "status": r.status.value,
-                        "amount": to_json_number(r.intent.amount),
-                        "filled": to_json_number(r.filled),
-                        "price": to_json_number(r.price),
-                        "cost": to_json_number(r.cost),
+                        "amount": plain(r.intent.amount),
+                        "filled": plain(r.filled),
+                        "price": plain(r.price),
+                        "cost": plain(r.cost),
                         "cycle_id": cycle.cycle_id,
                         "phase": r.phase.value,
                         "attempt": r.attempt,

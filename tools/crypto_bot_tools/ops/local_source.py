@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from crypto_bot.domain.errors import ConfigError
 from crypto_bot.domain.markets import split_symbol
-from crypto_bot.domain.money import ZERO
+from crypto_bot.domain.money import ZERO, parse_decimal
 from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, PositionRow, SignalRow
 
 if TYPE_CHECKING:
@@ -56,8 +56,8 @@ class LocalClient:
             reason = getattr(e, "reason", e)
             raise ConfigError(f"cannot reach crypto-bot local at {self.url} ({reason}): is it running?") from None
         try:
-            # Exact decimals: amounts such as 0.15833333 must not pass through a float.
-            data = json.loads(body, parse_float=Decimal)
+            # Money comes as decimal strings; a JSON number, read here as a float, is refused where money is read.
+            data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ConfigError(f"{method} {url}: the answer is not JSON") from None
         if not isinstance(data, dict):
@@ -181,11 +181,11 @@ def _quote_of(positions: Mapping[str, Any]) -> str:
 
 
 def _balance_total(value: Any, where: str) -> Decimal:
-    # The local contract only says "keyed by asset": accept a number or a {free, used, total} object.
+    # A {free, used, total} object, as the local stack writes it, or just the total.
     if isinstance(value, Mapping):
         if "total" in value:
             return _number(value["total"], f"{where}.total")
-        return _number(value.get("free") or 0, f"{where}.free") + _number(value.get("used") or 0, f"{where}.used")
+        return _number(value.get("free", "0"), f"{where}.free") + _number(value.get("used", "0"), f"{where}.used")
     return _number(value, where)
 
 
@@ -197,16 +197,13 @@ def _list(state: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 
 
 def _number(value: Any, where: str) -> Decimal:
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int | str):
-        try:
-            return Decimal(str(value))
-        except ArithmeticError:
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    raise ConfigError(f"{where}: expected a number, got {value!r}")
+    """Read one amount, price or sum of /_local/state: an exact decimal string, as the local stack writes them."""
+    if not isinstance(value, str):
+        raise ConfigError(f'{where}: expected a decimal string such as "0.15833333", got {value!r}')
+    try:
+        return parse_decimal(value)
+    except ValueError:
+        raise ConfigError(f"{where}: expected a decimal string, got {value!r}") from None
 
 
 def _optional_number(value: Any, where: str) -> Decimal | None:
