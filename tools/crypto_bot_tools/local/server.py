@@ -1,6 +1,6 @@
 """``crypto-bot local``: the deployed pipeline on one machine, behind a local HTTP server.
 
-:class:`LocalServer` builds template.yaml's resources under moto (:func:`crypto_bot_tools.local.aws.local_stack`:
+:class:`LocalServer` builds template.yaml's resources under moto (:func:`crypto_bot_tools.local.stack.local_stack`:
 table, queues, parameters, topic, the real handlers, the real state machine definition) and wires the
 parts that emulate what moto does not run by itself:
 
@@ -108,7 +108,7 @@ class LocalServer:
     def start(self) -> None:
         """Build the stack, bind the HTTP server, and start the pipe and the scheduler."""
         from crypto_bot_tools.local.account import check_live_prices
-        from crypto_bot_tools.local.aws import TemplateError
+        from crypto_bot_tools.local.template import TemplateError
 
         if self.settings.live and self.settings.exchange is None:
             check_live_prices(self.plan)
@@ -133,10 +133,10 @@ class LocalServer:
 
     def _build(self) -> _Parts:
         from crypto_bot_tools.local.account import Account
-        from crypto_bot_tools.local.aws import local_stack
         from crypto_bot_tools.local.eventbridge import Pipe, Scheduler
         from crypto_bot_tools.local.executions import Executions
         from crypto_bot_tools.local.http import HttpServer
+        from crypto_bot_tools.local.stack import local_stack
         from crypto_bot_tools.local.state import StateReader
         from crypto_bot_tools.local.webhook import Webhook
 
