@@ -1,6 +1,7 @@
 """The one translator of botocore errors, for every AWS call the layer makes (DynamoDB, SQS, SNS).
 
-Each error becomes one of three answers, and the state machine's Retry keys on the class name:
+Each error becomes one of three answers; the handlers raise the transient one as TransientError, the name the
+state machine's Retry lists:
 
 * :class:`~crypto_bot.domain.errors.StoreUnavailable` (*transient*): throttling, a server
   error (HTTP 5xx), a transaction that collided with another, a connection that failed or
