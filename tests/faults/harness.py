@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from crypto_bot.adapters.aws import paper_state
 from crypto_bot.adapters.aws.paper_state import PaperStateStore
 from crypto_bot.adapters.paper.exchange import PaperExchange
 from crypto_bot.domain.config import StrategyConfig
 from crypto_bot.domain.orders import ExchangeOrder
 from crypto_bot.domain.signals import parse_signal
 from crypto_bot.engine.records import IntentRecord, IntentStatus
+from crypto_bot.entrypoints import paper_account
 from tests.conftest import ROOT, load_event, paper_environment
 from tests.support.harness import RETRY_INTERVAL_SCALE, Pipeline, cycle_stack
 
@@ -348,8 +348,12 @@ def _venue_session(store: PaperStateStore, factory: Callable[[], PaperExchange])
 
 
 def venue_keeps_its_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Give the case a venue whose state outlives a failing step (in place of the deployed paper session)."""
-    monkeypatch.setattr(paper_state, "paper_session", _venue_session)
+    """Give the case a venue whose state outlives a failing step (in place of the deployed paper session).
+
+    Patched where the composition root's paper account calls it: a patch of the adapter module's own name would
+    leave the account holding the deployed session, and the lost-answer cases would test a venue that forgets.
+    """
+    monkeypatch.setattr(paper_account, "paper_session", _venue_session)
 
 
 def seed_account(case: Case, **settings: Any) -> None:
