@@ -251,7 +251,7 @@ def _child_env(tree: LambdaTree, handler: str | None, **overrides: str) -> dict[
             "SIGNALS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench",
             "WEBHOOK_TOKEN_PARAMETER": "/bench/token",
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret (moto's documented fake)
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
             # What Lambda sets: Powertools' Tracer traces (and patches botocore) only where it finds them.
@@ -287,7 +287,7 @@ def _probes(tree: LambdaTree) -> dict[str, tuple[str, dict[str, str]]]:
     # The live path: the handler plus the exchange Runtime._live_exchange() builds (no network, no key read).
     build = (
         "from crypto_bot.adapters.ccxt.exchange import CcxtExchange; "
-        "CcxtExchange('binance', api_key='bench', secret='bench')"
+        "CcxtExchange('binance', api_key='bench', secret='bench')"  # pragma: allowlist secret (a placeholder)
     )
     for name in ("place_order", "reconcile"):
         probes[f"{name}+live_exchange"] = (f"import app; {build}", _child_env(tree, name, PAPER_TRADING="false"))
