@@ -101,7 +101,7 @@ def fault_section(outcomes: dict[str, Outcome]) -> list[str]:
         measured_line(),
         "",
         "Each case runs real trade cycles through the executed state machine on the emulated stack",
-        "(`crypto_bot_tools.local.aws.local_stack`, the template's `IncrementPct`, Step Functions Retry intervals",
+        "(`crypto_bot_tools.local.stack.local_stack`, the template's `IncrementPct`, Step Functions Retry intervals",
         "at 1/100 of their length) with a paper exchange, injects faults, and then checks every invariant",
         "of `tests/faults/harness.py::check_invariants`.",
         "",

@@ -1,7 +1,7 @@
 """The deployed pipeline on the local stack, started one way and driven one way.
 
 The trade-cycle integration tests, the fault suite (tests/faults) and the benchmark (bench/) all run
-real cycles the same way: template.yaml's resources under moto (``crypto_bot_tools.local.aws.local_stack``),
+real cycles the same way: template.yaml's resources under moto (``crypto_bot_tools.local.stack.local_stack``),
 the real state machine definition executing the real handlers, a paper exchange kept in the table. This
 module is that world: :func:`cycle_stack` starts it with the waits shortened, and :class:`Pipeline`
 queues alerts as the webhook does, runs executions to their end and reads back what they left.
