@@ -26,7 +26,7 @@ from crypto_bot.domain.orders import Balance
 from crypto_bot_tools import ops
 from crypto_bot_tools.cli import main
 from crypto_bot_tools.local.stack import LocalStack, local_stack
-from crypto_bot_tools.ops import aws_source
+from crypto_bot_tools.ops import aws_source, rows
 from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
@@ -590,7 +590,21 @@ def local_state(now: datetime) -> dict[str, Any]:
         },
         "cash": "500.0002",
         "equity": "10000",
-        "executions": [{"id": "local-1", "status": "SUCCEEDED", "transitions": ["Collect", "Finalize"]}],
+        # Oldest first, as crypto-bot local lists them.
+        "executions": [
+            {
+                "id": "local-1",
+                "status": "SUCCEEDED",
+                "transitions": ["Collect", "Finalize"],
+                "started_at": (now - timedelta(hours=2)).isoformat(),
+            },
+            {
+                "id": "local-2",
+                "status": "SUCCEEDED",
+                "transitions": ["Collect", "HasPendingSignals", "NothingToDo"],
+                "started_at": (now - timedelta(hours=1)).isoformat(),
+            },
+        ],
     }
 
 
@@ -600,11 +614,17 @@ class FakeLocal:
     requests: list[tuple[str, str]]
     cycle_answer: dict[str, Any]
     state: dict[str, Any]
+    # GET /_local/executions/ID's answers, in turn (the last one repeats), by execution id.
+    executions: dict[str, list[dict[str, Any]]]
 
 
 @pytest.fixture
 def fake_local() -> Iterator[FakeLocal]:
-    fake = FakeLocal(url="", requests=[], cycle_answer={}, state=local_state(datetime.now(UTC)))
+    now = datetime.now(UTC)
+    fake = FakeLocal(url="", requests=[], cycle_answer={}, state=local_state(now), executions={})
+    for n, item in enumerate(fake.state["executions"]):
+        stopped = datetime.fromisoformat(item["started_at"]) + timedelta(seconds=3 + n)
+        fake.executions[item["id"]] = [{**item, "stopped_at": stopped.isoformat()}]
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self, status: int, body: bytes) -> None:
@@ -618,12 +638,15 @@ def fake_local() -> Iterator[FakeLocal]:
             fake.requests.append(("GET", self.path))
             if self.path == "/_local/state":
                 self._answer(200, json.dumps(fake.state).encode())
+            elif (name := self.path.removeprefix("/_local/executions/")) in fake.executions:
+                answers = fake.executions[name]
+                self._answer(200, json.dumps(answers.pop(0) if len(answers) > 1 else answers[0]).encode())
             else:
                 self._answer(404, b'{"message": "not found"}')
 
         def do_POST(self) -> None:  # noqa: N802
             fake.requests.append(("POST", self.path))
-            self._answer(200, json.dumps(fake.cycle_answer).encode())
+            self._answer(202 if self.path.endswith("?wait=false") else 200, json.dumps(fake.cycle_answer).encode())
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
             return  # keep test output clean
@@ -712,25 +735,92 @@ def test_local_positions_refuse_money_sent_as_a_json_number(
     )
 
 
-def test_local_executions_list_ids_statuses_and_transitions(
+def test_local_executions_list_newest_first_with_their_times(
     fake_local: FakeLocal, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _err = run_cli(capsys, "executions", "--local", fake_local.url, "--json")
     assert code == 0
-    assert [(e["name"], e["status"], e["transitions"]) for e in json_lines(out)] == [("local-1", "SUCCEEDED", 2)]
+    listed = json_lines(out)
+    assert [(e["name"], e["status"], e["transitions"]) for e in listed] == [
+        ("local-2", "SUCCEEDED", 3),
+        ("local-1", "SUCCEEDED", 2),
+    ]
+    for execution in listed:
+        (answer,) = fake_local.executions[execution["name"]]
+        started, stopped = datetime.fromisoformat(answer["started_at"]), datetime.fromisoformat(answer["stopped_at"])
+        assert (execution["started"], execution["stopped"]) == (rows.iso(started), rows.iso(stopped))
+    code, out, _err = run_cli(capsys, "executions", "--local", fake_local.url, "--limit", "1")
+    assert code == 0
+    (row,) = [line for line in out.splitlines() if line.startswith("│ local")]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert (cells[0], cells[4], cells[5]) == ("local-2", "4.0s", "3")
 
 
-@pytest.mark.parametrize(("status", "code"), [("SUCCEEDED", 0), ("FAILED", 1)])
-def test_local_cycle_posts_and_prints_the_summary(
-    fake_local: FakeLocal, capsys: pytest.CaptureFixture[str], status: str, code: int
+def test_local_cycle_prints_each_state_as_entered_then_the_summary(
+    fake_local: FakeLocal, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fake_local.cycle_answer = {"status": status, "summary": {"signals": {"filled": 1}, "traded": {"ETHUSD": "buy 0.8"}}}
-    exit_code, out, _err = run_cli(capsys, "cycle", "--local", fake_local.url)
-    assert exit_code == code
-    assert fake_local.requests == [("POST", "/_local/cycle")]
+    start = datetime.now(UTC).replace(microsecond=0)
+    running = {"id": "local-3", "status": "RUNNING", "started_at": start.isoformat()}
+    fake_local.cycle_answer = {**running, "transitions": ["Collect"]}
+    fake_local.executions["local-3"] = [
+        {**running, "transitions": ["Collect", "HasPendingSignals", "AcquireLock"]},
+        {
+            **running,
+            "status": "SUCCEEDED",
+            "stopped_at": (start + timedelta(seconds=2)).isoformat(),
+            "transitions": ["Collect", "HasPendingSignals", "AcquireLock", "Finalize", "CycleDone"],
+            "summary": {"signals": {"filled": 1}, "traded": {"ETHUSD": "buy 0.8"}},
+        },
+    ]
+    code, out, _err = run_cli(capsys, "cycle", "--local", fake_local.url, "--poll", "0.01")
+    assert code == 0
+    assert fake_local.requests == [
+        ("POST", "/_local/cycle?wait=false"),
+        ("GET", "/_local/executions/local-3"),
+        ("GET", "/_local/executions/local-3"),
+    ]
     lines = [line.strip() for line in out.splitlines()]
-    assert f"execution {status}" in lines
+    entered = [line.split("→ ", 1)[1] for line in lines if "s  → " in line]
+    assert entered == ["Collect", "HasPendingSignals", "AcquireLock", "Finalize", "CycleDone"]
+    assert "execution SUCCEEDED in 2.0s" in lines
     assert any("traded" in line and "ETHUSD buy 0.8" in line for line in lines)
+
+
+def test_local_cycle_exits_1_when_the_execution_failed(
+    fake_local: FakeLocal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_local.cycle_answer = {"id": "local-3", "status": "FAILED", "transitions": ["Collect"]}
+    exit_code, out, _err = run_cli(capsys, "cycle", "--local", fake_local.url)
+    assert exit_code == 1
+    assert "execution FAILED" in [line.strip() for line in out.splitlines()]
+
+
+def test_an_empty_cycle_says_so_in_a_sentence(fake_local: FakeLocal, capsys: pytest.CaptureFixture[str]) -> None:
+    # NothingToDo's output is Collect's state: the cycle's id, pending 0 and a lease it never took.
+    collected = {
+        "cycle_id": "manual-local-4",
+        "at": "2026-12-01T12:00:00+00:00",
+        "urgent": False,
+        "pending": 0,
+        "phase": "exits",
+        "now": "2026-12-01T12:00:00.000000Z",
+        "lease_until": "2026-12-01T12:15:00.000000Z",
+        "lock_waits": 0,
+    }
+    fake_local.cycle_answer = {
+        "id": "local-4",
+        "status": "SUCCEEDED",
+        "transitions": ["Collect", "HasPendingSignals", "NothingToDo"],
+        "summary": {"cycle": collected, "waits": {"lock_wait_seconds": 1}},
+    }
+    code, out, _err = run_cli(capsys, "cycle", "--local", fake_local.url)
+    assert code == 0
+    lines = [line.strip() for line in out.splitlines()]
+    assert lines[-2:] == [
+        "execution SUCCEEDED",
+        "nothing to do: no signal was pending, so cycle manual-local-4 traded nothing",
+    ]
+    assert "lease_until" not in out
 
 
 def test_an_unreachable_local_stack_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

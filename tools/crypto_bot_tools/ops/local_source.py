@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,14 +15,20 @@ from typing import TYPE_CHECKING, Any
 from crypto_bot.domain.errors import ConfigError
 from crypto_bot.domain.markets import split_symbol
 from crypto_bot.domain.money import ZERO, parse_decimal
+from crypto_bot_tools.ops.render import escape
 from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, PositionRow, SignalRow
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["LocalClient", "LocalSource", "local_executions", "local_holdings", "local_signals"]
-
-_CYCLE_TIMEOUT = 600.0
+__all__ = [
+    "LocalClient",
+    "LocalSource",
+    "follow_local_execution",
+    "local_executions",
+    "local_holdings",
+    "local_signals",
+]
 
 
 class LocalClient:
@@ -36,9 +44,15 @@ class LocalClient:
         """GET /_local/state."""
         return self._call("GET", "/_local/state", self.timeout)
 
-    def cycle(self, timeout: float = _CYCLE_TIMEOUT) -> dict[str, Any]:
-        """POST /_local/cycle: run a cycle now and return its ``{"status", "summary"}`` when it finished."""
-        return self._call("POST", "/_local/cycle", timeout)
+    def start_cycle(self) -> dict[str, Any]:
+        """POST /_local/cycle?wait=false: start a cycle and return its execution as it is now."""
+        return self._call("POST", "/_local/cycle?wait=false", self.timeout)
+
+    def execution(self, name: str) -> dict[str, Any]:
+        """GET /_local/executions/NAME: one execution, its transitions so far and, once ended, its times."""
+        import urllib.parse
+
+        return self._call("GET", f"/_local/executions/{urllib.parse.quote(name, safe='')}", self.timeout)
 
     def _call(self, method: str, path: str, timeout: float) -> dict[str, Any]:
         import urllib.error
@@ -79,14 +93,68 @@ class LocalSource:
         return local_holdings(self.client.state(), with_prices=with_prices, with_balances=with_balances)
 
     def executions(self, limit: int) -> list[ExecutionRow]:
-        return local_executions(self.client.state())[-limit:]
+        # /_local/state lists them oldest first, without their end: each one's own answer has it.
+        newest = list(reversed(local_executions(self.client.state())))[:limit]
+        return [_with_times(row, self.client.execution(row.name)) for row in newest]
 
     def cycle(self, console: Console, *, follow: bool, poll: float, timeout: float | None) -> CycleOutcome:
-        # /_local/cycle answers when the cycle has finished, so there is nothing to follow (or not to).
-        with console.status("running a cycle on crypto-bot local…"):
-            answer = self.client.cycle(timeout=timeout or _CYCLE_TIMEOUT)
-        shown = answer.get("summary")
-        return CycleOutcome(str(answer.get("status", "")), shown if isinstance(shown, Mapping) else {"summary": shown})
+        started = self.client.start_cycle()
+        name = str(started.get("id") or "")
+        console.print(f"started {escape(name)} on crypto-bot local ({self.client.url})", highlight=False)
+        if not follow:
+            return CycleOutcome("RUNNING", followed=False)
+        try:
+            detail = follow_local_execution(self.client, started, console, poll=poll, timeout=timeout)
+        except KeyboardInterrupt:
+            console.print(f"stopped following; the execution goes on: {self.client.url}/_local/executions/{name}")
+            return CycleOutcome("RUNNING", interrupted=True)
+        status = str(detail.get("status", ""))
+        if status == "RUNNING":
+            console.print(f"still RUNNING after {timeout:g}s: {self.client.url}/_local/executions/{name}")
+            return CycleOutcome(status)
+        took = None
+        if detail.get("started_at") and detail.get("stopped_at"):
+            begun = _parse_time(detail["started_at"], f"/_local/executions/{name} started_at")
+            ended = _parse_time(detail["stopped_at"], f"/_local/executions/{name} stopped_at")
+            took = (ended - begun).total_seconds()
+        shown = detail.get("summary")
+        summary = shown if isinstance(shown, Mapping) else ({} if shown is None else {"summary": shown})
+        return CycleOutcome(status, summary, took)
+
+
+def follow_local_execution(
+    client: LocalClient,
+    detail: Mapping[str, Any],
+    console: Console,
+    *,
+    poll: float = 1.0,
+    timeout: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Mapping[str, Any]:
+    """Print each state a local execution enters, as its transitions grow, until it stops or ``timeout`` passes.
+
+    ``/_local/executions/ID`` lists the states entered, not their exits or times: each line's time is when
+    it was first seen here, so a state shown is one that has been entered; the one before it may still run
+    in a Map. Return the execution's last answer.
+    """
+    name = str(detail.get("id") or "")
+    begun = time.monotonic()
+    deadline = None if timeout is None else begun + timeout
+    seen = 0
+    with console.status("starting…") as progress:
+        while True:
+            transitions = detail.get("transitions")
+            entered = [str(t) for t in transitions] if isinstance(transitions, list) else []
+            for state in entered[seen:]:
+                console.print(f"{time.monotonic() - begun:7.2f}s  → {escape(state)}", highlight=False)
+                progress.update(f"{state}…")
+            seen = max(seen, len(entered))
+            if str(detail.get("status", "")) != "RUNNING":
+                return detail
+            if deadline is not None and time.monotonic() > deadline:
+                return detail
+            sleep(poll)
+            detail = client.execution(name)
 
 
 def local_signals(state: Mapping[str, Any]) -> list[SignalRow]:
@@ -158,11 +226,12 @@ def local_executions(state: Mapping[str, Any]) -> list[ExecutionRow]:
     for item in _list(state, "executions"):
         transitions = item.get("transitions")
         count = len(transitions) if isinstance(transitions, list) else transitions
+        started = item.get("started_at")
         rows.append(
             ExecutionRow(
                 name=str(item.get("id") or ""),
                 status=str(item.get("status") or ""),
-                started=None,
+                started=_parse_time(started, "/_local/state executions[].started_at") if started else None,
                 stopped=None,
                 arn=str(item.get("id") or ""),
                 url="",
@@ -170,6 +239,17 @@ def local_executions(state: Mapping[str, Any]) -> list[ExecutionRow]:
             )
         )
     return rows
+
+
+def _with_times(row: ExecutionRow, detail: Mapping[str, Any]) -> ExecutionRow:
+    where = f"/_local/executions/{row.name}"
+    started = detail.get("started_at")
+    stopped = detail.get("stopped_at")
+    return replace(
+        row,
+        started=_parse_time(started, f"{where} started_at") if started else row.started,
+        stopped=_parse_time(stopped, f"{where} stopped_at") if stopped else None,
+    )
 
 
 def _quote_of(positions: Mapping[str, Any]) -> str:

@@ -16,7 +16,15 @@ if TYPE_CHECKING:
 
     from crypto_bot_tools.ops.rows import ExecutionRow, Holdings, SignalRow
 
-__all__ = ["console", "escape", "print_executions", "print_holdings", "print_signals", "print_summary"]
+__all__ = [
+    "console",
+    "escape",
+    "nothing_done",
+    "print_executions",
+    "print_holdings",
+    "print_signals",
+    "print_summary",
+]
 
 _STATUS_STYLE: Final = {
     "filled": "green",
@@ -111,26 +119,24 @@ def print_holdings(result: Holdings, console: Console) -> None:
 
 
 def print_executions(rows: Sequence[ExecutionRow], console: Console) -> None:
-    """Print executions as a table, then each one's console link (long: kept out of the table)."""
+    """Print executions as a table, newest first, then each one's console link (long: kept out of the table)."""
     from rich.table import Table
 
     local = all(not r.url for r in rows) and bool(rows)
     table = Table(title=f"{len(rows)} execution{'s' if len(rows) != 1 else ''}", title_justify="left")
     table.add_column("name", overflow="fold")
     table.add_column("status", no_wrap=True)
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("stopped (UTC)", no_wrap=True)
+    table.add_column("took", justify="right", no_wrap=True)
     if local:
         table.add_column("transitions", justify="right")
-    else:
-        table.add_column("started (UTC)", no_wrap=True)
-        table.add_column("stopped (UTC)", no_wrap=True)
-        table.add_column("took", justify="right", no_wrap=True)
     for row in rows:
-        status = _execution_status(row.status)
-        if local:
-            table.add_row(escape(row.name), status, "" if row.transitions is None else str(row.transitions))
-            continue
         took = f"{(row.stopped - row.started).total_seconds():.1f}s" if row.started and row.stopped else ""
-        table.add_row(escape(row.name), status, _clock(row.started), _clock(row.stopped), took)
+        cells = [escape(row.name), _execution_status(row.status), _clock(row.started), _clock(row.stopped), took]
+        if local:
+            cells.append("" if row.transitions is None else str(row.transitions))
+        table.add_row(*cells)
     console.print(table)
     for row in rows:
         if row.url:
@@ -147,6 +153,10 @@ def print_summary(status: str, summary: Mapping[str, Any], console: Console, *, 
     )
     if not summary:
         return
+    empty = nothing_done(summary)
+    if empty is not None:
+        console.print(empty, highlight=False)
+        return
     table = Table(show_header=False, title="summary", title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
@@ -159,6 +169,18 @@ def print_summary(status: str, summary: Mapping[str, Any], console: Console, *, 
             text = _scalar(value)
         table.add_row(escape(str(key)), escape(text))
     console.print(table)
+
+
+def nothing_done(summary: Mapping[str, Any]) -> str | None:
+    """Say in a sentence that a cycle had nothing to do, or return None for a summary of a cycle that ran.
+
+    A cycle with no pending signal ends at NothingToDo, whose output is Collect's state (``cycle``: its id,
+    ``pending`` 0, the lock lease it did not need): the operator's answer is that nothing was pending.
+    """
+    cycle = summary.get("cycle")
+    if not isinstance(cycle, Mapping) or cycle.get("pending") != 0:
+        return None
+    return f"nothing to do: no signal was pending, so cycle {cycle.get('cycle_id', '?')} traded nothing"
 
 
 def _execution_status(status: str) -> str:
