@@ -129,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_groups() -> list[Callable[[Any], None]]:
     groups: list[Callable[[Any], None]] = []
-    for module in ("crypto_bot_tools.local.cli", "crypto_bot_tools.ops", "crypto_bot_tools.costs"):
+    for module in (
+        "crypto_bot_tools.local.cli",
+        "crypto_bot_tools.ops",
+        "crypto_bot_tools.costs",
+        "crypto_bot_tools.alert_message",
+    ):
         if importlib.util.find_spec(module) is not None:
             groups.append(importlib.import_module(module).register)
     return groups
