@@ -63,9 +63,12 @@ def test_trades_for_an_unknown_strategy_are_refused(capsys: pytest.CaptureFixtur
 def test_trade_list_export_replays(capsys: pytest.CaptureFixture[str]) -> None:
     fixture = ROOT / "tests" / "fixtures" / "tradingview" / "BTCUSD_list_of_trades.csv"
     assert main(["replay", "--config", CONFIG, "--trades", f"BTCUSD={fixture}", "--json"]) == 0
-    cycles = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # The fixture's last trade is still open: after the cycles, its valuation at the export's last close.
+    *cycles, closing = lines
     assert cycles
     assert all(order["strategy"] == "BTCUSD" for c in cycles for order in c["orders"])
+    assert list(closing) == ["closing"]
 
 
 def test_rejected_alerts_go_to_stderr_in_json_mode(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

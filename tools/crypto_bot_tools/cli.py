@@ -8,11 +8,10 @@ import importlib.util
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crypto_bot.domain.config import ExecutionMode, StrategyConfig
 from crypto_bot.domain.errors import ConfigError, CryptoBotError, InputError
@@ -51,14 +50,12 @@ def _timeframe(text: str) -> Timeframe:
 
 
 def _zone(text: str) -> tzinfo:
-    if text.upper() == "UTC":
-        return UTC
+    from crypto_bot_tools.tradingview import parse_chart_zone
+
     try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"--trades-tz {text!r}: not a known timezone (e.g. UTC, Europe/Berlin)"
-        ) from None
+        return parse_chart_zone(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--trades-tz {e}") from None
 
 
 def _trades(text: str) -> tuple[str, Path]:
@@ -154,6 +151,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _trade_lists(
+    args: argparse.Namespace, config: StrategyConfig
+) -> tuple[list[tuple[str, object]], dict[str, tuple[Decimal, datetime | None]]]:
+    """Read the ``--trades`` exports: their alerts, and each symbol's last close where a trade is still open."""
+    from crypto_bot_tools.tradingview import read_trade_list
+
+    alerts: list[tuple[str, object]] = []
+    closes: dict[str, tuple[Decimal, datetime | None]] = {}
+    for key, path in args.trades:
+        if config.get(key) is None:
+            raise ConfigError(f"--trades {key}={path}: {key} is not a strategy in {args.config}")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except OSError as e:
+            raise ConfigError(f"cannot read trades file {path}: {e.strerror}") from e
+        trades = read_trade_list(text, strategy=key, source=str(path), tz=args.trades_tz)
+        alerts += [(f"{path.name}:{i + 1}", p) for i, p in enumerate(trades.alerts)]
+        if trades.last_close is not None:
+            closes[config[key].symbol] = (parse_decimal(trades.last_close.price), trades.last_close.time)
+    return alerts, closes
+
+
 def _replay(args: argparse.Namespace) -> int:
     from crypto_bot.adapters.paper.exchange import CsvPrices, load_markets_file
     from crypto_bot_tools import replay as replay_mod
@@ -164,18 +183,8 @@ def _replay(args: argparse.Namespace) -> int:
     alerts: list[tuple[str, object]] = []
     if args.alerts is not None:
         alerts += replay_mod.read_alerts(args.alerts)
-    if args.trades:
-        from crypto_bot_tools.tradingview import alerts_from_trade_list
-
-        for key, path in args.trades:
-            if config.get(key) is None:
-                raise ConfigError(f"--trades {key}={path}: {key} is not a strategy in {args.config}")
-            try:
-                text = path.read_text(encoding="utf-8-sig")
-            except OSError as e:
-                raise ConfigError(f"cannot read trades file {path}: {e.strerror}") from e
-            payloads = alerts_from_trade_list(text, strategy=key, source=str(path), tz=args.trades_tz)
-            alerts += [(f"{path.name}:{i + 1}", p) for i, p in enumerate(payloads)]
+    trade_alerts, closes = _trade_lists(args, config)
+    alerts += trade_alerts
     try:
         schedule = Schedule(args.timeframe, timedelta(minutes=args.offset_minutes))
     except ValueError as e:
@@ -201,15 +210,24 @@ def _replay(args: argparse.Namespace) -> int:
 
     from crypto_bot_tools import report
 
+    # An open trade of a --trades export is valued at the export's last close, not at its entry.
+    closings = [report.value_at_last_close(r, config, closes) for r in results]
+    summaries = [report.with_closing(replay_mod.summarize(r), r, c) for r, c in zip(results, closings, strict=True)]
     if args.json:
         for cycle in results[0].cycles:
             print(json.dumps(cycle.to_json()))
+        if closings[0] is not None:
+            print(json.dumps(closings[0].to_json()))
+        if args.compare:
+            print(json.dumps(report.comparison_json(summaries)))
         report.print_rejections_json(results[0])
     else:
-        for result in results if args.compare else results[:1]:
+        for result, closing in list(zip(results, closings, strict=True))[: None if args.compare else 1]:
             report.print_replay(result, config)
+            if closing is not None:
+                report.print_closing(closing, config.quote)
         if args.compare:
-            report.print_comparison([replay_mod.summarize(r) for r in results], config.quote)
+            report.print_comparison(summaries, config.quote)
     if args.plot:
         report.plot_equity(results, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

@@ -4,16 +4,112 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from crypto_bot.domain.config import StrategyConfig
 from crypto_bot.domain.errors import ConfigError
+from crypto_bot.domain.money import to_json_number
+from crypto_bot_tools.cycle import PositionView, equity_and_positions
 from crypto_bot_tools.replay import ReplayResult, Summary
+
+
+@dataclass(frozen=True)
+class Closing:
+    """The account after the last cycle valued at the trade lists' last closes (their ``Open`` rows)."""
+
+    prices: dict[str, Decimal]  # the last close per symbol that has one
+    cash: Decimal
+    equity: Decimal
+    positions: dict[str, PositionView]
+
+    def to_json(self) -> dict[str, Any]:
+        """Shape the valuation as ``--json`` prints it: a cycle's portfolio fields under ``closing``."""
+        return {
+            "closing": {
+                "prices": {symbol: to_json_number(price) for symbol, price in sorted(self.prices.items())},
+                "cash": to_json_number(self.cash),
+                "equity": to_json_number(self.equity),
+                "positions": {key: p.to_json() for key, p in self.positions.items()},
+            }
+        }
+
+
+def value_at_last_close(
+    result: ReplayResult, config: StrategyConfig, closes: Mapping[str, tuple[Decimal, datetime | None]]
+) -> Closing | None:
+    """Value the account after the last cycle at ``closes`` (symbol → price and its time, if known).
+
+    A trade still open at the end of a TradingView backtest is otherwise valued at the last alert price of its
+    symbol, its entry: the export's ``Open`` row says what the position was worth when the backtest ended. A
+    close dated before the last cycle is older than that cycle's price and is not used. Return None when no
+    close applies.
+    """
+    if not result.cycles:
+        return None
+    last = result.cycles[-1].report.at
+    applied = {symbol: price for symbol, (price, at) in closes.items() if at is None or at >= last}
+    if not applied:
+        return None
+    prices = {**result.exchange.prices, **applied}
+    cash, equity, positions = equity_and_positions(config, result.ledger, result.exchange.fetch_balances(), prices)
+    return Closing(applied, cash, equity, positions)
+
+
+def with_closing(summary: Summary, result: ReplayResult, closing: Closing | None) -> Summary:
+    """Return ``summary`` with its final equity, return and drawdown taken at the closing valuation."""
+    if closing is None:
+        return summary
+    peak = max([result.starting_cash, *(c.equity for c in result.cycles)])
+    drawdown = (peak - closing.equity) / peak if peak else Decimal(0)
+    start = result.starting_cash
+    return replace(
+        summary,
+        final_equity=closing.equity,
+        total_return=(closing.equity / start - 1) if start else Decimal(0),
+        max_drawdown=max(summary.max_drawdown, drawdown),
+    )
+
+
+def comparison_json(summaries: Sequence[Summary]) -> dict[str, Any]:
+    """Shape the mode comparison as ``--json --compare`` prints it, after the cycles: one object, by mode."""
+    return {
+        "comparison": {
+            s.mode.value: {
+                "final_equity": to_json_number(s.final_equity),
+                "return": to_json_number(s.total_return),
+                "max_drawdown": to_json_number(s.max_drawdown),
+                "orders": s.orders,
+                "turnover": to_json_number(s.turnover),
+                "fees": to_json_number(s.fees),
+            }
+            for s in summaries
+        }
+    }
+
+
+def print_closing(closing: Closing, quote: str, console: Console | None = None) -> None:
+    """Print the account valued at the trade lists' last closes."""
+    console = console or console_for_output()
+    shown = ", ".join(f"{symbol} {_fmt(price)}" for symbol, price in sorted(closing.prices.items()))
+    table = Table(title=f"open trades at the trade list's last close ({shown})", title_justify="left")
+    for column in ("holding", "amount", "cost basis", "value", "weight"):
+        table.add_column(column, justify="left" if column == "holding" else "right")
+    for key, p in closing.positions.items():
+        table.add_row(
+            f"{key} ({p.symbol})", _amount(p.amount), _fmt(p.cost_basis), _fmt(p.value), f"{p.weight * 100:.2f}%"
+        )
+    cash_weight = closing.cash / closing.equity * 100 if closing.equity else Decimal(0)
+    table.add_row(f"cash ({quote})", "", "", _fmt(closing.cash), f"{cash_weight:.2f}%")
+    table.add_row("[bold]equity", "", "", f"[bold]{_fmt(closing.equity)}", "100.00%")
+    console.print(table)
 
 
 def _fmt(value: Decimal, places: int = 2) -> str:

@@ -42,13 +42,16 @@ Conversion
 * ``time``: the export writes wall-clock times without a timezone, in the *chart's* timezone
   (the one set at the chart's bottom right, "Exchange" meaning the exchange's own zone).
   They are read in ``tz`` (UTC by default, so set the chart to UTC before exporting or pass
-  the chart's zone) and written as ISO-8601 with the offset, e.g.
+  the chart's zone: :func:`parse_chart_zone` reads an IANA name or TradingView's ``UTC+2``)
+  and written as ISO-8601 with the offset, e.g.
   ``2024-08-10T02:30:00+00:00``. Accepted forms: ``YYYY-MM-DD HH:MM`` (what TradingView
   writes), ``YYYY-MM-DD HH:MM:SS`` and ``YYYY-MM-DD`` (midnight). An ambiguous wall-clock
   time at the end of daylight saving time is read as its first occurrence.
 * A trade still open when the backtest ended has an exit row whose Signal (or, in some
   versions, Date/Time) is ``Open``, priced at the last close. TradingView never sent an alert
-  for it, so the row is skipped; the entry still becomes a buy.
+  for it, so it becomes no alert (the entry still becomes a buy); its price is kept as the
+  trade list's last close (:attr:`TradeList.last_close`), at which replay values the open
+  position after its last cycle instead of at its entry.
 * Alerts are sorted by time. Rows at the same time are ordered by trade number, entry before
   exit, so a same-bar exit and re-entry replays as sell then buy whatever the file's order.
 * TradingView lists one row per (entry, exit) pair, so an order that filled several trades
@@ -75,8 +78,9 @@ import io
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crypto_bot.domain.errors import MISSING, FieldProblem, InputError
 from crypto_bot.domain.money import parse_decimal
@@ -101,6 +105,46 @@ _PRICE_HEADER = re.compile(r"price(?: [^\s%()]+)?")
 _DELIMITERS = (",", ";", "\t")
 _OPEN_MARK = "open"
 _NOT_AN_EXPORT = "not a TradingView list-of-trades export"
+# TradingView names fixed-offset chart zones "UTC+2", "UTC-3", "UTC+5:30", "UTC+5:45".
+_UTC_OFFSET = re.compile(r"(?:UTC|GMT)\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?", re.IGNORECASE)
+
+
+def parse_chart_zone(text: str) -> tzinfo:
+    """Read a chart's timezone: ``UTC``, an IANA name (``Europe/Berlin``) or an offset as TradingView writes it.
+
+    An offset (``UTC+2``, ``UTC-3:30``) is fixed; a city's zone follows its daylight saving time, so a chart
+    set to "(UTC+1) Berlin" is ``Europe/Berlin``, not ``UTC+1``. Raise ValueError naming the accepted forms.
+    """
+    name = text.strip()
+    if name.upper() in ("UTC", "GMT", "Z"):
+        return UTC
+    offset = _UTC_OFFSET.fullmatch(name)
+    if offset is not None:
+        sign, hours, minutes = offset.group(1), int(offset.group(2)), int(offset.group(3) or 0)
+        if hours > 14 or minutes > 59 or (hours == 14 and minutes):
+            raise ValueError(f"{text!r}: an offset from UTC is at most 14 hours")
+        delta = timedelta(hours=hours, minutes=minutes)
+        return timezone(-delta if sign == "-" else delta, name.upper().replace("GMT", "UTC").replace(" ", ""))
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{text!r}: not a known timezone (e.g. UTC, UTC+2, UTC-3:30, Europe/Berlin)") from None
+
+
+@dataclass(frozen=True)
+class LastClose:
+    """The price of an open trade's ``Open`` row: the last close of the backtest, when it was exported."""
+
+    price: str
+    time: datetime | None  # None when the row's Date/Time is the "Open" mark itself
+
+
+@dataclass(frozen=True)
+class TradeList:
+    """A trade list read: the alerts TradingView would have sent, and the last close if a trade is still open."""
+
+    alerts: list[dict[str, Any]]
+    last_close: LastClose | None
 
 
 @dataclass(frozen=True)
@@ -134,6 +178,22 @@ def alerts_from_trade_list(
     every problem (up to :data:`MAX_PROBLEMS`) with its row, column and value. See the
     module docstring for the accepted columns and the conversion rules.
     """
+    return read_trade_list(text, strategy=strategy, ticker=ticker, source=source, tz=tz).alerts
+
+
+def read_trade_list(
+    text: str,
+    *,
+    strategy: str,
+    ticker: str | None = None,
+    source: str = "trades.csv",
+    tz: tzinfo = UTC,
+) -> TradeList:
+    """Read a TradingView "List of trades" export as :func:`alerts_from_trade_list` does, keeping the last close.
+
+    The last close is the price of the ``Open`` row of a trade still open at the end of the backtest: None
+    when every trade closed, or when that row has no price (some exports leave it blank or write "—").
+    """
     if not strategy.strip():
         raise ValueError("strategy must not be blank")
     text = text.removeprefix("\ufeff")
@@ -146,7 +206,7 @@ def alerts_from_trade_list(
         )
     header_line, header = lines[0]
     columns = _find_columns(header, source)
-    rows, problems = _parse_rows(lines[1:], header, columns, tz=tz, decimal_comma=delimiter != ",")
+    rows, problems, last_close = _parse_rows(lines[1:], header, columns, tz=tz, decimal_comma=delimiter != ",")
     if not rows and not problems and not any(_is_open_exit(cells, columns) for _, cells in lines[1:]):
         raise InputError(
             f"{source}: the TradingView list of trades has no trades",
@@ -155,7 +215,7 @@ def alerts_from_trade_list(
     problems.extend(_check_trades(rows, header, columns))
     if problems:
         raise InputError(f"{source}: invalid TradingView list of trades", _capped(problems))
-    return _to_alerts(rows, strategy=strategy, ticker=ticker or strategy)
+    return TradeList(_to_alerts(rows, strategy=strategy, ticker=ticker or strategy), last_close)
 
 
 def _detect_delimiter(text: str) -> str:
@@ -226,9 +286,10 @@ def _parse_rows(
     *,
     tz: tzinfo,
     decimal_comma: bool,
-) -> tuple[list[_Row], list[FieldProblem]]:
+) -> tuple[list[_Row], list[FieldProblem], LastClose | None]:
     rows: list[_Row] = []
     problems: list[FieldProblem] = []
+    last_close: LastClose | None = None
     for line, cells in records:
         before = len(problems)
 
@@ -253,7 +314,14 @@ def _parse_rows(
             message = "is empty" if not kind_text else "must be Entry long or Exit long"
             problems.append(FieldProblem(where("Type"), kind_text, message))
         elif _is_open_exit(cells, columns):
-            continue  # an open trade's exit is a mark at the last close, not an order
+            # An open trade's exit is a mark at the last close, not an order: kept as a price, not an alert.
+            price, price_problem = _parse_price(_cell(cells, columns["Price"]), decimal_comma=decimal_comma)
+            if price_problem is not None:
+                continue  # some versions leave it blank or write "—": then the open trade keeps its entry price
+            moment = _parse_time(_cell(cells, columns["Date/Time"]), tz)
+            if last_close is None or (moment is not None and (last_close.time is None or moment > last_close.time)):
+                last_close = LastClose(price, moment)
+            continue
 
         time_text = _cell(cells, columns["Date/Time"])
         moment = _parse_time(time_text, tz)
@@ -278,7 +346,7 @@ def _parse_rows(
                     signal=_cell(cells, columns.get("Signal")),
                 )
             )
-    return rows, problems
+    return rows, problems, last_close
 
 
 def _parse_time(text: str, tz: tzinfo) -> datetime | None:
