@@ -2,10 +2,16 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# The Python that runs scripts/bootstrap.py: any python3 will do, and nothing is installed into it (PEP 668).
 PYTHON ?= python3
-UV := $(PYTHON) -m uv
+# The machine's uv, linked, or one installed into .cache/uv by scripts/bootstrap.py (`make bootstrap`).
+UV := .cache/uv/uv
 RUN := $(UV) run --frozen --no-sync
-export UV_PYTHON_DOWNLOADS := never
+# Python 3.12 comes from the machine (uv's search, pyenv, PATH), so the gate runs offline; PYTHON_DOWNLOADS=automatic
+# lets uv download it where the machine has none.
+PYTHON_DOWNLOADS ?= never
+export UV_PYTHON_DOWNLOADS := $(PYTHON_DOWNLOADS)
+BOOTSTRAP := $(PYTHON) scripts/bootstrap.py
 
 .PHONY: help bootstrap sync demo replay-demo test lint typecheck unit dynamodb-local check-template bench reports layer-requirements build deploy clean
 
@@ -20,11 +26,11 @@ TOOL := $(UV) tool run --from
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
-bootstrap: ## install uv for the project's Python if it is missing
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+bootstrap: ## find uv, or install it into .cache/uv (never into the system Python)
+	@$(BOOTSTRAP) uv
 
-sync: bootstrap ## create .venv from uv.lock (exact versions)
-	@$(UV) sync --frozen --quiet
+sync: ## find Python 3.12 and create .venv from uv.lock (exact versions) [PYTHON_DOWNLOADS=automatic]
+	@$(BOOTSTRAP) sync
 
 demo: sync ## the README example and a stop loss through the local stack (HTTP, SQS, Step Functions, Lambda)
 	@$(RUN) crypto-bot demo
