@@ -10,6 +10,7 @@ from crypto_bot.domain.money import plain
 from crypto_bot_tools.local.account import Account
 from crypto_bot_tools.local.executions import Executions, iso
 from crypto_bot_tools.local.settings import StackPlan
+from crypto_bot_tools.ops.rows import alert_field
 
 __all__ = ["StateReader"]
 
@@ -96,6 +97,9 @@ class StateReader:
                 "dedupe_key": s.key,
                 "received_at": iso(s.received_at),
                 "time": iso(s.time),
+                # What the alert was for and its price as sent: a rejected alert has no strategy to show.
+                "ticker": alert_field(s.payload, "ticker"),
+                "price": alert_field(s.payload, "order_price"),
                 "is_stop_loss": s.is_stop_loss,
                 "cycle_id": s.cycle_id,
             }

@@ -17,7 +17,7 @@ from crypto_bot.domain.config import StrategyConfig
 from crypto_bot.domain.errors import ConfigError, ExchangeError
 from crypto_bot.domain.money import parse_decimal
 from crypto_bot_tools.ops.follow import follow_execution, start_cycle
-from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, SignalRow, console_url
+from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, SignalRow, alert_field, console_url
 from crypto_bot_tools.ops.stack import (
     STATE_MACHINE_OUTPUT,
     TABLE_OUTPUT,
@@ -116,6 +116,9 @@ def deployed_signals(dynamodb: Any, table: str, *, limit: int = 500) -> list[Sig
             reason=record.reason,
             dedupe_key=record.key,
             received_at=record.received_at,
+            time=record.time,
+            ticker=alert_field(record.payload, "ticker"),
+            price=alert_field(record.payload, "order_price"),
         )
         for record in DynamoDBStore(table, dynamodb).recent_signals(limit)
     ]

@@ -171,6 +171,9 @@ def local_signals(state: Mapping[str, Any]) -> list[SignalRow]:
                 reason=str(item.get("reason") or ""),
                 dedupe_key=str(item.get("dedupe_key") or ""),
                 received_at=_parse_time(item.get("received_at"), f"{where}.received_at"),
+                time=_parse_time(item["time"], f"{where}.time") if item.get("time") else None,
+                ticker=str(item.get("ticker") or ""),
+                price=str(item.get("price") or ""),
             )
         )
     return rows

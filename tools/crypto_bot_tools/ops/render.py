@@ -56,9 +56,13 @@ def print_signals(rows: Sequence[SignalRow], console: Console) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} signal{'s' if len(rows) != 1 else ''}", title_justify="left")
-    table.add_column("received (UTC)", no_wrap=True)
+    # When a cycle's Collect stored it: the queue holds an alert until then. The alert's own time is beside it.
+    table.add_column("collected (UTC)", no_wrap=True)
+    table.add_column("alert time (UTC)", no_wrap=True)
+    table.add_column("ticker", no_wrap=True)
     table.add_column("strategy", no_wrap=True)
     table.add_column("action", no_wrap=True)
+    table.add_column("price", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("reason", overflow="fold")
     # Ids are UUIDs: eight characters tell them apart and leave the reason room; --json has them whole.
@@ -68,8 +72,11 @@ def print_signals(rows: Sequence[SignalRow], console: Console) -> None:
         status = f"[{style}]{escape(row.status)}[/]" if style else escape(row.status)
         table.add_row(
             f"{row.received_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+            _clock(row.time),
+            escape(row.ticker),
             escape(row.strategy),
             escape(row.action),
+            escape(row.price),
             status,
             escape(row.reason),
             escape(row.id[:8]),

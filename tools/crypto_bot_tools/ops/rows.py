@@ -10,7 +10,16 @@ from typing import Any
 
 from crypto_bot.domain.money import to_json_number
 
-__all__ = ["CycleOutcome", "ExecutionRow", "Holdings", "PositionRow", "SignalRow", "console_url", "iso"]
+__all__ = [
+    "CycleOutcome",
+    "ExecutionRow",
+    "Holdings",
+    "PositionRow",
+    "SignalRow",
+    "alert_field",
+    "console_url",
+    "iso",
+]
 
 
 def iso(moment: datetime) -> str:
@@ -25,7 +34,12 @@ def console_url(region: str, execution_arn: str) -> str:
 
 @dataclass(frozen=True)
 class SignalRow:
-    """One signal as the ``signals`` command shows it (the shape of ``/_local/state``'s signals)."""
+    """One signal as the ``signals`` command shows it (the shape of ``/_local/state``'s signals).
+
+    ``received_at`` is when a cycle's Collect stored the alert, not when the webhook answered it; ``time`` is
+    the alert's own time. ``ticker`` and ``price`` are the alert's ``ticker`` and ``order_price`` as sent, so a
+    rejected alert, which has no strategy, still shows what it was for ("" when its body was not JSON).
+    """
 
     id: str
     strategy: str
@@ -34,17 +48,31 @@ class SignalRow:
     reason: str
     dedupe_key: str
     received_at: datetime
+    time: datetime | None = None
+    ticker: str = ""
+    price: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "strategy": self.strategy,
+            "ticker": self.ticker,
             "action": self.action,
+            "price": self.price,
+            "time": iso(self.time) if self.time else None,
             "status": self.status,
             "reason": self.reason,
             "dedupe_key": self.dedupe_key,
             "received_at": iso(self.received_at),
         }
+
+
+def alert_field(payload: object, name: str) -> str:
+    """Read one field of a stored alert as text: "" when the alert was no JSON object or lacks it."""
+    if not isinstance(payload, Mapping):
+        return ""
+    value = payload.get(name)
+    return "" if value is None or isinstance(value, Mapping | list) else str(value)
 
 
 @dataclass(frozen=True)
