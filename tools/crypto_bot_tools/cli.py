@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import io
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -76,18 +79,43 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay TradingView alerts cycle by cycle through the real engine and a paper account.",
     )
     replay.add_argument("alerts", nargs="?", type=Path, help="ALERTS.jsonl: one webhook payload per line")
-    replay.add_argument("--config", type=Path, default=Path("strategy_config.json"), help="strategy config JSON")
-    replay.add_argument("--mode", choices=[m.value for m in ExecutionMode], default="boost")
+    replay.add_argument(
+        "--config",
+        type=Path,
+        default=Path("strategy_config.json"),
+        help="strategy config JSON (default strategy_config.json)",
+    )
+    replay.add_argument(
+        "--mode",
+        choices=[m.value for m in ExecutionMode],
+        default="boost",
+        help="how signals are netted into orders (default boost)",
+    )
     replay.add_argument("--quote", default="USD", help="quote currency of the account (default USD)")
-    replay.add_argument("--cash", type=_decimal("--cash", minimum=Decimal(0)), default=Decimal(10000))
     replay.add_argument(
-        "--fee", type=_decimal("--fee", minimum=Decimal(0), below=Decimal("0.1")), default=Decimal("0.001")
+        "--cash",
+        type=_decimal("--cash", minimum=Decimal(0)),
+        default=Decimal(10000),
+        help="starting cash in the quote currency (default 10000)",
     )
     replay.add_argument(
-        "--increment", type=_decimal("--increment", minimum=Decimal(0), below=Decimal("0.1")), default=Decimal("0.001")
+        "--fee",
+        type=_decimal("--fee", minimum=Decimal(0), below=Decimal("0.1")),
+        default=Decimal("0.001"),
+        help="the paper exchange's fee rate, 0.001 being 0.1%% (default 0.001)",
     )
-    replay.add_argument("--timeframe", type=_timeframe, default=Timeframe.parse("8h"))
-    replay.add_argument("--offset-minutes", type=int, default=1, help="minutes after bar close a cycle runs")
+    replay.add_argument(
+        "--increment",
+        type=_decimal("--increment", minimum=Decimal(0), below=Decimal("0.1")),
+        default=Decimal("0.001"),
+        help="how far beyond the last price a limit is set, as a fraction: IncrementPct (default 0.001)",
+    )
+    replay.add_argument(
+        "--timeframe", type=_timeframe, default=Timeframe.parse("8h"), help="the bar cycles run after (default 8h)"
+    )
+    replay.add_argument(
+        "--offset-minutes", type=int, default=1, help="minutes after each bar close a cycle runs (default 1)"
+    )
     replay.add_argument("--prices", type=Path, help="CSV of time,symbol,price")
     replay.add_argument("--markets", type=Path, help="JSON of paper market rules by symbol")
     replay.add_argument(
@@ -139,16 +167,32 @@ def _command_groups() -> list[Callable[[Any], None]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
-    args = build_parser().parse_args(argv)
     try:
-        result: int = args.run(args)
-        return result
-    except (ConfigError, InputError) as e:
-        print(f"crypto-bot: {e}", file=sys.stderr)
-        return 2
-    except CryptoBotError as e:
-        print(f"crypto-bot: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        args = build_parser().parse_args(argv)
+        try:
+            result: int = args.run(args)
+            sys.stdout.flush()  # a reader gone before the end is found here, not at interpreter exit
+            return result
+        except (ConfigError, InputError) as e:
+            print(f"crypto-bot: {e}", file=sys.stderr)
+            return 2
+        except CryptoBotError as e:
+            print(f"crypto-bot: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """End quietly when stdout's reader has closed the pipe (``| head``), as Unix tools killed by SIGPIPE do."""
+    # What is still buffered cannot be written: point stdout at /dev/null so that Python's own flush at exit
+    # does not raise again (the recipe of Python's signal module documentation).
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # stdout is no file (a test's capture): nothing will flush it at exit
+    return 128 + signal.SIGPIPE
 
 
 def _trade_lists(

@@ -25,7 +25,7 @@ from typing import Any, Final
 from crypto_bot.domain.config import parse_exchange_options
 from crypto_bot.domain.errors import ConfigError
 
-__all__ = ["DEMO_EXTRA_ALERTS", "DemoStep", "demo_steps", "redate_alerts", "register"]
+__all__ = ["DEMO_EXTRA_ALERTS", "DemoStep", "demo_steps", "redate_alerts", "register", "serve_until_stopped"]
 
 # The README example has no stop loss. The demo adds one at the end, after buying BTC back, so the
 # README's five cycles stay exactly as documented and the urgent path still shows: the stop loss
@@ -216,18 +216,34 @@ def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from crypto_bot_tools.local.server import LocalServer, print_banner
+    from crypto_bot_tools.local.server import LocalServer
 
     server = LocalServer(_settings(args))
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    return serve_until_stopped(server)
+
+
+def serve_until_stopped(server: Any) -> int:
+    """Start ``server``, serve until Ctrl-C (or SIGTERM), then close it; return the exit code.
+
+    Closing waits for the pipe, the scheduler and running executions. A second Ctrl-C meanwhile ends that
+    wait: the process exits at once (130, as a shell reports an interrupted command) with one line, no
+    traceback; state is in memory only, so nothing is left half-written.
+    """
+    from crypto_bot_tools.local.server import print_banner
+
     try:
-        server.start()
-        print_banner(server)
-        server.serve_forever()
+        try:
+            server.start()
+            print_banner(server)
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print("crypto-bot local: stopping (Ctrl-C again to exit at once)", flush=True)
+        finally:
+            server.close()
     except KeyboardInterrupt:
-        print("crypto-bot local: stopping", flush=True)
-    finally:
-        server.close()
+        print("crypto-bot local: interrupted while stopping; exiting now", flush=True)
+        return 130
     print("crypto-bot local: stopped", flush=True)
     return 0
 
