@@ -118,8 +118,12 @@ build: sync ## validate strategy_config.json, sam build, prune the layer to what
 	$(RUN) $(COMPILE_PYC) .aws-sam/build
 	@$(RUN) python layers/build_layer.py measure $(LAYER_BUILD)
 
-deploy: build ## sam deploy (--guided the first time: make deploy ARGS=--guided)
-	SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam deploy $(ARGS)
+# The stack reads its secrets from SSM at run time, so a missing one would only show at the first alert or cycle:
+# verify --pre-deploy reads the names this deploy passes (samconfig.toml's CONFIG_ENV section, else the template's
+# defaults) and stops here if one is missing. After a deploy, `crypto-bot verify --stack NAME` checks the stack itself.
+deploy: build ## check the secrets exist, then sam deploy [CONFIG_ENV=prod] (the first time: make deploy ARGS=--guided)
+	$(RUN) crypto-bot verify --pre-deploy --config-env $(CONFIG_ENV)
+	SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam deploy --config-env $(CONFIG_ENV) $(ARGS)
 
 clean: ## remove caches and build output
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam

@@ -159,6 +159,7 @@ def _command_groups() -> list[Callable[[Any], None]]:
         "crypto_bot_tools.ops",
         "crypto_bot_tools.costs",
         "crypto_bot_tools.alert_message",
+        "crypto_bot_tools.verify",
     ):
         if importlib.util.find_spec(module) is not None:
             groups.append(importlib.import_module(module).register)

@@ -23,6 +23,8 @@ OPTIONAL_FIELDS = ("strategy", "order_id", "market_position", "contracts", "inte
 MIN_MAGNITUDE = -18
 MAX_MAGNITUDE = 18
 DEFAULT_STOP_LOSS_REGEX = re.compile(DEFAULT_STOP_LOSS_PATTERN, re.IGNORECASE)
+# {"test": true} marks an alert as a test (crypto-bot verify sends one through the webhook): recorded, never traded.
+TEST_FIELD = "test"
 
 
 class Desired(StrEnum):
@@ -74,6 +76,11 @@ def parse_time(value: object) -> datetime:
 def is_stop_loss_comment(comment: str, pattern: re.Pattern[str] = DEFAULT_STOP_LOSS_REGEX) -> bool:
     """Say whether an ``order_comment`` marks a stop loss (default: a word starting with "stop")."""
     return pattern.search(comment) is not None
+
+
+def is_test_alert(payload: object) -> bool:
+    """Say whether an alert is marked as a test: a JSON object whose ``test`` field is ``true``."""
+    return isinstance(payload, Mapping) and payload.get(TEST_FIELD) is True
 
 
 def dedupe_key(strategy: str, action: Side, time: datetime, price: Decimal, comment: str, order_id: str | None) -> str:

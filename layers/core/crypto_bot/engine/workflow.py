@@ -46,7 +46,7 @@ from crypto_bot.domain.ledger import Ledger
 from crypto_bot.domain.markets import Market
 from crypto_bot.domain.money import ZERO, plain
 from crypto_bot.domain.orders import Balance, ExchangeOrder, Fee, OrderIntent, OrderStatus, Purpose, Skipped, intent_id
-from crypto_bot.domain.signals import DEFAULT_STOP_LOSS_REGEX, Signal, parse_signal
+from crypto_bot.domain.signals import DEFAULT_STOP_LOSS_REGEX, Signal, is_test_alert, parse_signal
 from crypto_bot.domain.timeframe import Timeframe, tradingview_interval_seconds
 from crypto_bot.engine.chase import ChaseRules, OrderChase
 from crypto_bot.engine.ports import Exchange, Store
@@ -58,6 +58,9 @@ MAX_CLOCK_SKEW = timedelta(minutes=2)
 
 # The longest alert body accepted. TradingView's alerts are a few hundred characters; a DynamoDB item holds 400 KB.
 MAX_ALERT_CHARS = 64 * 1024
+
+# The reason of an alert marked {"test": true} (crypto_bot.domain.signals.is_test_alert): stored ignored, never netted.
+TEST_ALERT_REASON = 'a test alert ("test": true): recorded, never traded'
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class Workflow:
             # hash accepts; the alert failed Collect instead of being rejected. It is kept in its escaped form.
             problem = FieldProblem("body", MISSING, "holds an unpaired surrogate (\\ud800-\\udfff): not valid Unicode")
             return self._reject(json.dumps(payload, default=str)[:200], [problem], message_id)
+        if is_test_alert(payload):
+            return self._record(payload, SignalStatus.IGNORED, TEST_ALERT_REASON, message_id, prefix="test-")
         try:
             signal = parse_signal(payload, self.config, stop_loss_regex=self.settings.stop_loss_regex)
         except SignalRejected as e:
@@ -157,15 +162,22 @@ class Workflow:
         return problems
 
     def _reject(self, payload: object, problems: list[FieldProblem], message_id: str | None) -> Intake:
+        reason = "; ".join(str(p) for p in problems)
+        return self._record(payload, SignalStatus.REJECTED, reason, message_id, prefix="rejected-")
+
+    def _record(
+        self, payload: object, status: SignalStatus, reason: str, message_id: str | None, *, prefix: str
+    ) -> Intake:
+        """Store a delivery that will not trade, once per delivery (keyed by its message id and body)."""
         text = payload if isinstance(payload, str) else json.dumps(payload, sort_keys=True, default=str)
-        key = "rejected-" + hashlib.sha256(f"{message_id}|{text}".encode()).hexdigest()[:40]
+        key = prefix + hashlib.sha256(f"{message_id}|{text}".encode()).hexdigest()[:40]
         stored: Mapping[str, Any] | str = payload if isinstance(payload, Mapping) else text
         record = SignalRecord(
             key=key,
-            status=SignalStatus.REJECTED,
+            status=status,
             received_at=self.clock(),
             payload=stored,
-            reason="; ".join(str(p) for p in problems),
+            reason=reason,
             message_id=message_id,
         )
         added = self.store.add_signal(record)
