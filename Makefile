@@ -110,8 +110,8 @@ CONFIG_ENV ?= default
 LAYER_BUILD := .aws-sam/build/CoreLayer
 
 build: sync ## validate strategy_config.json, sam build, prune the layer to what the handlers import [EXCHANGE=id], compile
-	@$(RUN) python -c "from crypto_bot.domain.config import StrategyConfig; import os; \
-		StrategyConfig.load('strategy_config.json', os.environ.get('QUOTE_CURRENCY', 'USD'))"
+	@$(RUN) crypto-bot check-config --config strategy_config.json --config-env $(CONFIG_ENV) \
+		$(if $(EXCHANGE),--exchange "$(EXCHANGE)") $(if $(QUOTE_CURRENCY),--quote "$(QUOTE_CURRENCY)") $(if $(ONLINE),--online)
 	SAM_CLI_TELEMETRY=0 $(TOOL) $(SAM_CLI) sam build
 	$(RUN) python layers/build_layer.py prune $(LAYER_BUILD) --config-env $(CONFIG_ENV) $(if $(EXCHANGE),--exchange "$(EXCHANGE)")
 	@cp strategy_config.json $(LAYER_BUILD)/python/strategy_config.json

@@ -49,8 +49,9 @@ def paper_environment(**overrides: str) -> dict[str, str]:
     values = {
         "PAPER_TRADING": "true",
         "PAPER_PRICES": "alerts",
-        # The README strategies quote USD, which the recorded venues do not list; the paper defaults
-        # (no fee) keep the cycles equal to replay's model. Venue markets: tests/integration/test_paper_markets.py.
+        # The recorded venues list only some of the README strategies' markets (binance.json: BTC/USDT); the
+        # paper defaults (no fee) keep the cycles equal to replay's model. Venue markets:
+        # tests/integration/test_paper_markets.py.
         "PAPER_MARKETS": "permissive",
         "STRATEGY_CONFIG_PATH": str(ROOT / "strategy_config.json"),
         # Alert prices never move, so a resting order fills only by being chased: the template's 60 s would be
@@ -79,4 +80,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def readme_config() -> StrategyConfig:
     """The seed README's three strategies: BTC 20%, ETH 25%, SOL 50%."""
-    return StrategyConfig.load(ROOT / "strategy_config.json", "USD")
+    return StrategyConfig.load(ROOT / "strategy_config.json", "USDT")

@@ -35,7 +35,7 @@ FIGURES_DIR: Final = ROOT / ".build" / "reliability"
 TERMINAL: Final = {"filled", "ignored", "expired", "rejected", "failed"}
 VALID: Final[dict[str, Any]] = {
     "time": "2024-08-10T02:30:02Z",
-    "ticker": "BTCUSD",
+    "ticker": "BTCUSDT",
     "order_action": "buy",
     "order_price": "60000",
     "order_comment": "long",
@@ -213,7 +213,7 @@ def _strings() -> st.SearchStrategy[str]:
             ["", " ", "BUY", " sell ", "hold", "short", "long", "flat", "NaN", "Infinity", "-1", "1e999999"]
         ),
         st.sampled_from(["2024-08-10T02:30:02", "2024-08-10", "yesterday", "2024-13-45T99:99:99Z", "{{timenow}}"]),
-        st.sampled_from(["NOPE", "btcusd", "BTCUSD ", "ETHUSD", "SOLUSD", "BTC/USD"]),
+        st.sampled_from(["NOPE", "btcusdt", "BTCUSDT ", "ETHUSDT", "SOLUSDT", "BTC/USDT"]),
     )
 
 
@@ -237,7 +237,7 @@ def alert_bodies(draw: st.DrawFn) -> bytes:
     if kind == "json":  # JSON, but not an object (arrays, scalars) or an object of anything
         return json.dumps(draw(_values())).encode()
     alert: dict[str, Any] = dict(VALID)
-    alert["ticker"] = draw(st.sampled_from(["BTCUSD", "ETHUSD", "SOLUSD"]))
+    alert["ticker"] = draw(st.sampled_from(["BTCUSDT", "ETHUSDT", "SOLUSDT"]))
     alert["order_action"] = draw(st.sampled_from(["buy", "sell", "Sell ", "BUY"]))
     alert["order_price"] = draw(st.sampled_from(["60000", "3000.5", 150, 0.5]))
     alert["time"] = f"2024-08-{draw(st.integers(10, 20)):02d}T02:30:02Z"
@@ -299,7 +299,7 @@ SIZES: Final[list[tuple[str, bytes, set[int]]]] = [
     ("deep-array-over-the-limit", b"[" * 100_000 + b"]" * 100_000, {413}),
     (
         "nan-price",
-        b'{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSD", "order_action": "buy", '
+        b'{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSDT", "order_action": "buy", '
         b'"order_price": NaN, "order_comment": "x"}',
         {200},
     ),
@@ -314,14 +314,14 @@ SIZES: Final[list[tuple[str, bytes, set[int]]]] = [
     ),
     (
         "not-utf8",
-        b'{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSD", "order_action": "buy", '
+        b'{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSDT", "order_action": "buy", '
         b'"order_price": "1", "order_comment": "\xff\xfe"}',
         {200},
     ),
     ("time-without-zone", _alert(time="2024-08-10T02:30:02"), {200}),
     ("unknown-strategy", _alert(ticker="NOPE"), {200}),
     ("wrong-action", _alert(order_action="short"), {200}),
-    ("not-json", b"buy BTCUSD now", {200}),
+    ("not-json", b"buy BTCUSDT now", {200}),
     ("control-characters", b'{"a": "\x00\x01"}', {200}),
     ("vtl-in-comment", _alert(order_comment="#set($context.requestOverride.path.queue = 'x')$input.body"), {200}),
     ("jsonpath-keys", json.dumps({**VALID, "$..": "$..*", "order_comment": "$..order_action"}).encode(), {200}),

@@ -26,7 +26,7 @@ def test_demo_prints_one_replay_shaped_object_per_cycle_and_exits_0() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     cycles = [json.loads(line) for line in done.stdout.splitlines()]
     alerts = [*load_event("alerts/readme_example.jsonl"), *DEMO_EXTRA_ALERTS]
-    config = StrategyConfig.load(ROOT / "strategy_config.json", "USD")
+    config = StrategyConfig.load(ROOT / "strategy_config.json", "USDT")
     options = ReplayOptions(mode=ExecutionMode.BOOST, fee=Decimal(0), increment=Decimal("0.001"))
     expected = [cycle.to_json() for cycle in replay(alerts, config, options).cycles]
     assert len(cycles) == len(expected) == 7

@@ -27,13 +27,13 @@ from crypto_bot_tools.replay import CycleResult, ReplayOptions, replay
 from tests.conftest import ROOT, AlertClock, load_event
 
 README_ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")
-CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USD")
+CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USDT")
 TOKEN: Final = "e2e-webhook-token"
 # The template's IncrementPct default; the local paper account charges no fee.
 INCREMENT: Final = Decimal("0.001")
 STOP_LOSS: Final = {
     "time": "2024-08-10T09:00:00Z",  # after the buy's 08:01 cycle, as in replay
-    "ticker": "BTCUSD",
+    "ticker": "BTCUSDT",
     "order_action": "sell",
     "order_price": "57000",
     "order_comment": "Stop loss",
@@ -226,7 +226,7 @@ def test_stop_loss_between_cycles_executes_at_once_without_asking_for_a_cycle(lo
     dated = AlertClock()
     local.post_alert(dated(README_ALERTS[0:1])[0])
     local.cycle()
-    assert set(local.state()["positions"]) == {"BTCUSD"}
+    assert set(local.state()["positions"]) == {"BTCUSDT"}
 
     # TradingView sends a message it does not take for JSON as text/plain.
     response = local.post_alert(json.dumps(dated([STOP_LOSS])[0]), content_type="text/plain")
@@ -260,7 +260,7 @@ def test_duplicate_alert_is_stored_once_and_traded_once(local: Local) -> None:
     local.cycle()
 
     state = local.state()
-    assert [(s["strategy"], s["status"]) for s in state["signals"]] == [("BTCUSD", "filled")]
+    assert [(s["strategy"], s["status"]) for s in state["signals"]] == [("BTCUSDT", "filled")]
     assert len(state["orders"]) == 1
     assert portfolio(state) == replayed_portfolio(expected_cycles([README_ALERTS[0]])[-1])
 
@@ -286,7 +286,7 @@ def test_bad_token_is_refused_and_nothing_is_queued(shared_local: Local, token: 
 @pytest.mark.parametrize(
     ("body", "content_type", "reason"),
     [
-        ("buy BTCUSD at 60000", "text/plain", "body: is not JSON (Expecting value) (got 'buy BTCUSD at 60000')"),
+        ("buy BTCUSDT at 60000", "text/plain", "body: is not JSON (Expecting value) (got 'buy BTCUSDT at 60000')"),
         (
             "",
             "application/json",
@@ -294,22 +294,23 @@ def test_bad_token_is_refused_and_nothing_is_queued(shared_local: Local, token: 
             "order_price: is required",
         ),
         (
-            '{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSD", "order_action": "buy"}',
+            '{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSDT", "order_action": "buy"}',
             "application/json",
             "order_comment: is required; order_price: is required",
         ),
         (
-            '{"time": 1723257002, "ticker": "BTCUSD", "order_action": "buy", "order_price": "1", "order_comment": "x"}',
+            '{"time": 1723257002, "ticker": "BTCUSDT", "order_action": "buy", "order_price": "1", '
+            '"order_comment": "x"}',
             "application/json",
             "time: must be an ISO-8601 string such as 2024-08-10T02:30:02Z (got 1723257002)",
         ),
         (
-            '{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSD", "order_action": "hold", "order_price": "1", '
+            '{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSDT", "order_action": "hold", "order_price": "1", '
             '"order_comment": "x"}',
             "text/plain",
             "order_action: must be buy or sell (got 'hold')",
         ),
-        ('[{"ticker": "BTCUSD"}]', "application/json", "body: must be a JSON object (got [{'ticker': 'BTCUSD'}])"),
+        ('[{"ticker": "BTCUSDT"}]', "application/json", "body: must be a JSON object (got [{'ticker': 'BTCUSDT'}])"),
     ],
     ids=["not-json", "empty", "missing-fields", "number-time", "bad-action", "array"],
 )

@@ -6,8 +6,8 @@ ccxt's binance class at the emulator and ``--api-key-file`` holding a key only t
 The test reads both sides: what the stack says (``GET /_local/state``) and what the venue holds
 (the emulator's own state, never through the adapter under test).
 
-`crypto-bot local` takes its quote currency from the template's ``QuoteCurrency`` default (USD) and
-has no option to change it, so the venue lists BTC/USD (as Binance.US does) instead of BTC/USDT.
+The account is a USDT one, as on Binance's spot markets: `crypto-bot local` takes its quote currency
+from the config's symbols (BTC/USDT), with no option given.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal as D
 from pathlib import Path
@@ -27,18 +26,17 @@ from tests.e2e.test_local_stack import Local, parse_state, start_local, stop_loc
 from tests.venues.binance import BTCUSDT, Binance, ccxt_options
 from tests.venues.http import VenueServer, serving
 
-BTCUSD: Final = replace(BTCUSDT, quote="USD")  # BTCUSDT's filters, quoted in the template's USD
-STRATEGY: Final = {"BTCUSD": {"exchange_symbol": "BTC/USD", "base_asset": "BTC", "percentage": "0.5"}}
+STRATEGY: Final = {"BTCUSDT": {"exchange_symbol": "BTC/USDT", "base_asset": "BTC", "percentage": "0.5"}}
 CASH: Final = D(10000)
 PRICE: Final = D(60000)
 
 
 @pytest.fixture
 def venue() -> Binance:
-    """A Binance account holding 10,000 USD only, under a key made for this test; BTCUSD trades at 60,000."""
-    account = Binance(rules={BTCUSD.symbol: BTCUSD}, api_key=secrets.token_hex(32), secret=secrets.token_hex(32))
-    account.deposit("USD", CASH)
-    account.set_price(BTCUSD.symbol, PRICE)
+    """A Binance account holding 10,000 USDT only, under a key made for this test; BTCUSDT trades at 60,000."""
+    account = Binance(rules={BTCUSDT.symbol: BTCUSDT}, api_key=secrets.token_hex(32), secret=secrets.token_hex(32))
+    account.deposit("USDT", CASH)
+    account.set_price(BTCUSDT.symbol, PRICE)
     return account
 
 
@@ -84,7 +82,7 @@ def exact_state(local: Local) -> tuple[dict[str, Any], str]:
 def alert(action: str) -> dict[str, str]:
     return {
         "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "ticker": "BTCUSD",
+        "ticker": "BTCUSDT",
         "order_action": action,
         "order_price": str(PRICE),
         "order_comment": "Long entry" if action == "buy" else "Long exit",
@@ -111,25 +109,25 @@ def test_local_stack_buys_and_exits_on_the_binance_emulator_with_the_ledger_equa
 ) -> None:
     bought = trade(local, "buy")
 
-    # Half the 10,000 USD: 0.08316 BTC is the most whose cost at the 60,060 limit (60,000 + 0.1%) plus ccxt's 0.1%
-    # taker fee fits 5,000 USD. It fills at the 60,000 ask, and Binance takes 0.1% of the BTC received.
+    # Half the 10,000 USDT: 0.08316 BTC is the most whose cost at the 60,060 limit (60,000 + 0.1%) plus ccxt's 0.1%
+    # taker fee fits 5,000 USDT. It fills at the 60,000 ask, and Binance takes 0.1% of the BTC received.
     [buy] = venue.orders
-    assert (buy.symbol, buy.side, buy.type, buy.status) == ("BTCUSD", "BUY", "LIMIT", "FILLED")
+    assert (buy.symbol, buy.side, buy.type, buy.status) == ("BTCUSDT", "BUY", "LIMIT", "FILLED")
     assert (buy.price, buy.executed_qty, buy.cumulative_quote_qty) == (D(60060), D("0.08316"), D("4989.6"))
     assert [(t.qty, t.price, t.commission, t.commission_asset) for t in venue.trades] == [
         (D("0.08316"), PRICE, D("0.00008316"), "BTC")
     ]
-    assert venue_totals(venue) == {"USD": D("5010.4"), "BTC": D("0.08307684")}
+    assert venue_totals(venue) == {"USDT": D("5010.4"), "BTC": D("0.08307684")}
     state, text = exact_state(local)
     assert state["exchange"] == "binance"
     assert state["balances"]["BTC"] == {"free": D("0.08307684"), "used": D(0), "total": D("0.08307684")}
-    assert state["balances"]["USD"]["total"] == D("5010.4")
+    assert state["balances"]["USDT"]["total"] == D("5010.4")
     assert state["ledger"] == {"BTC": D("0.08307684")}  # the venue's BTC exactly: the commission is booked
-    assert state["positions"]["BTCUSD"]["amount"] == D("0.08307684")
-    assert [(s["strategy"], s["action"], s["status"]) for s in state["signals"]] == [("BTCUSD", "buy", "filled")]
+    assert state["positions"]["BTCUSDT"]["amount"] == D("0.08307684")
+    assert [(s["strategy"], s["action"], s["status"]) for s in state["signals"]] == [("BTCUSDT", "buy", "filled")]
     [order] = state["orders"]
     assert (order["client_order_id"], order["status"], order["filled"]) == (buy.client_order_id, "filled", D("0.08316"))
-    assert state["prices"] == {"BTC/USD": PRICE}
+    assert state["prices"] == {"BTC/USDT": PRICE}
 
     sold = trade(local, "sell")
 
@@ -137,9 +135,9 @@ def test_local_stack_buys_and_exits_on_the_binance_emulator_with_the_ledger_equa
     first, sell = venue.orders
     assert first is buy
     assert (sell.side, sell.status, sell.executed_qty) == ("SELL", "FILLED", D("0.08307"))
-    assert [(t.commission, t.commission_asset) for t in venue.trades[1:]] == [(D("4.9842"), "USD")]
+    assert [(t.commission, t.commission_asset) for t in venue.trades[1:]] == [(D("4.9842"), "USDT")]
     assert venue.open_client_order_ids() == []
-    assert venue_totals(venue) == {"USD": D("9989.6158"), "BTC": D("0.00000684")}
+    assert venue_totals(venue) == {"USDT": D("9989.6158"), "BTC": D("0.00000684")}
     final, final_text = exact_state(local)
     assert final["balances"]["BTC"]["total"] == D("0.00000684")  # dust below the lot size, which the ledger holds
     assert final["ledger"] == {"BTC": D("0.00000684")}

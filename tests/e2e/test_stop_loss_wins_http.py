@@ -89,8 +89,8 @@ def orders_of(state: dict[str, Any], strategy: str) -> list[tuple[str, str, Deci
 
 def test_a_buy_then_a_stop_a_second_later_nets_out_and_the_next_cycle_buys_nothing(stack: Local) -> None:
     urgent_before = urgent_count(stack)
-    buy = send(stack, alert("BTCUSD", "buy", at(0), "long", "60000"))  # waits for the next cycle
-    stop = send(stack, alert("BTCUSD", "sell", at(1), "Stop loss", "59000"))
+    buy = send(stack, alert("BTCUSDT", "buy", at(0), "long", "60000"))  # waits for the next cycle
+    stop = send(stack, alert("BTCUSDT", "sell", at(1), "Stop loss", "59000"))
     state = stop_loss_ran(stack, urgent_before)
 
     assert outcome(state, buy) == ("ignored", "netted out: a later signal in the same cycle reversed it")
@@ -101,19 +101,19 @@ def test_a_buy_then_a_stop_a_second_later_nets_out_and_the_next_cycle_buys_nothi
     detail = stack.cycle()  # the next scheduled cycle
     assert detail["transitions"] == ["Collect", "HasPendingSignals", "NothingToDo"]
     state = state_of(stack)
-    assert "BTCUSD" not in state["positions"]
-    assert orders_of(state, "BTCUSD") == []
+    assert "BTCUSDT" not in state["positions"]
+    assert orders_of(state, "BTCUSDT") == []
     assert state["cash"] == Decimal(10000)
     assert_nothing_queued(state)
 
 
 def test_a_stop_then_an_older_buy_arriving_late_does_not_re_enter(stack: Local) -> None:
     urgent_before = urgent_count(stack)
-    stop = send(stack, alert("ETHUSD", "sell", at(1), "Stop loss", "2400"))
+    stop = send(stack, alert("ETHUSDT", "sell", at(1), "Stop loss", "2400"))
     state = stop_loss_ran(stack, urgent_before)
     assert outcome(state, stop) == ("ignored", "the strategy is already flat: nothing to sell")
 
-    late = send(stack, alert("ETHUSD", "buy", at(0), "long", "2500"))  # delivered late
+    late = send(stack, alert("ETHUSDT", "buy", at(0), "long", "2500"))  # delivered late
     stack.cycle()
 
     state = state_of(stack)
@@ -122,27 +122,27 @@ def test_a_stop_then_an_older_buy_arriving_late_does_not_re_enter(stack: Local) 
         f"out of order: its time {iso(0)} is before {iso(1)}, "
         "the time of a newer alert that already decided this strategy",
     )
-    assert "ETHUSD" not in state["positions"]
-    assert orders_of(state, "ETHUSD") == []
+    assert "ETHUSDT" not in state["positions"]
+    assert orders_of(state, "ETHUSDT") == []
     assert state["cash"] == Decimal(10000)
     assert_nothing_queued(state)
 
 
 def test_a_stop_while_long_with_a_waiting_sell_of_the_same_strategy_sells_once(stack: Local) -> None:
-    entry = send(stack, alert("SOLUSD", "buy", at(0), "long", "150"))
+    entry = send(stack, alert("SOLUSDT", "buy", at(0), "long", "150"))
     stack.cycle()
-    held = state_of(stack)["positions"]["SOLUSD"]["amount"]
+    held = state_of(stack)["positions"]["SOLUSDT"]["amount"]
     assert held == Decimal("63.27006327")  # boost: 9,500 (95% of 10,000) / (150 × 1.001), in 1e-8 lots
 
     urgent_before = urgent_count(stack)
-    exit_ = send(stack, alert("SOLUSD", "sell", at(3600), "exit", "149"))  # waits for the next cycle
-    stop = send(stack, alert("SOLUSD", "sell", at(3601), "Stop loss", "148"))
+    exit_ = send(stack, alert("SOLUSDT", "sell", at(3600), "exit", "149"))  # waits for the next cycle
+    stop = send(stack, alert("SOLUSDT", "sell", at(3601), "Stop loss", "148"))
     state = stop_loss_ran(stack, urgent_before)
 
     assert outcome(state, entry)[0] == "filled"
     assert outcome(state, exit_)[0] == "filled"
     assert outcome(state, stop) == ("ignored", "the strategy is already flat: nothing to sell")
-    assert "SOLUSD" not in state["positions"]
-    assert orders_of(state, "SOLUSD") == [("buy", "filled", held, held), ("sell", "filled", held, held)]
+    assert "SOLUSDT" not in state["positions"]
+    assert orders_of(state, "SOLUSDT") == [("buy", "filled", held, held), ("sell", "filled", held, held)]
     assert state["balances"].get("SOL", {"total": 0})["total"] == 0
     assert_nothing_queued(state)

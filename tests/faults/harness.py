@@ -27,7 +27,7 @@ from crypto_bot.entrypoints import paper_account
 from tests.conftest import ROOT, load_event, paper_environment
 from tests.support.harness import RETRY_INTERVAL_SCALE, Pipeline, cycle_stack
 
-CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USD")
+CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USDT")
 
 
 def _dated_now(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -97,7 +97,7 @@ def test_timeout_then_a_failing_lookup_still_places_once(case: Case, monkeypatch
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        (InsufficientFunds("account has 0 USD"), "InsufficientFunds: account has 0 USD"),
+        (InsufficientFunds("account has 0 USDT"), "InsufficientFunds: account has 0 USDT"),
         (InvalidOrder("order cost 5 is below the minimum 10"), "InvalidOrder: order cost 5 is below the minimum 10"),
         (InvalidOrder("price 60000.005 is not on the tick grid"), "InvalidOrder: price 60000.005 is not on the tick"),
         (AuthenticationFailed("invalid API key"), "AuthenticationFailed: invalid API key"),
@@ -192,7 +192,7 @@ def test_partial_fill_then_silence_chases_the_remainder_and_reports_it(
     case.run(name="run")
     intent = btc_intent(case)
     assert intent.status is IntentStatus.PARTIALLY_FILLED
-    # 9500 USD at 60000 + 0.1 % = 60060 buys 0.15817515 BTC; each attempt fills half of what is left (lot
+    # 9500 USDT at 60000 + 0.1 % = 60060 buys 0.15817515 BTC; each attempt fills half of what is left (lot
     # 1e-8, rounded down) and the rest is chased one increment wider.
     assert [o.filled for o in intent.orders] == [D("0.07908757"), D("0.03954379"), D("0.01977189")]
     assert [o.price for o in intent.orders] == [D("60060"), D("60120"), D("60180")]

@@ -21,11 +21,11 @@ def bare_case() -> Case:
 
 def test_a_fault_survives_only_if_the_invariants_of_its_market_and_of_the_account_held() -> None:
     case = bare_case()
-    case.fault(FaultKind.RAISED, "PaperExchange.create_limit_order", "timeout", "BTC/USD")
-    case.fault(FaultKind.WITHHELD, "PaperExchange.create_limit_order", "no fill", "ETH/USD")
+    case.fault(FaultKind.RAISED, "PaperExchange.create_limit_order", "timeout", "BTC/USDT")
+    case.fault(FaultKind.WITHHELD, "PaperExchange.create_limit_order", "no fill", "ETH/USDT")
     case.fault(FaultKind.RAISED, "step plan", "crash")
     assert case.survived() is None  # the invariants never ran: nothing is survived
-    case.violations = [Violation("duplicate order", "two orders", "BTC/USD")]
+    case.violations = [Violation("duplicate order", "two orders", "BTC/USDT")]
     assert case.survived() == [False, True, False]
     case.violations = [Violation("lock released", "the cycle lock was not released")]
     assert case.survived() == [False, False, False]
@@ -35,10 +35,10 @@ def test_a_fault_survives_only_if_the_invariants_of_its_market_and_of_the_accoun
 
 def intent(cycle_id: str, amount: str, keys: tuple[str, ...] = ("alert-1",)) -> IntentRecord:
     made = OrderIntent(
-        intent_id=intent_id(cycle_id, Purpose.ENTRY, "BTCUSD"),
+        intent_id=intent_id(cycle_id, Purpose.ENTRY, "BTCUSDT"),
         cycle_id=cycle_id,
-        strategy="BTCUSD",
-        symbol="BTC/USD",
+        strategy="BTCUSDT",
+        symbol="BTC/USDT",
         side=Side.BUY,
         purpose=Purpose.ENTRY,
         amount=D(amount),
@@ -51,7 +51,7 @@ def intent(cycle_id: str, amount: str, keys: tuple[str, ...] = ("alert-1",)) -> 
 
 def order(client_order_id: str, filled: str, n: int = 1) -> ExchangeOrder:
     return ExchangeOrder(
-        f"paper-{n}", client_order_id, "BTC/USD", Side.BUY, D(filled), D(60060), OrderStatus.CLOSED, filled=D(filled)
+        f"paper-{n}", client_order_id, "BTC/USDT", Side.BUY, D(filled), D(60060), OrderStatus.CLOSED, filled=D(filled)
     )
 
 
@@ -73,7 +73,7 @@ def test_venue_duplicates_count_a_client_id_twice_an_overfilled_intent_and_an_al
     ]
     decided_again = [order(entry.intent.client_order_id(0), "0.1", 1), order(late.intent.client_order_id(0), "0.1", 2)]
     assert [(v.message, v.symbol) for v in venue_duplicates(decided_again, [entry, late])] == [
-        ("alert alert-1 (BTCUSD buy) traded in 2 cycles: ['manual-entry', 'manual-later']", "BTC/USD")
+        ("alert alert-1 (BTCUSDT buy) traded in 2 cycles: ['manual-entry', 'manual-later']", "BTC/USDT")
     ]
 
 

@@ -195,7 +195,7 @@ def test_alert_resent_after_its_position_changed_trades_nothing(case: Case) -> N
     case.urgent(stop_in_the_same_bar, "m-stop", name="stop")  # flat again
     case.send(BTC_BUY)  # the entry's alert, delivered again a cycle later
     case.run(name="later")
-    assert [(o.symbol, o.side.value) for o in case.paper().orders()] == [("BTC/USD", "buy"), ("BTC/USD", "sell")]
+    assert [(o.symbol, o.side.value) for o in case.paper().orders()] == [("BTC/USDT", "buy"), ("BTC/USDT", "sell")]
     assert case.redeliveries == 1
     assert not case.store.intents("manual-later")
     (entry,) = [s for s in case.store.recent_signals() if s.payload == BTC_BUY]
@@ -233,9 +233,9 @@ def test_concurrent_scheduled_and_urgent_cycles_never_trade_at_the_same_time(cas
     assert [r["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"]
     # Whichever collects first may take the stop loss too; either way each trade happens once.
     assert sorted((o.symbol, o.side.value) for o in case.paper().orders()) == [
-        ("BTC/USD", "buy"),
-        ("BTC/USD", "sell"),
-        ("ETH/USD", "buy"),
+        ("BTC/USDT", "buy"),
+        ("BTC/USDT", "sell"),
+        ("ETH/USDT", "buy"),
     ]
     spans = [span for r in results if (span := lock_span(r["history"])) is not None]
     assert spans, "no execution took the lock"

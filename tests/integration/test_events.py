@@ -22,7 +22,7 @@ def test_the_sample_events_run_a_stop_loss_cycle_through_every_handler() -> None
     # the cycles' ticks still come from the events' own start times.
     dated = AlertClock()
     (entry,) = dated(
-        [{"time": "2024-08-10T02:30:00Z", "ticker": "BTCUSD", "order_action": "buy", "order_price": "60000"}]
+        [{"time": "2024-08-10T02:30:00Z", "ticker": "BTCUSDT", "order_action": "buy", "order_price": "60000"}]
     )
     urgent_event = load_event("collect_urgent.json")
     (record,) = urgent_event["input"]

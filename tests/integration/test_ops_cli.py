@@ -34,7 +34,7 @@ pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 README_ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")
 STACK = "crypto-bot-ops-test"
 REGION = "us-east-1"
-FILLED_REASON = "buy 0.15833333 of 0.15833333 BTC/USD filled"
+FILLED_REASON = "buy 0.15833333 of 0.15833333 BTC/USDT filled"
 API_KEY_NAME = "/crypto-bot/test/exchange-api-key"
 OUTPUTS = (
     "TableName",
@@ -51,7 +51,7 @@ def stack_parameters(**overrides: str) -> dict[str, str]:
     return {
         "Stage": "test",
         "ExchangeName": "kraken",
-        "QuoteCurrency": "USD",
+        "QuoteCurrency": "USDT",
         "Sandbox": "false",
         "PaperTrading": "true",
         "PaperStartingCash": "10000",
@@ -90,7 +90,7 @@ def register_stack(
 
 @dataclass
 class Deployed:
-    """A stack after one README cycle: the BTCUSD buy filled."""
+    """A stack after one README cycle: the BTCUSDT buy filled."""
 
     stack: LocalStack
     outputs: dict[str, str]
@@ -167,7 +167,7 @@ def test_signals_json_shows_the_filled_signal_with_its_reason(
     (stored,) = DynamoDBStore(deployed.outputs["TableName"], deployed.stack.client("dynamodb")).recent_signals()
     assert signal == {
         "id": deployed.message_id,
-        "strategy": "BTCUSD",
+        "strategy": "BTCUSDT",
         "action": "buy",
         "status": "filled",
         "reason": FILLED_REASON,
@@ -180,9 +180,9 @@ def test_signals_table_shows_status_and_reason(deployed: Deployed, capsys: pytes
     code, out, _err = run_cli(capsys, "signals", "--stack", STACK)
     assert code == 0
     assert out.splitlines()[0].strip() == "1 signal"
-    row = next(line for line in out.splitlines() if "BTCUSD" in line)
+    row = next(line for line in out.splitlines() if "BTCUSDT" in line)
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
-    assert cells[1:] == ["BTCUSD", "buy", "filled", FILLED_REASON, deployed.message_id[:8]]
+    assert cells[1:] == ["BTCUSDT", "buy", "filled", FILLED_REASON, deployed.message_id[:8]]
 
 
 def test_signals_status_filter_keeps_only_that_status(deployed: Deployed, capsys: pytest.CaptureFixture[str]) -> None:
@@ -261,8 +261,8 @@ def test_signals_rejects_an_unknown_status_and_a_bad_since(
 def test_select_signals_keeps_signals_received_since_the_window() -> None:
     now = datetime(2024, 8, 10, 12, tzinfo=UTC)
     rows = [
-        ops.SignalRow("a", "BTCUSD", "buy", "filled", "", "k1", now - timedelta(days=2)),
-        ops.SignalRow("b", "ETHUSD", "buy", "rejected", "no", "k2", now - timedelta(hours=1)),
+        ops.SignalRow("a", "BTCUSDT", "buy", "filled", "", "k1", now - timedelta(days=2)),
+        ops.SignalRow("b", "ETHUSDT", "buy", "rejected", "no", "k2", now - timedelta(hours=1)),
     ]
     window = ops.parse_since("24h")
     assert window == timedelta(hours=24)
@@ -273,9 +273,9 @@ def test_select_signals_keeps_signals_received_since_the_window() -> None:
 
 @pytest.fixture
 def prices(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
-    """Stand in for the exchange's public tickers (there is no network): BTC/USD at 61000."""
+    """Stand in for the exchange's public tickers (there is no network): BTC/USDT at 61000."""
     opened: list[tuple[str, bool]] = []
-    table = {"BTC/USD": D(61000), "ETH/USD": D(3100)}
+    table = {"BTC/USDT": D(61000), "ETH/USDT": D(3100)}
 
     def source(exchange_id: str, *, sandbox: bool, options: Mapping[str, Any] | None = None) -> Callable[[str], D]:
         opened.append((exchange_id, sandbox))
@@ -304,8 +304,8 @@ def test_positions_json_values_the_ledger_and_shows_zero_drift(
     equity = cash + value
     assert json.loads(out) == {
         "positions": {
-            "BTCUSD": {
-                "symbol": "BTC/USD",
+            "BTCUSDT": {
+                "symbol": "BTC/USDT",
                 "amount": 0.15833333,
                 "cost_basis": 9499.9998,
                 "value": float(value),
@@ -314,7 +314,7 @@ def test_positions_json_values_the_ledger_and_shows_zero_drift(
         },
         "cash": float(cash),
         "equity": float(equity),
-        "balances": {"BTC": 0.15833333, "USD": float(cash)},
+        "balances": {"BTC": 0.15833333, "USDT": float(cash)},
         "drift": {"BTC": 0},
     }
     assert prices == [("kraken", False)]  # the stack's ExchangeName, live tickers for a paper stack
@@ -326,10 +326,10 @@ def test_positions_table_shows_amount_cost_basis_and_zero_drift(
     code, out, _err = run_cli(capsys, "positions", "--stack", STACK, "--no-prices")
     assert code == 0
     lines = out.splitlines()
-    position = next(line for line in lines if "BTCUSD" in line)
+    position = next(line for line in lines if "BTCUSDT" in line)
     assert [cell.strip() for cell in position.split("│")[1:-1]] == [
-        "BTCUSD",
-        "BTC/USD",
+        "BTCUSDT",
+        "BTC/USDT",
         "0.15833333",
         "9,500.00",
         "-",
@@ -350,7 +350,7 @@ def test_positions_of_a_live_stack_read_balances_with_the_stacks_api_key(
     ) -> dict[str, Balance]:
         seen.append((exchange_id, dict(credentials), sandbox, dict(options or {})))
         # 0.01 BTC more than the ledger: a manual deposit shows as drift.
-        return {"USD": Balance(free=D("500.0002")), "BTC": Balance(free=D("0.16833333"))}
+        return {"USDT": Balance(free=D("500.0002")), "BTC": Balance(free=D("0.16833333"))}
 
     monkeypatch.setattr(aws_source, "live_balances", balances)
     monkeypatch.chdir(ROOT)
@@ -373,7 +373,7 @@ def test_positions_of_a_live_stack_read_balances_with_the_stacks_api_key(
     assert prices == [("kraken", True)]  # a Sandbox stack is priced from the testnet it trades on
     assert options_seen == [recv_window]
     report = json.loads(out)
-    assert report["positions"]["BTCUSD"]["amount"] == 0.15833333
+    assert report["positions"]["BTCUSDT"]["amount"] == 0.15833333
     assert report["drift"] == {"BTC": 0.01}
     assert "live-secret-1" not in out
 
@@ -417,7 +417,7 @@ def test_executions_lists_the_cycle_with_its_console_url(
 def test_cycle_starts_a_manual_execution_and_follows_it_to_succeeded(
     deployed: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    deployed.queue(AlertClock()(README_ALERTS[1:2])[0])  # ETHUSD buy: the new cycle has something to trade
+    deployed.queue(AlertClock()(README_ALERTS[1:2])[0])  # ETHUSDT buy: the new cycle has something to trade
     code, out, _err = run_cli(capsys, "cycle", "--stack", STACK, "--poll", "0.02", "--timeout", "60")
     assert code == 0
     sfn = deployed.stack.client("stepfunctions")
@@ -436,7 +436,7 @@ def test_cycle_starts_a_manual_execution_and_follows_it_to_succeeded(
     assert entered[-3:] == ["Finalize", "ReleaseLock", "CycleDone"]
     assert sorted(entered) == sorted(exited)
     assert any(line.startswith("execution SUCCEEDED in ") for line in lines)
-    assert any("traded" in line and "ETHUSD buy" in line for line in lines)
+    assert any("traded" in line and "ETHUSDT buy" in line for line in lines)
 
 
 def test_cycle_without_follow_only_starts_the_execution(deployed: Deployed, capsys: pytest.CaptureFixture[str]) -> None:
@@ -543,7 +543,7 @@ def local_state(now: datetime) -> dict[str, Any]:
         "signals": [
             {
                 "id": "m-old",
-                "strategy": "ETHUSD",
+                "strategy": "ETHUSDT",
                 "action": "hold",
                 "status": "rejected",
                 "reason": "invalid alert: order_action: must be buy or sell (got 'hold')",
@@ -552,7 +552,7 @@ def local_state(now: datetime) -> dict[str, Any]:
             },
             {
                 "id": "m-1",
-                "strategy": "BTCUSD",
+                "strategy": "BTCUSDT",
                 "action": "buy",
                 "status": "filled",
                 "reason": FILLED_REASON,
@@ -564,8 +564,8 @@ def local_state(now: datetime) -> dict[str, Any]:
             {
                 "intent_id": "i-1",
                 "client_order_id": "c-1",
-                "strategy": "BTCUSD",
-                "symbol": "BTC/USD",
+                "strategy": "BTCUSDT",
+                "symbol": "BTC/USDT",
                 "side": "buy",
                 "status": "filled",
                 "amount": "0.15833333",
@@ -576,8 +576,8 @@ def local_state(now: datetime) -> dict[str, Any]:
         ],
         # Money as crypto-bot local writes it: exact decimal strings.
         "positions": {
-            "BTCUSD": {
-                "symbol": "BTC/USD",
+            "BTCUSDT": {
+                "symbol": "BTC/USDT",
                 "amount": "0.15833333",
                 "cost_basis": "9499.9998",
                 "value": "9499.9998",
@@ -585,7 +585,7 @@ def local_state(now: datetime) -> dict[str, Any]:
             }
         },
         "balances": {
-            "USD": {"free": "500.0002", "used": "0", "total": "500.0002"},
+            "USDT": {"free": "500.0002", "used": "0", "total": "500.0002"},
             "BTC": {"free": "0.15833333", "used": "0", "total": "0.15833333"},
         },
         "cash": "500.0002",
@@ -669,8 +669,8 @@ def test_local_signals_default_to_the_last_24_hours(fake_local: FakeLocal, capsy
     assert [(s["id"], s["status"], s["reason"]) for s in json_lines(out)] == [("m-1", "filled", FILLED_REASON)]
     code, out, _err = run_cli(capsys, "signals", "--local", fake_local.url, "--since", "all", "--status", "rejected")
     assert code == 0
-    row = next(line for line in out.splitlines() if "ETHUSD" in line)
-    assert [cell.strip() for cell in row.split("│")[1:-1]][1:4] == ["ETHUSD", "hold", "rejected"]
+    row = next(line for line in out.splitlines() if "ETHUSDT" in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]][1:4] == ["ETHUSDT", "hold", "rejected"]
     assert fake_local.requests == [("GET", "/_local/state"), ("GET", "/_local/state")]
 
 
@@ -681,8 +681,8 @@ def test_local_positions_show_the_ledger_and_zero_drift(
     assert code == 0
     assert json.loads(out) == {
         "positions": {
-            "BTCUSD": {
-                "symbol": "BTC/USD",
+            "BTCUSDT": {
+                "symbol": "BTC/USDT",
                 "amount": 0.15833333,
                 "cost_basis": 9499.9998,
                 "value": 9499.9998,
@@ -691,15 +691,15 @@ def test_local_positions_show_the_ledger_and_zero_drift(
         },
         "cash": 500.0002,
         "equity": 10000,
-        "balances": {"BTC": 0.15833333, "USD": 500.0002},
+        "balances": {"BTC": 0.15833333, "USDT": 500.0002},
         "drift": {"BTC": 0},
     }
     code, out, _err = run_cli(capsys, "positions", "--local", fake_local.url)
     assert code == 0
-    position = next(line for line in out.splitlines() if "BTCUSD" in line)
+    position = next(line for line in out.splitlines() if "BTCUSDT" in line)
     assert [cell.strip() for cell in position.split("│")[1:-1]] == [
-        "BTCUSD",
-        "BTC/USD",
+        "BTCUSDT",
+        "BTC/USDT",
         "0.15833333",
         "9,500.00",
         "9,500.00",
@@ -713,8 +713,8 @@ def test_local_positions_show_the_ledger_and_zero_drift(
         ("cash", 500.0002, 'cash: expected a decimal string such as "0.15833333", got 500.0002'),
         (
             "positions",
-            {"BTCUSD": {"symbol": "BTC/USD", "amount": 0.15833333, "cost_basis": "9499.9998"}},
-            'positions.BTCUSD.amount: expected a decimal string such as "0.15833333", got 0.15833333',
+            {"BTCUSDT": {"symbol": "BTC/USDT", "amount": 0.15833333, "cost_basis": "9499.9998"}},
+            'positions.BTCUSDT.amount: expected a decimal string such as "0.15833333", got 0.15833333',
         ),
         (
             "balances",
@@ -769,7 +769,7 @@ def test_local_cycle_prints_each_state_as_entered_then_the_summary(
             "status": "SUCCEEDED",
             "stopped_at": (start + timedelta(seconds=2)).isoformat(),
             "transitions": ["Collect", "HasPendingSignals", "AcquireLock", "Finalize", "CycleDone"],
-            "summary": {"signals": {"filled": 1}, "traded": {"ETHUSD": "buy 0.8"}},
+            "summary": {"signals": {"filled": 1}, "traded": {"ETHUSDT": "buy 0.8"}},
         },
     ]
     code, out, _err = run_cli(capsys, "cycle", "--local", fake_local.url, "--poll", "0.01")
@@ -783,7 +783,7 @@ def test_local_cycle_prints_each_state_as_entered_then_the_summary(
     entered = [line.split("→ ", 1)[1] for line in lines if "s  → " in line]
     assert entered == ["Collect", "HasPendingSignals", "AcquireLock", "Finalize", "CycleDone"]
     assert "execution SUCCEEDED in 2.0s" in lines
-    assert any("traded" in line and "ETHUSD buy 0.8" in line for line in lines)
+    assert any("traded" in line and "ETHUSDT buy 0.8" in line for line in lines)
 
 
 def test_local_cycle_exits_1_when_the_execution_failed(

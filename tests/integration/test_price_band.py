@@ -32,7 +32,7 @@ def stack(**environment: str) -> AbstractContextManager[Pipeline]:
 def alert(action: str, minutes_ago: int, price: str, comment: str) -> dict[str, str]:
     # Dated just before now: the template's expiry (MaxSignalAgeMinutes) stays on.
     time = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat(timespec="seconds")
-    return {"time": time, "ticker": "BTCUSD", "order_action": action, "order_price": price, "order_comment": comment}
+    return {"time": time, "ticker": "BTCUSDT", "order_action": action, "order_price": price, "order_comment": comment}
 
 
 def cycle(local: Pipeline, *alerts: dict[str, str]) -> dict[str, Any]:
@@ -63,15 +63,15 @@ def test_a_price_beyond_the_band_is_rejected_at_intake_and_neither_prices_nor_tr
         account = local.paper()
         if believed:
             assert outcomes(local)["exit"][0] == "filled"
-            assert account.prices["BTC/USD"] == D(price)
-            assert account.fetch_balances()["USD"].total == D(10000) - HELD * 60000 + HELD * D(price)
+            assert account.prices["BTC/USDT"] == D(price)
+            assert account.fetch_balances()["USDT"].total == D(10000) - HELD * 60000 + HELD * D(price)
         else:
             assert outcomes(local)["exit"] == (
                 "rejected",
-                "order_price: is more than 50% away from BTC/USD's last price 60000: only 30000 to 90000 is believed "
+                "order_price: is more than 50% away from BTC/USDT's last price 60000: only 30000 to 90000 is believed "
                 f"(the price band: MAX_PRICE_JUMP, --max-price-jump) (got '{price}')",
             )
-            assert account.prices["BTC/USD"] == D(60000)
+            assert account.prices["BTC/USDT"] == D(60000)
             assert account.fetch_balances()["BTC"].total == HELD
         assert outcomes(local)["entry"][0] == "filled"
 
@@ -89,10 +89,10 @@ def test_the_band_is_the_max_price_jump_setting() -> None:
         assert seen["exit"][0] == "filled"
         assert seen["again"] == (
             "rejected",
-            "order_price: is more than 100% away from BTC/USD's last price 120000: only 0 to 240000 is believed "
+            "order_price: is more than 100% away from BTC/USDT's last price 120000: only 0 to 240000 is believed "
             "(the price band: MAX_PRICE_JUMP, --max-price-jump) (got '240000.01')",
         )
-        assert local.paper().prices["BTC/USD"] == D(120000)
+        assert local.paper().prices["BTC/USDT"] == D(120000)
 
 
 def test_an_alert_refused_for_another_reason_sets_no_price() -> None:
@@ -102,4 +102,4 @@ def test_an_alert_refused_for_another_reason_sets_no_price() -> None:
         cycle(local, future)
 
         assert outcomes(local)["from the future"][0] == "rejected"
-        assert local.paper().prices["BTC/USD"] == D(60000)
+        assert local.paper().prices["BTC/USDT"] == D(60000)

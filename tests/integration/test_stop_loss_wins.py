@@ -18,7 +18,7 @@ from tests.support.harness import Pipeline
 
 
 def alert(action: str, time: str, comment: str, price: str = "60000") -> dict[str, str]:
-    return {"time": time, "ticker": "BTCUSD", "order_action": action, "order_price": price, "order_comment": comment}
+    return {"time": time, "ticker": "BTCUSDT", "order_action": action, "order_price": price, "order_comment": comment}
 
 
 BUY = alert("buy", "2024-08-10T02:30:02Z", "long")
@@ -93,7 +93,7 @@ def test_a_stop_while_long_with_a_waiting_sell_sells_once(stack_factory: Any) ->
     with stack_factory() as pipeline:
         pipeline.send(dated([BUY])[0])
         pipeline.run(name="entry")
-        held = pipeline.portfolio(CONFIG)[2]["BTCUSD"]
+        held = pipeline.portfolio(CONFIG)[2]["BTCUSDT"]
         assert held == BTC_BOUGHT
         exit_, stop = dated(
             [

@@ -23,9 +23,9 @@ from tests.conftest import ROOT, AlertClock, load_event
 
 README_ALERTS: list[dict[str, Any]] = load_event("alerts/readme_example.jsonl")
 STEPS = [README_ALERTS[0:1], README_ALERTS[1:2], README_ALERTS[2:4], README_ALERTS[4:6], README_ALERTS[6:8]]
-CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USD")
+CONFIG = StrategyConfig.load(ROOT / "strategy_config.json", "USDT")
 INCREMENT = D(str(load_template(ROOT / "template.yaml")["Parameters"]["IncrementPct"]["Default"]))
-# The README's BTC buy alone: the 9500 USD boost gives it, at a limit IncrementPct above 60000,
+# The README's BTC buy alone: the 9500 USDT boost gives it, at a limit IncrementPct above 60000,
 # rounded down to the paper lot of 1e-8.
 BTC_BOUGHT = D("0.15817515")
 assert (D(9500) / (60000 * (1 + INCREMENT))).quantize(D("1e-8"), rounding=ROUND_DOWN) == BTC_BOUGHT
@@ -100,14 +100,14 @@ def test_transient_exchange_error_is_retried_by_the_state_machine(
         assert [d["error"] for d in details] == ["TransientError"]
         assert json.loads(details[0]["cause"])["errorMessage"] == "RateLimited: 429 Too Many Requests"
         assert calls == ["create", "create"]
-        assert pipeline.portfolio(CONFIG)[2] == {"BTCUSD": BTC_BOUGHT}
+        assert pipeline.portfolio(CONFIG)[2] == {"BTCUSDT": BTC_BOUGHT}
 
 
 def test_permanent_exchange_error_is_recorded_on_the_order_and_the_signal(
     stack_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broke(self: PaperExchange, *args: Any, **kwargs: Any) -> Any:
-        raise InsufficientFunds("account has 0 USD")
+        raise InsufficientFunds("account has 0 USDT")
 
     monkeypatch.setattr(PaperExchange, "create_limit_order", broke)
     with stack_factory() as pipeline:
@@ -116,7 +116,7 @@ def test_permanent_exchange_error_is_recorded_on_the_order_and_the_signal(
         store = pipeline.store
         (intent,) = store.intents("manual-broke")
         assert intent.status is IntentStatus.FAILED
-        assert "InsufficientFunds: account has 0 USD" in intent.reason
+        assert "InsufficientFunds: account has 0 USDT" in intent.reason
         (signal,) = store.recent_signals()
         assert signal.status.value == "failed"
         assert "InsufficientFunds" in signal.reason
@@ -129,7 +129,7 @@ def test_a_lock_whose_lease_expired_is_taken_over(stack_factory: Any) -> None:
         pipeline.put_lock(crashed, "2020-01-01T00:00:00.000000Z")
         pipeline.send(AlertClock()(README_ALERTS[0:1])[0])
         pipeline.run()
-        assert pipeline.portfolio(CONFIG)[2] == {"BTCUSD": BTC_BOUGHT}
+        assert pipeline.portfolio(CONFIG)[2] == {"BTCUSDT": BTC_BOUGHT}
 
 
 def test_a_live_lock_makes_the_cycle_wait_then_give_up_with_its_alerts_stored(stack_factory: Any) -> None:

@@ -120,7 +120,8 @@ class Pipeline:
 
     def seed_account(self, cash: Decimal = Decimal(10000), **settings: Any) -> None:
         """Create the paper account before any cycle, with venue settings (partial fills, fees)."""
-        exchange = PaperExchange(balances={"USD": cash}, **settings)
+        # The repository's strategy_config.json quotes in USDT (template.yaml's QuoteCurrency).
+        exchange = PaperExchange(balances={"USDT": cash}, **settings)
         PaperStateStore(self.stack.resource("Table"), self.stack.client("dynamodb")).save(exchange.to_state(), 0)
 
     def portfolio(self, config: StrategyConfig) -> tuple[Decimal, Decimal, dict[str, Decimal]]:

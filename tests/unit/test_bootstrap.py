@@ -103,13 +103,13 @@ def test_a_paper_stage_priced_by_the_alerts_hands_the_steps_its_account_as_the_a
         account = session.workflow.exchange
         assert isinstance(account, PaperExchange)
         assert session.alert_prices is account
-        assert account.fetch_balances()["USD"].free == D("2500")
-        session.alert_prices.set_price("BTC/USD", D("60000"))
+        assert account.fetch_balances()["USDT"].free == D("2500")
+        session.alert_prices.set_price("BTC/USDT", D("60000"))
 
     assert ("PAPER", "STATE") in table.items  # the account is saved when the step succeeds
     with app.session() as session:
         assert session.alert_prices is not None
-        assert session.alert_prices.prices == {"BTC/USD": D("60000")}
+        assert session.alert_prices.prices == {"BTC/USDT": D("60000")}
 
 
 def test_a_live_priced_paper_stage_has_no_alert_priced_market() -> None:
@@ -155,7 +155,7 @@ def test_the_workflow_takes_the_template_settings() -> None:
     assert app.workflow_settings.fill_timeout == timedelta(seconds=60)
     assert app.workflow_settings.max_reprice_attempts == 2
     assert app.workflow_settings.retry.attempts == 2
-    assert sorted(app.config.strategies) == ["BTCUSD", "ETHUSD", "SOLUSD"]  # the repository's strategy_config.json
+    assert sorted(app.config.strategies) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]  # the repository's strategy_config.json
 
 
 def test_the_signals_queue_drains_into_the_step_and_deletes_what_it_took() -> None:

@@ -17,7 +17,7 @@ def test_replay_json_prints_one_object_per_cycle(capsys: pytest.CaptureFixture[s
     lines = capsys.readouterr().out.strip().splitlines()
     cycles = [json.loads(line) for line in lines]
     assert len(cycles) == 5
-    assert cycles[0]["positions"]["BTCUSD"]["weight"] == 0.94999998  # 9,499.9998 of 10,000: the lot truncation
+    assert cycles[0]["positions"]["BTCUSDT"]["weight"] == 0.94999998  # 9,499.9998 of 10,000: the lot truncation
     assert cycles[2]["positions"] == {}
     assert cycles[2]["cash"] == 10000
 
@@ -62,18 +62,18 @@ def test_trades_for_an_unknown_strategy_are_refused(capsys: pytest.CaptureFixtur
 
 def test_trade_list_export_replays(capsys: pytest.CaptureFixture[str]) -> None:
     fixture = ROOT / "tests" / "fixtures" / "tradingview" / "BTCUSD_list_of_trades.csv"
-    assert main(["replay", "--config", CONFIG, "--trades", f"BTCUSD={fixture}", "--json"]) == 0
+    assert main(["replay", "--config", CONFIG, "--trades", f"BTCUSDT={fixture}", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     # The fixture's last trade is still open: after the cycles, its valuation at the export's last close.
     *cycles, closing = lines
     assert cycles
-    assert all(order["strategy"] == "BTCUSD" for c in cycles for order in c["orders"])
+    assert all(order["strategy"] == "BTCUSDT" for c in cycles for order in c["orders"])
     assert list(closing) == ["closing"]
 
 
 def test_rejected_alerts_go_to_stderr_in_json_mode(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     alerts = tmp_path / "alerts.jsonl"
-    alerts.write_text('{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSD", "order_action": "hodl"}\n')
+    alerts.write_text('{"time": "2024-08-10T02:30:02Z", "ticker": "BTCUSDT", "order_action": "hodl"}\n')
     assert main(["replay", str(alerts), "--config", CONFIG, "--json"]) == 0
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -87,7 +87,7 @@ def test_replay_max_price_jump_sets_the_price_band(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, band: str | None, reported: list[str]
 ) -> None:
     alerts = tmp_path / "alerts.jsonl"
-    base = {"ticker": "BTCUSD", "order_comment": "x"}
+    base = {"ticker": "BTCUSDT", "order_comment": "x"}
     lines = [
         {**base, "time": "2024-08-10T02:30:02Z", "order_action": "buy", "order_price": "60000"},
         {**base, "time": "2024-08-10T10:30:02Z", "order_action": "sell", "order_price": "120000"},  # +100%

@@ -43,17 +43,17 @@ def weights(result: ReplayResult) -> list[dict[str, D]]:
 # The seed README's worked example, as published. Weights in percent.
 README_TABLE = {
     ExecutionMode.BOOST: [
-        {"BTCUSD": D(95), "cash": D(5)},
-        {"BTCUSD": D(20), "ETHUSD": D(75), "cash": D(5)},
+        {"BTCUSDT": D(95), "cash": D(5)},
+        {"BTCUSDT": D(20), "ETHUSDT": D(75), "cash": D(5)},
         {"cash": D(100)},
-        {"BTCUSD": D(20), "SOLUSD": D(75), "cash": D(5)},
+        {"BTCUSDT": D(20), "SOLUSDT": D(75), "cash": D(5)},
         {"cash": D(100)},
     ],
     ExecutionMode.MULTI: [
-        {"BTCUSD": D(20), "cash": D(80)},
-        {"BTCUSD": D(20), "ETHUSD": D(25), "cash": D(55)},
+        {"BTCUSDT": D(20), "cash": D(80)},
+        {"BTCUSDT": D(20), "ETHUSDT": D(25), "cash": D(55)},
         {"cash": D(100)},
-        {"BTCUSD": D(20), "SOLUSD": D(50), "cash": D(30)},
+        {"BTCUSDT": D(20), "SOLUSDT": D(50), "cash": D(30)},
         {"cash": D(100)},
     ],
 }
@@ -81,7 +81,7 @@ def test_readme_example_ends_with_exactly_the_starting_cash_when_prices_are_flat
 ) -> None:
     result = run(README_ALERTS, readme_config, mode)
     assert result.cycles[-1].cash == D(10000)
-    assert result.exchange.fetch_balances().keys() == {"USD"}
+    assert result.exchange.fetch_balances().keys() == {"USDT"}
     assert result.ledger.long_positions() == []
 
 
@@ -102,9 +102,9 @@ def alert(ticker: str, action: str, time: str, price: str, comment: str = "x") -
 
 def test_stop_loss_runs_its_own_cycle_at_once(readme_config: StrategyConfig) -> None:
     alerts = [
-        alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000"),
-        alert("ETHUSD", "buy", "2024-08-10T09:00:00Z", "3000"),
-        alert("BTCUSD", "sell", "2024-08-10T11:17:00Z", "57000", "Stop loss"),
+        alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000"),
+        alert("ETHUSDT", "buy", "2024-08-10T09:00:00Z", "3000"),
+        alert("BTCUSDT", "sell", "2024-08-10T11:17:00Z", "57000", "Stop loss"),
     ]
     result = run(alerts, readme_config)
     ticks = [(c.to_json()["cycle"], c.report.urgent) for c in result.cycles]
@@ -114,42 +114,42 @@ def test_stop_loss_runs_its_own_cycle_at_once(readme_config: StrategyConfig) -> 
         ("2024-08-10T16:01:00Z", False),
     ]
     stop = result.cycles[1]
-    assert "BTCUSD" not in stop.positions
+    assert "BTCUSDT" not in stop.positions
     # Sold 0.15833333 BTC at 57,000 after buying at 60,000: the loss is realized.
-    assert result.ledger.positions["BTCUSD"].realized_pnl == D("0.15833333") * (57000 - 60000)
+    assert result.ledger.positions["BTCUSDT"].realized_pnl == D("0.15833333") * (57000 - 60000)
     # The ETH entry at 16:01 sees V without BTC: 475.00 + 9,024.99981 … and boosts ETH.
-    assert weights(result)[2]["ETHUSD"] == D("95.00")
+    assert weights(result)[2]["ETHUSDT"] == D("95.00")
 
 
 def test_same_cycle_sell_and_buy_sells_first_and_sizes_from_the_freed_cash(readme_config: StrategyConfig) -> None:
     alerts = [
-        alert("SOLUSD", "buy", "2024-08-10T02:30:00Z", "150"),
-        alert("SOLUSD", "sell", "2024-08-10T10:00:00Z", "150"),
-        alert("ETHUSD", "buy", "2024-08-10T10:00:05Z", "3000"),
+        alert("SOLUSDT", "buy", "2024-08-10T02:30:00Z", "150"),
+        alert("SOLUSDT", "sell", "2024-08-10T10:00:00Z", "150"),
+        alert("ETHUSDT", "buy", "2024-08-10T10:00:05Z", "3000"),
     ]
     result = run(alerts, readme_config)
     second = result.cycles[1]
-    assert [(r.strategy, r.side.value) for r in second.report.results] == [("SOLUSD", "sell"), ("ETHUSD", "buy")]
-    assert weights(result)[1] == {"ETHUSD": D("95.00"), "cash": D("5.00")}
+    assert [(r.strategy, r.side.value) for r in second.report.results] == [("SOLUSDT", "sell"), ("ETHUSDT", "buy")]
+    assert weights(result)[1] == {"ETHUSDT": D("95.00"), "cash": D("5.00")}
 
 
 def test_buy_when_long_and_sell_when_flat_are_ignored_without_aborting_the_cycle(
     readme_config: StrategyConfig,
 ) -> None:
     alerts = [
-        alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000"),
-        alert("BTCUSD", "buy", "2024-08-10T09:00:00Z", "60000"),  # already long
-        alert("ETHUSD", "sell", "2024-08-10T09:00:01Z", "3000"),  # already flat
-        alert("SOLUSD", "buy", "2024-08-10T09:00:02Z", "150"),
+        alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000"),
+        alert("BTCUSDT", "buy", "2024-08-10T09:00:00Z", "60000"),  # already long
+        alert("ETHUSDT", "sell", "2024-08-10T09:00:01Z", "3000"),  # already flat
+        alert("SOLUSDT", "buy", "2024-08-10T09:00:02Z", "150"),
     ]
     result = run(alerts, readme_config)
     ignored = [o for o in result.cycles[1].report.outcomes if o.status.value == "ignored"]
     assert {(o.strategy, o.reason) for o in ignored} == {
-        ("BTCUSD", "the strategy is already long: nothing to buy"),
-        ("ETHUSD", "the strategy is already flat: nothing to sell"),
+        ("BTCUSDT", "the strategy is already long: nothing to buy"),
+        ("ETHUSDT", "the strategy is already flat: nothing to sell"),
     }
     # SOL still enters: precedence over BTC, BTC sold down to 20%, SOL gets 50% + ETH's idle 25%.
-    assert weights(result)[1] == {"BTCUSD": D("20.00"), "SOLUSD": D("75.00"), "cash": D("5.00")}
+    assert weights(result)[1] == {"BTCUSDT": D("20.00"), "SOLUSDT": D("75.00"), "cash": D("5.00")}
 
 
 def test_ties_go_to_the_alphabetically_first_strategy() -> None:
@@ -167,16 +167,16 @@ def test_ties_go_to_the_alphabetically_first_strategy() -> None:
 
 def test_account_value_excludes_unrealized_gains(readme_config: StrategyConfig) -> None:
     alerts = [
-        alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000"),
-        alert("ETHUSD", "buy", "2024-08-10T09:00:00Z", "3000"),
+        alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000"),
+        alert("ETHUSDT", "buy", "2024-08-10T09:00:00Z", "3000"),
     ]
     # BTC doubles before the ETH entry.
-    prices = {"BTC/USD": [("2024-08-10T08:00:00Z", "60000"), ("2024-08-10T16:00:00Z", "120000")]}
+    prices = {"BTC/USDT": [("2024-08-10T08:00:00Z", "60000"), ("2024-08-10T16:00:00Z", "120000")]}
     result = run(alerts, readme_config, prices=price_table(prices))
     cycle = result.cycles[1].report.cycle
     # V = cash 500.0002 + BTC cost basis 9,499.9998, not its 19,000 market value.
     assert cycle.account_value == D("10000.0000")
-    eth = result.cycles[1].positions["ETHUSD"]
+    eth = result.cycles[1].positions["ETHUSDT"]
     assert eth.cost_basis == D("7500")
 
 
@@ -191,42 +191,42 @@ def price_table(prices: dict[str, list[tuple[str, str]]]) -> CsvPrices:
 
 
 def test_fees_are_charged_and_capitalized_in_the_cost_basis(readme_config: StrategyConfig) -> None:
-    alerts = [alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")]
+    alerts = [alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000")]
     result = run(alerts, readme_config, fee=D("0.001"), increment=D("0.001"))
     (order,) = result.cycles[0].report.results
     assert order.intent.limit_price == D("60060.00")
-    # Fills at last (60,000) as a taker; the fee is 0.1% of the cost, in USD.
+    # Fills at last (60,000) as a taker; the fee is 0.1% of the cost, in USDT.
     assert order.cost == order.filled * 60000
-    assert order.fee_total("USD") == order.cost * D("0.001")
-    position = result.ledger.positions["BTCUSD"]
-    assert position.cost_basis == order.cost + order.fee_total("USD")
+    assert order.fee_total("USDT") == order.cost * D("0.001")
+    position = result.ledger.positions["BTCUSDT"]
+    assert position.cost_basis == order.cost + order.fee_total("USDT")
     assert result.cycles[0].cash == D(10000) - position.cost_basis
 
 
 def test_lot_size_rounding_truncates_and_never_overspends(readme_config: StrategyConfig) -> None:
     coarse = {
-        "BTC/USD": Market(
-            "BTC/USD", "BTC", "USD", amount_step=D("0.01"), price_step=D("1"), min_amount=D("0.01"), min_cost=D(10)
+        "BTC/USDT": Market(
+            "BTC/USDT", "BTC", "USDT", amount_step=D("0.01"), price_step=D("1"), min_amount=D("0.01"), min_cost=D(10)
         )
     }
-    result = run([alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")], readme_config, markets=coarse)
+    result = run([alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000")], readme_config, markets=coarse)
     (order,) = result.cycles[0].report.results
     assert order.filled == D("0.15")  # 9,500 / 60,000 = 0.1583… → 0.15
     assert result.cycles[0].cash == D(1000)
 
 
 def test_order_below_market_minimum_is_skipped_with_the_reason(readme_config: StrategyConfig) -> None:
-    # 95% of 1 USD is below the 1 USD minimum order.
-    result = run([alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")], readme_config, cash=D("1"))
+    # 95% of 1 USDT is below the 1 USDT minimum order.
+    result = run([alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000")], readme_config, cash=D("1"))
     (order,) = result.cycles[0].report.results
     assert order.status.value == "skipped"
-    assert "below the market minimum 1 USD" in order.reason
+    assert "below the market minimum 1 USDT" in order.reason
     (outcome,) = result.cycles[0].report.outcomes
     assert outcome.status.value == "ignored"
 
 
 def test_duplicate_alert_is_ignored_once_and_trades_once(readme_config: StrategyConfig) -> None:
-    one = alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")
+    one = alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000")
     result = run([one, dict(one), dict(one)], readme_config)
     assert len(result.cycles[0].report.results) == 1
     assert [o.reason for o in result.outcomes if "duplicate" in o.reason] == ["alert 2: duplicate alert"] + [
@@ -239,13 +239,13 @@ def test_bad_alerts_are_reported_and_the_rest_still_trade(readme_config: Strateg
     lines = [
         "{not json",
         json.dumps(alert("DOGE", "buy", "2024-08-10T02:30:00Z", "1")),
-        json.dumps(alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")),
+        json.dumps(alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000")),
     ]
     path.write_text("\n".join(lines) + "\n\n")
     result = replay(read_alerts(path), readme_config, ReplayOptions(fee=D(0), increment=D(0)))
     assert [r.source for r in result.rejected] == ["alerts.jsonl:1", "alerts.jsonl:2"]
     assert "is not a configured strategy" in result.rejected[1].reason()
-    assert "BTCUSD" in result.cycles[0].positions
+    assert "BTCUSDT" in result.cycles[0].positions
 
 
 def test_json_output_has_exactly_the_documented_shape(readme_config: StrategyConfig) -> None:
@@ -262,14 +262,14 @@ def test_json_output_has_exactly_the_documented_shape(readme_config: StrategyCon
         "fee",
         "status",
     }
-    assert set(cycle["positions"]["BTCUSD"]) == {"symbol", "amount", "cost_basis", "value", "weight"}
+    assert set(cycle["positions"]["BTCUSDT"]) == {"symbol", "amount", "cost_basis", "value", "weight"}
     assert all(isinstance(cycle[k], int | float) for k in ("cash", "equity"))
 
 
 def test_summary_reports_drawdown_turnover_and_fees(readme_config: StrategyConfig) -> None:
     alerts = [
-        alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000"),
-        alert("BTCUSD", "sell", "2024-08-10T10:30:00Z", "54000"),
+        alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000"),
+        alert("BTCUSDT", "sell", "2024-08-10T10:30:00Z", "54000"),
     ]
     summary = summarize(run(alerts, readme_config, fee=D("0.001")))
     assert summary.orders == 2
@@ -281,15 +281,15 @@ def test_summary_reports_drawdown_turnover_and_fees(readme_config: StrategyConfi
 
 
 def test_cycle_summary_reports_slippage_against_the_last_price(readme_config: StrategyConfig) -> None:
-    alerts = [alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")]
+    alerts = [alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000")]
     result = run(alerts, readme_config, fee=D("0.001"), increment=D("0.001"))
     # A marketable limit fills at the last price: no slippage, whatever the increment.
-    assert result.cycles[0].report.cycle.summary["slippage_bps"] == {"BTCUSD": "0.00"}
+    assert result.cycles[0].report.cycle.summary["slippage_bps"] == {"BTCUSDT": "0.00"}
 
 
 # ------------------------------------------------------------------------------------------ the price band
 
-BAND_BUY = alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")  # the first BTC/USD price: nothing to compare
+BAND_BUY = alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000")  # the first BTC/USDT price: nothing to compare
 
 
 @pytest.mark.parametrize(
@@ -306,7 +306,7 @@ BAND_BUY = alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "60000")  # the first 
 def test_a_price_beyond_the_band_from_the_last_one_is_reported_and_not_traded(
     readme_config: StrategyConfig, price: str, believed: bool
 ) -> None:
-    sell = alert("BTCUSD", "sell", "2024-08-10T09:00:00Z", price)
+    sell = alert("BTCUSDT", "sell", "2024-08-10T09:00:00Z", price)
 
     result = run([BAND_BUY, sell], readme_config)
 
@@ -318,16 +318,16 @@ def test_a_price_beyond_the_band_from_the_last_one_is_reported_and_not_traded(
         assert [(r.source, r.reason()) for r in result.rejected] == [
             (
                 "alert 2",
-                "order_price: is more than 50% away from BTC/USD's last price 60000: only 30000 to 90000 is believed "
+                "order_price: is more than 50% away from BTC/USDT's last price 60000: only 30000 to 90000 is believed "
                 f"(the price band: MAX_PRICE_JUMP, --max-price-jump) (got '{price}')",
             )
         ]
         assert len(result.cycles) == 1  # the sell never reached a cycle; the buy is kept
-        assert result.cycles[0].positions["BTCUSD"].amount == D("0.15833333")
+        assert result.cycles[0].positions["BTCUSDT"].amount == D("0.15833333")
 
 
 def test_the_band_is_configurable(readme_config: StrategyConfig) -> None:
-    sell = alert("BTCUSD", "sell", "2024-08-10T09:00:00Z", "120000")
+    sell = alert("BTCUSDT", "sell", "2024-08-10T09:00:00Z", "120000")
 
     narrow = run([BAND_BUY, sell], readme_config)
     wide = run([BAND_BUY, sell], readme_config, max_price_jump=D(1))
@@ -340,8 +340,8 @@ def test_the_band_is_configurable(readme_config: StrategyConfig) -> None:
 def test_a_refused_price_sets_no_price_and_the_next_alert_is_compared_with_the_last_believed_one(
     readme_config: StrategyConfig,
 ) -> None:
-    typo = alert("BTCUSD", "sell", "2024-08-10T09:00:00Z", "1e9")  # the issue's $33 M account
-    exit_ = alert("BTCUSD", "sell", "2024-08-10T09:30:00Z", "61000")
+    typo = alert("BTCUSDT", "sell", "2024-08-10T09:00:00Z", "1e9")  # the issue's $33 M account
+    exit_ = alert("BTCUSDT", "sell", "2024-08-10T09:30:00Z", "61000")
 
     result = run([BAND_BUY, typo, exit_], readme_config)
 
@@ -355,12 +355,12 @@ def test_a_refused_price_sets_no_price_and_the_next_alert_is_compared_with_the_l
 
 def test_with_a_price_file_the_band_is_measured_from_its_price_at_the_alert(readme_config: StrategyConfig) -> None:
     # The first alert has a known price already: the file's 60,000, so a first price of 6,000,000 is refused.
-    prices = price_table({"BTC/USD": [("2024-08-10T00:00:00Z", "60000")]})
-    typo = alert("BTCUSD", "buy", "2024-08-10T02:30:00Z", "6000000")
+    prices = price_table({"BTC/USDT": [("2024-08-10T00:00:00Z", "60000")]})
+    typo = alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "6000000")
 
     result = run([typo], readme_config, prices=prices)
 
     assert [r.reason().split(":")[1] for r in result.rejected] == [
-        " is more than 50% away from BTC/USD's last price 60000"
+        " is more than 50% away from BTC/USDT's last price 60000"
     ]
     assert result.cycles == []

@@ -29,7 +29,7 @@ def test_the_template_defaults_read_as_deployed() -> None:
     assert settings.exchange_name == "binance"
     assert settings.exchange_options == {}
     assert settings.sandbox is False
-    assert settings.quote_currency == "USD"
+    assert settings.quote_currency == "USDT"
     assert settings.timeframe.seconds == 8 * 3600
     assert settings.increment_pct == Decimal("0.001")
     assert settings.execution_mode is ExecutionMode.BOOST

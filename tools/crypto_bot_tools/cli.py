@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="boost",
         help="how signals are netted into orders (default boost)",
     )
-    replay.add_argument("--quote", default="USD", help="quote currency of the account (default USD)")
+    replay.add_argument(
+        "--quote",
+        help="the account's quote currency, e.g. USDT (default: the one every symbol of --config quotes in)",
+    )
     replay.add_argument(
         "--cash",
         type=_decimal("--cash", minimum=Decimal(0)),
@@ -158,6 +161,7 @@ def _command_groups() -> list[Callable[[Any], None]]:
         "crypto_bot_tools.local.cli",
         "crypto_bot_tools.ops",
         "crypto_bot_tools.costs",
+        "crypto_bot_tools.check_config",
         "crypto_bot_tools.alert_message",
         "crypto_bot_tools.verify",
     ):
@@ -224,7 +228,9 @@ def _replay(args: argparse.Namespace) -> int:
 
     if args.alerts is None and not args.trades:
         raise ConfigError("give an ALERTS.jsonl file, one or more --trades KEY=TRADES.csv, or both")
-    config = StrategyConfig.load(args.config, args.quote.upper())
+    from crypto_bot_tools.check_config import resolve_quote
+
+    config = StrategyConfig.load(args.config, resolve_quote(args.quote, args.config, "USDT"))
     alerts: list[tuple[str, object]] = []
     if args.alerts is not None:
         alerts += replay_mod.read_alerts(args.alerts)

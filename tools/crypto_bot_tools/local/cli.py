@@ -33,14 +33,14 @@ __all__ = ["DEMO_EXTRA_ALERTS", "DemoStep", "demo_steps", "redate_alerts", "regi
 DEMO_EXTRA_ALERTS: Final[tuple[dict[str, str], ...]] = (
     {
         "time": "2024-08-11T18:30:02Z",
-        "ticker": "BTCUSD",
+        "ticker": "BTCUSDT",
         "order_action": "buy",
         "order_price": "60000",
         "order_comment": "long",
     },
     {
         "time": "2024-08-12T03:00:02Z",
-        "ticker": "BTCUSD",
+        "ticker": "BTCUSDT",
         "order_action": "sell",
         "order_price": "57000",
         "order_comment": "Stop loss",
@@ -62,6 +62,10 @@ def register(commands: Any) -> None:
     local.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     local.add_argument("--token", help="the webhook token (default: a new random one, printed at start)")
     local.add_argument("--config", type=Path, default=Path("strategy_config.json"), help="strategy config JSON")
+    local.add_argument(
+        "--quote",
+        help="the account's quote currency, e.g. USDT (default: the one every symbol of --config quotes in)",
+    )
     when = local.add_mutually_exclusive_group()
     when.add_argument("--cycle-every", type=float, metavar="SECONDS", help="run a scheduled cycle every SECONDS")
     when.add_argument(
@@ -131,6 +135,9 @@ def register(commands: Any) -> None:
         ),
     )
     demo.add_argument("--json", action="store_true", help="print one JSON object per cycle, as replay --json does")
+    demo.add_argument(
+        "--quote", help="the account's quote currency (default: the one strategy_config.json's symbols quote in)"
+    )
     demo.set_defaults(run=_demo)
 
 
@@ -194,6 +201,7 @@ def _settings(args: argparse.Namespace) -> Any:
         exchange_options=options,
         api_key=api_key,
         config=args.config,
+        quote=args.quote,
         host=args.host,
         port=args.port,
         token=args.token,
@@ -341,7 +349,9 @@ def _demo(args: argparse.Namespace) -> int:
     readme = [json.loads(line) for line in alerts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     steps = demo_steps(readme)
     # The template's expiry (MaxSignalAgeMinutes) stays on: each step's alerts are sent dated now.
-    settings = LocalSettings(config=root / "strategy_config.json", port=0, schedule="none", template=template)
+    settings = LocalSettings(
+        config=root / "strategy_config.json", quote=args.quote, port=0, schedule="none", template=template
+    )
     console = console_for_output()
     say: Callable[[str], None] = (lambda _text: None) if args.json else console.print
     started = time.monotonic()

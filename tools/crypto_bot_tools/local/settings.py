@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from crypto_bot.domain.config import StrategyConfig
 from crypto_bot.domain.errors import ConfigError
+from crypto_bot_tools.check_config import resolve_quote
 from crypto_bot_tools.local.schedule import RateSchedule, Schedule, parse_schedule
 
 __all__ = ["NO_SCHEDULE", "LocalSettings", "StackPlan", "default_template"]
@@ -39,6 +40,7 @@ class LocalSettings:
     """What ``crypto-bot local`` was asked for."""
 
     config: Path = Path("strategy_config.json")
+    quote: str | None = None  # the account's QuoteCurrency; None: the config's symbols', else the template's
     host: str = "127.0.0.1"
     port: int = 3000
     token: str | None = None
@@ -128,7 +130,7 @@ def _parameters(s: LocalSettings, template: Mapping[str, Any]) -> dict[str, str]
         "PaperTrading": "true",
         "ExecutionStrategy": s.mode,
         "PaperStartingCash": str(s.cash),
-        "QuoteCurrency": default("QuoteCurrency"),
+        "QuoteCurrency": resolve_quote(s.quote, s.config, default("QuoteCurrency")),
         "IncrementPct": default("IncrementPct"),
         "CycleSchedule": default("CycleSchedule"),
         "WebhookTokenParameterName": default("WebhookTokenParameterName"),
