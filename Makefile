@@ -23,8 +23,11 @@ ASL_VALIDATOR := asl-validator@4.0.0
 # Each runs in its own cached environment (uv tool run / npx): their pins never meet the project's.
 TOOL := $(UV) tool run --from
 
+# The name column is as wide as the longest target, so a new target cannot misalign it; -h: no file names.
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
+		'{ name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1) } \
+		END { for (i = 1; i <= NR; i++) printf("  make %-" width "s  %s\n", name[i], text[i]) }'
 
 bootstrap: ## find uv, or install it into .cache/uv (never into the system Python)
 	@$(BOOTSTRAP) uv
