@@ -513,3 +513,31 @@ def test_a_prices_file_price_below_one_is_a_price(tmp_path: Path) -> None:
     path = tmp_path / "prices.csv"
     path.write_text("time,symbol,price\n2024-08-10T00:00:00Z,DOGE/USD,0.1\n")
     assert CsvPrices(path).at("DOGE/USD", parse_time("2024-08-10T00:00:00Z")) == D("0.1")
+
+
+def test_fill_resting_takes_exactly_the_remainder() -> None:
+    paper = exchange()
+    order = paper.create_limit_order("BTC/USD", Side.BUY, D("0.01"), D(49000), "c1")
+    paper.fill_resting(order.id, D("0.004"))
+    done = paper.fill_resting(order.id, D("0.006"))
+    assert done.status is OrderStatus.CLOSED
+    assert done.filled == D("0.01")
+
+
+def test_a_negative_fill_is_no_fill() -> None:
+    paper = exchange()
+    order = paper.create_limit_order("BTC/USD", Side.BUY, D("0.01"), D(49000), "c1")
+    before = paper.fetch_balances()
+    after = paper.fill_resting(order.id, D("-0.004"))
+    assert after.filled == D(0)
+    assert after.fees == ()
+    assert paper.fetch_balances() == before
+
+
+def test_a_quote_mode_buy_far_above_the_price_gets_the_unspent_reservation_back() -> None:
+    """Reserved at more than twice the last price with the taker fee on top, filled at the last price."""
+    paper = exchange(USD=D(2000))
+    order = paper.create_limit_order("BTC/USD", Side.BUY, D("0.01"), D(120000), "c1")
+    assert order.fees == (Fee(D(500) * TAKER, "USD"),)
+    assert balance(paper, "USD") == (D(2000) - D(500) - D(1), D(0))
+    assert balance(paper, "BTC") == (D("0.01"), D(0))
