@@ -168,7 +168,10 @@ def test_signals_json_shows_the_filled_signal_with_its_reason(
     assert signal == {
         "id": deployed.message_id,
         "strategy": "BTCUSDT",
+        "ticker": "BTCUSDT",
         "action": "buy",
+        "price": str(stored.payload["order_price"]),  # type: ignore[index]
+        "time": stored.time.isoformat().replace("+00:00", "Z") if stored.time else None,
         "status": "filled",
         "reason": FILLED_REASON,
         "dedupe_key": stored.key,
@@ -182,7 +185,15 @@ def test_signals_table_shows_status_and_reason(deployed: Deployed, capsys: pytes
     assert out.splitlines()[0].strip() == "1 signal"
     row = next(line for line in out.splitlines() if "BTCUSDT" in line)
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
-    assert cells[1:] == ["BTCUSDT", "buy", "filled", FILLED_REASON, deployed.message_id[:8]]
+    (stored,) = DynamoDBStore(deployed.outputs["TableName"], deployed.stack.client("dynamodb")).recent_signals()
+    assert stored.time is not None
+    assert isinstance(stored.payload, dict)
+    alert_time = f"{stored.time.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+    price = str(stored.payload["order_price"])
+    assert cells[1:7] + cells[8:] == [alert_time, "BTCUSDT", "BTCUSDT", "buy", price, "filled", deployed.message_id[:8]]
+    # The reason folds onto the next lines in a 120-column table: its start is on the row's line.
+    assert FILLED_REASON.startswith(cells[7])
+    assert cells[7]
 
 
 def test_signals_status_filter_keeps_only_that_status(deployed: Deployed, capsys: pytest.CaptureFixture[str]) -> None:
@@ -670,7 +681,8 @@ def test_local_signals_default_to_the_last_24_hours(fake_local: FakeLocal, capsy
     code, out, _err = run_cli(capsys, "signals", "--local", fake_local.url, "--since", "all", "--status", "rejected")
     assert code == 0
     row = next(line for line in out.splitlines() if "ETHUSDT" in line)
-    assert [cell.strip() for cell in row.split("│")[1:-1]][1:4] == ["ETHUSDT", "hold", "rejected"]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert (cells[3], cells[4], cells[6]) == ("ETHUSDT", "hold", "rejected")
     assert fake_local.requests == [("GET", "/_local/state"), ("GET", "/_local/state")]
 
 
