@@ -89,11 +89,16 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(argv: tuple[str, ...])
     assert done.returncode == 141  # 128 + SIGPIPE, what a shell shows for `yes | head`
 
 
-def test_the_broken_pipe_handler_leaves_a_captured_stdout_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_broken_pipe_handler_leaves_a_captured_stdout_alone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # capsys: sys.stdout is no file, as when a program calls main(); the handler must not fail on it.
     from crypto_bot_tools import cli, costs
 
     def run(_args: Any) -> int:
+        print("written before the reader left")
         raise BrokenPipeError
 
     monkeypatch.setattr(costs, "run", run)
     assert cli.main(["cost"]) == 141
+    assert capsys.readouterr() == ("written before the reader left\n", "")
