@@ -30,9 +30,9 @@ class Source(Protocol):
         ...
 
     def executions(self, limit: int) -> list[ExecutionRow]:
-        """Return the ``limit`` most recent executions of the trade-cycle state machine."""
+        """Return the ``limit`` most recent executions of the trade-cycle state machine, newest first."""
         ...
 
     def cycle(self, console: Console, *, follow: bool, poll: float, timeout: float | None) -> CycleOutcome:
-        """Start a manual cycle now and, when ``follow``, report its progress on ``console`` until it ends."""
+        """Start a manual cycle now and, when ``follow``, print each state it enters on ``console`` until it ends."""
         ...
