@@ -146,8 +146,8 @@ def test_the_repositorys_defaults_trade_on_the_default_venue(
     assert main(["check-config", "--config-env", config_env]) == 0
     assert capsys.readouterr().out == (
         "strategy_config.json: 3 strategies, every symbol quoted in USDT "
-        f"(samconfig.toml [{config_env}.deploy.parameters]) and listed in binance's markets as of 2025-06 "
-        "(venue_markets/binance.json)\n"
+        f"(samconfig.toml [{config_env}.deploy.parameters]) and listed in binance's hand-kept markets list (written "
+        "2026-12-01, venue_markets/binance.json)\n"
     )
 
 
@@ -175,7 +175,8 @@ def test_a_symbol_the_venue_does_not_list_is_refused_with_its_strategy_named(
     assert main(["check-config"]) == 2
     assert capsys.readouterr().err == (
         "crypto-bot: strategy_config.json: not a spot market of binance: NOPE/USDT (strategy NOPEUSDT) (checked "
-        "in binance's markets as of 2025-06 (venue_markets/binance.json)); if the venue lists it now, "
+        "in binance's hand-kept markets list (written 2026-12-01, venue_markets/binance.json)); "
+        "if the venue lists it now, "
         "crypto-bot check-config --online confirms it\n"
     )
 
@@ -185,7 +186,7 @@ def test_the_exchange_and_quote_options_choose_the_venue_and_its_snapshot(
 ) -> None:
     write_config(project / "strategy_config.json", "BTC/USD", "ETH/USD")
     assert main(["check-config", "--exchange", "kraken", "--quote", "usd"]) == 0
-    assert "every symbol quoted in USD (--quote) and listed in kraken's markets" in capsys.readouterr().out
+    assert "every symbol quoted in USD (--quote) and listed in kraken's hand-kept markets list" in capsys.readouterr().out
     # Binance's spot markets have no BTC/USD (Binance.US is another venue).
     assert main(["check-config", "--exchange", "binance", "--quote", "USD"]) == 2
     assert "not a spot market of binance: BTC/USD (strategy BTCUSD); ETH/USD (strategy ETHUSD)" in (

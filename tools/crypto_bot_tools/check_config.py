@@ -261,7 +261,7 @@ def run_check(
             return 0
         listed, where = (
             snapshot.symbols,
-            f"{exchange}'s markets as of {snapshot.as_of} (venue_markets/{snapshot.path.name})",
+            f"{exchange}'s hand-kept markets list ({snapshot.as_of}, venue_markets/{snapshot.path.name})",
         )
     missing = check_symbols(config, listed)
     if missing:
