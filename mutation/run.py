@@ -145,7 +145,6 @@ def render() -> str:
         "Each module against the fast unit tests that cover it (`mutation/run.py`); a survivor is either killed",
         "by a later test (the next run counts it killed) or explained in one line in `mutation/equivalent.json`:",
         "equivalent, or not yet killed and what test it needs.",
-        "`adapters/paper/exchange.py` (835 mutants) is not run yet.",
         "",
         "| module | measured on | mutants | killed | survived | score |",
         "|---|---|---|---|---|---|",
