@@ -35,10 +35,10 @@ def _environment(config_path: Path) -> dict[str, str]:
 
 
 def write_config(directory: Path, strategies: int) -> Path:
-    """Write a config of ``strategies`` strategies on distinct symbols S001/USD…, percentages summing to ≤ 0.98."""
+    """Write a config of ``strategies`` strategies on distinct symbols S001/USDT…, percentages summing to ≤ 0.98."""
     share = (Decimal("0.98") / strategies).quantize(Decimal("0.000001"), rounding="ROUND_DOWN")
     config = {
-        f"S{i:03d}": {"exchange_symbol": f"S{i:03d}/USD", "base_asset": f"S{i:03d}", "percentage": str(share)}
+        f"S{i:03d}": {"exchange_symbol": f"S{i:03d}/USDT", "base_asset": f"S{i:03d}", "percentage": str(share)}
         for i in range(1, strategies + 1)
     }
     path = directory / f"strategies_{strategies}.json"
@@ -180,7 +180,7 @@ def planner_time() -> dict[str, Any]:
 
     strategies = 200
     with tempfile.TemporaryDirectory() as tmp:
-        config = StrategyConfig.load(write_config(Path(tmp), strategies), "USD")
+        config = StrategyConfig.load(write_config(Path(tmp), strategies), "USDT")
     ledger = Ledger()
     at = datetime(2024, 8, 10, tzinfo=UTC)
     keys = sorted(config.strategies)
@@ -189,10 +189,10 @@ def planner_time() -> dict[str, Any]:
             config[key], Side.BUY, order_id=f"o-{key}", filled=Decimal("0.4"), cost=Decimal(40), fees=(), at=at
         )
     markets = {
-        s.symbol: Market(s.symbol, s.base, "USD", amount_step=Decimal("0.00000001"), price_step=Decimal("0.01"))
+        s.symbol: Market(s.symbol, s.base, "USDT", amount_step=Decimal("0.00000001"), price_step=Decimal("0.01"))
         for s in config.strategies.values()
     }
-    free = {"USD": Decimal(6000), **{config[k].base: Decimal("0.4") for k in keys[::2]}}
+    free = {"USDT": Decimal(6000), **{config[k].base: Decimal("0.4") for k in keys[::2]}}
     context = PlanContext(
         cycle_id="bench",
         config=config,
