@@ -186,7 +186,8 @@ def test_the_exchange_and_quote_options_choose_the_venue_and_its_snapshot(
 ) -> None:
     write_config(project / "strategy_config.json", "BTC/USD", "ETH/USD")
     assert main(["check-config", "--exchange", "kraken", "--quote", "usd"]) == 0
-    assert "every symbol quoted in USD (--quote) and listed in kraken's hand-kept markets list" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "every symbol quoted in USD (--quote) and listed in kraken's hand-kept markets list" in out
     # Binance's spot markets have no BTC/USD (Binance.US is another venue).
     assert main(["check-config", "--exchange", "binance", "--quote", "USD"]) == 2
     assert "not a spot market of binance: BTC/USD (strategy BTCUSD); ETH/USD (strategy ETHUSD)" in (
