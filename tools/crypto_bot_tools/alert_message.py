@@ -17,7 +17,6 @@ import argparse
 import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,6 +24,7 @@ from crypto_bot.domain.config import DEFAULT_STOP_LOSS_PATTERN, StrategyConfig
 from crypto_bot.domain.errors import ConfigError
 from crypto_bot.domain.markets import split_symbol
 from crypto_bot.domain.timeframe import Timeframe, tradingview_interval_seconds
+from crypto_bot_tools import check_config
 
 __all__ = ["AlertSetup", "alert_message", "register", "strategy_field_reason", "tradingview_interval", "ticker_of"]
 
@@ -115,23 +115,14 @@ def tradingview_interval(timeframe: Timeframe) -> str:
 
 
 def config_quote(path: Path) -> str:
-    """Return the quote currency every symbol of the config at ``path`` shares; ConfigError when they differ."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
-    except OSError as e:
-        raise ConfigError(f"cannot read strategy config {path}: {e.strerror}") from e
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
-    quotes = set()
-    if isinstance(data, dict):
-        for entry in data.values():
-            symbol = entry.get("exchange_symbol") if isinstance(entry, dict) else None
-            if isinstance(symbol, str) and "/" in symbol:
-                quotes.add(split_symbol(symbol.strip())[1])
-    if len(quotes) != 1:
-        found = ", ".join(sorted(quotes)) or "none"
-        raise ConfigError(f"{path}: its symbols do not share one quote currency (found: {found}); pass --quote")
-    return quotes.pop()
+    """Return the quote currency every symbol of the config at ``path`` shares (check-config's rule).
+
+    A ConfigError when the symbols quote in several currencies, or when the file gives none.
+    """
+    quote = check_config.config_quote(path)
+    if quote is None:
+        raise ConfigError(f"{path}: no quote currency can be read from its symbols; pass --quote")
+    return quote
 
 
 def setup_from_template(
