@@ -177,12 +177,19 @@ def settle_and_check(local: Local) -> dict[str, Any]:
     def beyond_band(s: dict[str, Any]) -> bool:
         return s["status"] == "rejected" and s["reason"].startswith("order_price: is more than")
 
-    # Every accepted input is stored: as a signal of its own (rejected ones by message id), or
-    # absorbed by an identical valid alert's dedupe key. None is lost, none stored twice.
-    stored_keys = {s["dedupe_key"] for s in signals if s["status"] != "rejected" or beyond_band(s)}
+    # Every accepted input is stored: as a signal of its own (rejected ones by message id), or as a copy of an
+    # identical valid alert, recorded ignored under its own message id and naming the one it copies. None is
+    # lost, none traded twice, and every id the webhook answered with can be looked up.
+    copies = [s for s in signals if s["dedupe_key"].startswith("duplicate-")]
+    stored_keys = {s["dedupe_key"] for s in signals if (s["status"] != "rejected" or beyond_band(s)) and s not in copies}
     assert stored_keys == set(valid)
     assert len(signals) == len({s["dedupe_key"] for s in signals})
     ids = {message_id for message_id, _ in FIGURES.accepted}
+    assert sorted(s["id"] for s in signals) == sorted(ids | set(FIGURES.refused))
+    originals = {s["id"] for s in signals if s["dedupe_key"] in valid}
+    for copy in copies:
+        assert copy["status"] == "ignored"
+        assert copy["reason"].split()[4] in originals, copy
     rejected = [s for s in signals if s["status"] == "rejected" and not beyond_band(s)]
     # Every refused delivery is recorded as well: the core's rejections and the webhook's 413s.
     assert {s["id"] for s in rejected} <= ids | set(FIGURES.refused)

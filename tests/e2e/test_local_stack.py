@@ -256,13 +256,24 @@ def test_duplicate_alert_is_stored_once_and_traded_once(local: Local) -> None:
     assert first.json()["id"] != again.json()["id"]  # two SQS messages, one signal
 
     local.cycle()
-    local.post_alert(alert)  # resent after its cycle ran
+    late = local.post_alert(alert)  # resent after its cycle ran
     local.cycle()
 
     state = local.state()
-    assert [(s["strategy"], s["status"]) for s in state["signals"]] == [("BTCUSDT", "filled")]
+    # The alert trades once. Each POST's answered id can be looked up: the copies are recorded ignored under
+    # their own ids, naming the signal they copy (issue 13: a duplicate's id appeared nowhere).
+    shown = {s["id"]: (s["strategy"], s["status"], s["reason"]) for s in state["signals"]}
+    original = first.json()["id"]
+    assert shown.pop(original)[:2] == ("BTCUSDT", "filled")
+    assert sorted(shown) == sorted([again.json()["id"], late.json()["id"]])
+    for strategy, status, reason in shown.values():
+        assert (strategy, status) == ("BTCUSDT", "ignored")
+        assert reason.startswith(f"a duplicate of signal {original} ") and reason.endswith("not traded twice")
     assert len(state["orders"]) == 1
     assert portfolio(state) == replayed_portfolio(expected_cycles([README_ALERTS[0]])[-1])
+    # Received is when the webhook queued each POST (SQS's SentTimestamp), before a cycle collected it.
+    for s in state["signals"]:
+        assert s["queued_at"] is not None and s["queued_at"] <= s["received_at"], s
 
 
 # ------------------------------------------------------------------------------------------ refusals

@@ -200,7 +200,7 @@ def _e2e_sections() -> list[str]:
         f"| alerts sent | {burst['alerts_sent']} |",
         f"| accepted (200) | {burst['accepted']} |",
         f"| signals stored | {burst['stored']} |",
-        f"| duplicates absorbed | {burst['duplicates_absorbed']} |",
+        f"| duplicates recorded ignored, not traded | {burst['duplicates_absorbed']} |",
         f"| lost | {burst['lost']} |",
         f"| duplicate orders | {burst['duplicate_orders']} |",
         f"| orders | {burst['orders']} |",

@@ -170,7 +170,12 @@ def test_alert_delivered_several_times_is_one_signal_and_one_order(case: Case, d
     case.send(BTC_BUY, times=deliveries)  # TradingView resends after a 5xx; SQS delivers at least once
     case.run(name="run")
     assert case.redeliveries == deliveries - 1
-    assert len(case.store.recent_signals()) == 1
+    # One signal trades; each further delivery is recorded ignored under its own message id.
+    signals = case.store.recent_signals()
+    copies = [s for s in signals if s.key.startswith("duplicate-")]
+    assert len(signals) - len(copies) == 1
+    assert [s.status.value for s in copies] == ["ignored"] * (deliveries - 1)
+    assert len({s.message_id for s in signals}) == deliveries
     assert len(case.paper().orders()) == 1
     check_invariants(case)
 
@@ -198,7 +203,9 @@ def test_alert_resent_after_its_position_changed_trades_nothing(case: Case) -> N
     assert [(o.symbol, o.side.value) for o in case.paper().orders()] == [("BTC/USDT", "buy"), ("BTC/USDT", "sell")]
     assert case.redeliveries == 1
     assert not case.store.intents("manual-later")
-    (entry,) = [s for s in case.store.recent_signals() if s.payload == BTC_BUY]
+    (entry,) = [s for s in case.store.recent_signals() if s.payload == BTC_BUY and not s.key.startswith("duplicate-")]
+    (copy,) = [s for s in case.store.recent_signals() if s.key.startswith("duplicate-")]
+    assert copy.status.value == "ignored" and copy.reason.split()[4] == entry.message_id
     assert (entry.status.value, entry.cycle_id) == ("filled", "manual-entry")
     check_invariants(case)
 

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from crypto_bot.adapters.aws.lock import lease_time
 from crypto_bot.adapters.aws.secrets import AwsSecrets
-from crypto_bot.adapters.aws.sqs_intake import drain_queue
+from crypto_bot.adapters.aws.sqs_intake import drain_queue, sent_at
 from crypto_bot.domain.errors import ConfigError, StoreUnavailable
 
 
@@ -40,7 +40,7 @@ def test_a_poison_message_is_left_for_the_dlq_and_never_blocks_its_batch(aws: No
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": n}))
     seen: list[int] = []
 
-    def handle(body: str, message_id: str) -> None:
+    def handle(body: str, message_id: str, _queued_at: datetime | None) -> None:
         n = json.loads(body)["n"]
         if n == 7:
             raise KeyError("a bug this message triggers")
@@ -59,11 +59,35 @@ def test_a_store_outage_stops_the_drain_so_the_step_is_retried(aws: None) -> Non
     url = sqs.create_queue(QueueName="signals")["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="{}")
 
-    def handle(body: str, message_id: str) -> None:
+    def handle(body: str, message_id: str, _queued_at: datetime | None) -> None:
         raise StoreUnavailable("throttled")
 
     with pytest.raises(StoreUnavailable):
         drain_queue(sqs, url, handle)
+
+
+def test_drain_hands_on_the_time_sqs_accepted_each_message(aws: None) -> None:
+    # SentTimestamp (epoch milliseconds) is returned only when asked for: that is the time the webhook
+    # received the alert, which the signal keeps beside the time a cycle collected it.
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="signals")["QueueUrl"]
+    before = datetime.now(UTC).replace(microsecond=0)
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    after = datetime.now(UTC)
+    seen: list[datetime | None] = []
+    drain_queue(sqs, url, lambda body, mid, queued_at: seen.append(queued_at), wait_seconds=0)
+    [queued_at] = seen
+    assert queued_at is not None and before <= queued_at <= after
+
+
+def test_sent_at_reads_the_pipe_shape_and_refuses_what_is_not_a_timestamp() -> None:
+    assert sent_at({"SentTimestamp": "1545082649183"}) == datetime(2018, 12, 17, 21, 37, 29, 183000, tzinfo=UTC)
+    assert [sent_at(v) for v in (None, {}, {"SentTimestamp": "soon"}, {"SentTimestamp": 1545082649183})] == [
+        None,
+        None,
+        None,
+        None,
+    ]
 
 
 def test_drain_reads_in_batches_of_ten_until_empty(aws: None) -> None:
@@ -72,7 +96,7 @@ def test_drain_reads_in_batches_of_ten_until_empty(aws: None) -> None:
     for n in range(25):
         sqs.send_message(QueueUrl=url, MessageBody=str(n))
     bodies: list[str] = []
-    result = drain_queue(sqs, url, lambda body, mid: bodies.append(body))
+    result = drain_queue(sqs, url, lambda body, mid, _at: bodies.append(body))
     assert sorted(bodies, key=int) == [str(n) for n in range(25)]
     assert result.deleted == 25
     assert result.batches == 4  # 10 + 10 + 5, then one empty receive: at most ceil(N/10) + 1 calls
@@ -122,5 +146,5 @@ def test_the_drain_long_polls_so_an_empty_answer_means_empty(aws: None) -> None:
         return original(**request)
 
     sqs.receive_message = recording
-    drain_queue(sqs, url, lambda body, mid: None)
+    drain_queue(sqs, url, lambda body, mid, _at: None)
     assert [c["WaitTimeSeconds"] for c in calls] == [1]

@@ -176,7 +176,9 @@ def test_signals_json_shows_the_filled_signal_with_its_reason(
         "reason": FILLED_REASON,
         "dedupe_key": stored.key,
         "received_at": stored.received_at.isoformat().replace("+00:00", "Z"),
+        "queued_at": stored.queued_at.isoformat().replace("+00:00", "Z") if stored.queued_at else None,
     }
+    assert stored.queued_at is not None  # the webhook's SQS message carried its SentTimestamp
 
 
 def test_signals_table_shows_status_and_reason(deployed: Deployed, capsys: pytest.CaptureFixture[str]) -> None:

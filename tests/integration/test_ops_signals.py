@@ -1,7 +1,8 @@
 """What ``crypto-bot signals`` shows of each signal: the alert's own time, ticker and price, rejected ones too.
 
 Issue 13 §5: the table's "received (UTC)" was the time a cycle collected the alert, it showed no alert time or
-price, and a rejected row showed no ticker. Read here from the template's table (the deployed path) and from a
+price, and a rejected row showed no ticker. Received is now when the webhook queued the alert (SQS's
+SentTimestamp, kept as ``queued_at``); a record stored before that was kept shows its collected time, marked. Read here from the template's table (the deployed path) and from a
 ``/_local/state`` answer (the local path): both give the same rows.
 """
 
@@ -23,6 +24,7 @@ from tests.integration.conftest import TemplateTable
 
 COLLECTED = datetime(2099, 1, 1, 8, 1, 5, tzinfo=UTC)
 SENT = COLLECTED - timedelta(hours=5, minutes=30)
+QUEUED = SENT + timedelta(seconds=2)
 FILLED = SignalRecord(
     key="k-1",
     status=SignalStatus.FILLED,
@@ -33,6 +35,7 @@ FILLED = SignalRecord(
     time=SENT,
     reason="buy 0.03 of 0.03 BTC/USDT filled",
     message_id="m-1",
+    queued_at=QUEUED,
 )
 REJECTED = SignalRecord(
     key="rejected-1",
@@ -51,14 +54,14 @@ NOT_JSON = SignalRecord(
     message_id="m-3",
 )
 EXPECTED = [
-    ("m-1", "BTCUSDT", "BTCUSDT", "60712.5", SENT),
-    ("m-2", "", "DOGEUSDT", "0.1", None),
-    ("m-3", "", "", "", None),
+    ("m-1", "BTCUSDT", "BTCUSDT", "60712.5", SENT, QUEUED),
+    ("m-2", "", "DOGEUSDT", "0.1", None, None),
+    ("m-3", "", "", "", None, None),
 ]
 
 
-def _shown(rows: list[SignalRow]) -> list[tuple[str, str, str, str, datetime | None]]:
-    return [(r.id, r.strategy, r.ticker, r.price, r.time) for r in rows]
+def _shown(rows: list[SignalRow]) -> list[tuple[str, str, str, str, datetime | None, datetime | None]]:
+    return [(r.id, r.strategy, r.ticker, r.price, r.time, r.queued_at) for r in rows]
 
 
 def test_deployed_signals_carry_the_alerts_time_ticker_and_price(template_table: TemplateTable) -> None:
@@ -80,6 +83,7 @@ def test_local_signals_carry_the_same_fields() -> None:
                 "reason": r.reason,
                 "dedupe_key": r.key,
                 "received_at": iso(r.received_at),
+                "queued_at": iso(r.queued_at) if r.queued_at else None,
                 "time": iso(r.time) if r.time else None,
                 "ticker": r.payload.get("ticker", "") if isinstance(r.payload, dict) else "",
                 "price": r.payload.get("order_price", "") if isinstance(r.payload, dict) else "",
@@ -90,23 +94,23 @@ def test_local_signals_carry_the_same_fields() -> None:
     assert _shown(local_signals(state)) == EXPECTED
 
 
-def test_the_table_says_collected_and_shows_the_alert_time_ticker_and_price(template_table: TemplateTable) -> None:
+def test_the_table_shows_when_it_was_received_the_alert_time_ticker_and_price(template_table: TemplateTable) -> None:
     store = DynamoDBStore(template_table.name, template_table.client)
     for record in (FILLED, REJECTED):
         store.add_signal(record)
     console = Console(width=250, record=True)
     render.print_signals(deployed_signals(template_table.client, template_table.name), console)
     lines = console.export_text().splitlines()
-    header = next(line for line in lines if "collected" in line)
+    header = next(line for line in lines if "received (UTC)" in line)
     assert [cell.strip() for cell in header.split("┃")[1:5]] == [
-        "collected (UTC)",
+        "received (UTC)",
         "alert time (UTC)",
         "ticker",
         "strategy",
     ]
     filled, rejected = ([cell.strip() for cell in line.split("│")[1:-1]] for line in lines if line.startswith("│ 2099"))
     assert filled[:7] == [
-        "2099-01-01 08:01:05",
+        "2099-01-01 02:31:07",
         "2099-01-01 02:31:05",
         "BTCUSDT",
         "BTCUSDT",
@@ -114,7 +118,10 @@ def test_the_table_says_collected_and_shows_the_alert_time_ticker_and_price(temp
         "60712.5",
         "filled",
     ]
-    assert rejected[:7] == ["2099-01-01 08:01:06", "", "DOGEUSDT", "", "", "0.1", "rejected"]
+    # Stored without the time the webhook queued it: its collected time, marked, and the caption says what * is.
+    assert rejected[:7] == ["2099-01-01 08:01:06*", "", "DOGEUSDT", "", "", "0.1", "rejected"]
+    caption = "* when a cycle collected it: the time the webhook queued it was not recorded"
+    assert caption in [line.strip() for line in lines]
 
 
 @pytest.mark.parametrize("record", [FILLED, REJECTED])
@@ -130,8 +137,10 @@ def test_signals_json_has_the_alert_fields(record: SignalRecord) -> None:
         time=record.time,
         ticker=str(record.payload["ticker"]) if isinstance(record.payload, dict) else "",
         price=str(record.payload["order_price"]) if isinstance(record.payload, dict) else "",
+        queued_at=record.queued_at,
     )
     shown = row.to_json()
     assert (shown["ticker"], shown["price"]) == (record.payload["ticker"], record.payload["order_price"])  # type: ignore[index]
     assert shown["time"] == (iso(record.time) if record.time else None)
     assert shown["received_at"] == iso(record.received_at)
+    assert shown["queued_at"] == (iso(record.queued_at) if record.queued_at else None)

@@ -56,10 +56,10 @@ def test_a_refused_delivery_is_stored_as_a_rejected_signal_with_its_size_and_its
     store = MemoryStore()
     alerts: list[str] = []
 
-    def refused(excerpt: str, delivery: str, refusal: Refusal) -> None:
-        store.add_signal(refusal.record(excerpt, delivery, RECEIVED))
+    def refused(excerpt: str, delivery: str, refusal: Refusal, _queued_at: datetime | None) -> None:
+        store.add_signal(refusal.record(excerpt, delivery, RECEIVED, _queued_at))
 
-    result = drain_queue(sqs, url, lambda body, _id: alerts.append(body), refused=refused, wait_seconds=0)
+    result = drain_queue(sqs, url, lambda body, _id, _at: alerts.append(body), refused=refused, wait_seconds=0)
 
     assert (result.received, result.deleted, result.failed) == (2, 2, [])
     assert alerts == ['{"n": 1}']
@@ -77,7 +77,9 @@ def test_a_refused_delivery_is_stored_as_a_rejected_signal_with_its_size_and_its
         "(answered 413), which kept its first 200",
         "cycle_id": None,
         "message_id": message_id,
+        "queued_at": record.queued_at.isoformat() if record.queued_at else "missing",
     }
+    assert record.queued_at is not None and record.queued_at <= datetime.now(UTC)
 
 
 def test_without_a_refusal_handler_the_record_is_handled_as_any_body(sqs: Any) -> None:
@@ -85,7 +87,7 @@ def test_without_a_refusal_handler_the_record_is_handled_as_any_body(sqs: Any) -
     send_refusal(sqs, url, "xyz", 70_000)
     bodies: list[str] = []
 
-    drain_queue(sqs, url, lambda body, _id: bodies.append(body), wait_seconds=0)
+    drain_queue(sqs, url, lambda body, _id, _at: bodies.append(body), wait_seconds=0)
 
     assert bodies == ["xyz"]
 

@@ -240,7 +240,7 @@ def test_draining_the_queue_retries_only_transient_receive_errors(
     stubber.add_client_error("receive_message", service_error_code=code, http_status_code=status)
 
     with pytest.raises(StoreError, match=f"receive from the signals queue: {code}") as raised:
-        drain_queue(client, QUEUE, lambda body, message_id: None, wait_seconds=0)
+        drain_queue(client, QUEUE, lambda body, message_id, _at: None, wait_seconds=0)
 
     assert type(raised.value) is translated
 
@@ -254,7 +254,7 @@ def test_a_failed_delete_after_storing_is_translated_too(sqs: tuple[Any, Stubber
     stored: list[str] = []
 
     with pytest.raises(StoreError, match=f"delete collected messages from the signals queue: {code}") as raised:
-        drain_queue(client, QUEUE, lambda body, message_id: stored.append(message_id), wait_seconds=0)
+        drain_queue(client, QUEUE, lambda body, message_id, _at: stored.append(message_id), wait_seconds=0)
 
     assert type(raised.value) is translated
     assert stored == ["m1"]

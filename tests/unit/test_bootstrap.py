@@ -167,7 +167,7 @@ def test_the_signals_queue_drains_into_the_step_and_deletes_what_it_took() -> No
     assert app.alert_queue is not None
     taken: list[tuple[str, str]] = []
 
-    drained = app.alert_queue(lambda body, message_id: taken.append((body, message_id)), refused=lambda *_: None)
+    drained = app.alert_queue(lambda body, message_id, _at: taken.append((body, message_id)), refused=lambda *_: None)
 
     assert taken == [("a", "m0"), ("b", "m1")]
     assert sqs.deleted == ["r0", "r1"]

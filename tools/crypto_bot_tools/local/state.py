@@ -96,6 +96,7 @@ class StateReader:
                 "reason": s.reason,
                 "dedupe_key": s.key,
                 "received_at": iso(s.received_at),
+                "queued_at": iso(s.queued_at),
                 "time": iso(s.time),
                 # What the alert was for and its price as sent: a rejected alert has no strategy to show.
                 "ticker": alert_field(s.payload, "ticker"),

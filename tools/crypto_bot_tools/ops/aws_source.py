@@ -119,6 +119,7 @@ def deployed_signals(dynamodb: Any, table: str, *, limit: int = 500) -> list[Sig
             time=record.time,
             ticker=alert_field(record.payload, "ticker"),
             price=alert_field(record.payload, "order_price"),
+            queued_at=record.queued_at,
         )
         for record in DynamoDBStore(table, dynamodb).recent_signals(limit)
     ]

@@ -174,6 +174,7 @@ def local_signals(state: Mapping[str, Any]) -> list[SignalRow]:
                 time=_parse_time(item["time"], f"{where}.time") if item.get("time") else None,
                 ticker=str(item.get("ticker") or ""),
                 price=str(item.get("price") or ""),
+                queued_at=_parse_time(item["queued_at"], f"{where}.queued_at") if item.get("queued_at") else None,
             )
         )
     return rows

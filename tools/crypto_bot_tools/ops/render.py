@@ -56,8 +56,9 @@ def print_signals(rows: Sequence[SignalRow], console: Console) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} signal{'s' if len(rows) != 1 else ''}", title_justify="left")
-    # When a cycle's Collect stored it: the queue holds an alert until then. The alert's own time is beside it.
-    table.add_column("collected (UTC)", no_wrap=True)
+    # When the webhook queued it. A record without that time (stored before it was kept) shows when a cycle's
+    # Collect stored it instead, marked, and the caption says so. The alert's own time is beside it.
+    table.add_column("received (UTC)", no_wrap=True)
     table.add_column("alert time (UTC)", no_wrap=True)
     table.add_column("ticker", no_wrap=True)
     table.add_column("strategy", no_wrap=True)
@@ -67,11 +68,15 @@ def print_signals(rows: Sequence[SignalRow], console: Console) -> None:
     table.add_column("reason", overflow="fold")
     # Ids are UUIDs: eight characters tell them apart and leave the reason room; --json has them whole.
     table.add_column("id", no_wrap=True)
+    if any(row.queued_at is None for row in rows):
+        table.caption = "* when a cycle collected it: the time the webhook queued it was not recorded"
+        table.caption_justify = "left"
     for row in rows:
         style = _STATUS_STYLE.get(row.status, "")
         status = f"[{style}]{escape(row.status)}[/]" if style else escape(row.status)
+        received = _clock(row.queued_at) if row.queued_at else f"{_clock(row.received_at)}*"
         table.add_row(
-            f"{row.received_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+            received,
             _clock(row.time),
             escape(row.ticker),
             escape(row.strategy),

@@ -36,8 +36,9 @@ def console_url(region: str, execution_arn: str) -> str:
 class SignalRow:
     """One signal as the ``signals`` command shows it (the shape of ``/_local/state``'s signals).
 
-    ``received_at`` is when a cycle's Collect stored the alert, not when the webhook answered it; ``time`` is
-    the alert's own time. ``ticker`` and ``price`` are the alert's ``ticker`` and ``order_price`` as sent, so a
+    ``queued_at`` is when the webhook queued the alert (SQS's SentTimestamp), the time it was received; None
+    for records stored before it was kept. ``received_at`` is when a cycle's Collect stored the alert; ``time``
+    is the alert's own time. ``ticker`` and ``price`` are the alert's ``ticker`` and ``order_price`` as sent, so a
     rejected alert, which has no strategy, still shows what it was for ("" when its body was not JSON).
     """
 
@@ -51,6 +52,7 @@ class SignalRow:
     time: datetime | None = None
     ticker: str = ""
     price: str = ""
+    queued_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class SignalRow:
             "reason": self.reason,
             "dedupe_key": self.dedupe_key,
             "received_at": iso(self.received_at),
+            "queued_at": iso(self.queued_at) if self.queued_at else None,
         }
 
 

@@ -142,7 +142,9 @@ class AlertPricedMarket(Protocol):
 class Refused(Protocol):
     """A delivery the webhook refused and sent on as a record instead of the alert."""
 
-    def record(self, excerpt: str, message_id: str, received_at: datetime) -> SignalRecord:
+    def record(
+        self, excerpt: str, message_id: str, received_at: datetime, queued_at: datetime | None = None
+    ) -> SignalRecord:
         """Return the rejected signal that records it."""
         ...
 
@@ -155,10 +157,15 @@ class Drained(Protocol):
 
 
 class AlertQueue(Protocol):
-    """The queue alerts wait in for their cycle: ``take(body, message_id)`` stores each, then it is deleted."""
+    """The queue alerts wait in for their cycle: ``take(body, message_id, queued_at)`` stores each, then it is
+    deleted. ``queued_at`` is when the queue accepted the message (None where it does not say)."""
 
     def __call__(
-        self, take: Callable[[str, str], None], /, *, refused: Callable[[str, str, Refused], None]
+        self,
+        take: Callable[[str, str, datetime | None], None],
+        /,
+        *,
+        refused: Callable[[str, str, Refused, datetime | None], None],
     ) -> Drained: ...
 
 

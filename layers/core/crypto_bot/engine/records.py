@@ -134,12 +134,16 @@ class SignalRecord:
     reason: str = ""
     cycle_id: str | None = None
     message_id: str | None = None
+    # When the webhook put the alert in the queue (SQS's SentTimestamp), which is when it was received;
+    # ``received_at`` is when a cycle's Collect stored it. None where no queue said (older records, direct input).
+    queued_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
             "status": self.status.value,
             "received_at": _iso(self.received_at),
+            "queued_at": _iso(self.queued_at),
             "payload": self.payload,
             "strategy": self.strategy,
             "action": self.action,
@@ -167,6 +171,7 @@ class SignalRecord:
             reason=str(data.get("reason", "")),
             cycle_id=data.get("cycle_id"),
             message_id=data.get("message_id"),
+            queued_at=_time(data.get("queued_at")),
         )
 
 

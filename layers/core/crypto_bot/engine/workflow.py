@@ -99,8 +99,16 @@ class Workflow:
 
     # -- intake ------------------------------------------------------------------
 
-    def receive(self, body: str | Mapping[str, Any], *, message_id: str | None = None) -> Intake:
-        """Validate and persist one alert, once. A bad alert is stored as rejected with its reason."""
+    def receive(
+        self, body: str | Mapping[str, Any], *, message_id: str | None = None, queued_at: datetime | None = None
+    ) -> Intake:
+        """Validate and persist one alert, once. A bad alert is stored as rejected with its reason.
+
+        ``queued_at`` is when the webhook queued the delivery (the time it was received), kept beside the
+        time this stores it. A second delivery of an alert already stored (TradingView resends, or the same
+        alert fired twice) is not traded again, and it is recorded as ignored under its own message id, so
+        the id the webhook answered that POST with can be found.
+        """
         now = self.clock()
         payload: object = body
         if isinstance(body, str) and len(body) > MAX_ALERT_CHARS:
@@ -108,30 +116,46 @@ class Workflow:
             # it raised a StoreError that failed Collect for the whole queue, cycle after cycle. Refuse it here,
             # keeping only its start.
             problem = FieldProblem("body", MISSING, f"is {len(body)} characters; an alert may have {MAX_ALERT_CHARS}")
-            return self._reject(body[:200], [problem], message_id)
+            return self._reject(body[:200], [problem], message_id, queued_at)
         if isinstance(body, str):
             try:
                 payload = json.loads(body)
             except (json.JSONDecodeError, RecursionError) as e:
                 reason = f"is not JSON ({e.msg})" if isinstance(e, json.JSONDecodeError) else "is nested too deeply"
-                return self._reject(body[:200], [FieldProblem("body", body[:80], reason)], message_id)
+                return self._reject(body[:200], [FieldProblem("body", body[:80], reason)], message_id, queued_at)
         if _unencodable(payload):
             # Found by the webhook fuzzer: JSON may escape a lone surrogate ("\ud800"), which no UTF-8 store or
             # hash accepts; the alert failed Collect instead of being rejected. It is kept in its escaped form.
             problem = FieldProblem("body", MISSING, "holds an unpaired surrogate (\\ud800-\\udfff): not valid Unicode")
-            return self._reject(json.dumps(payload, default=str)[:200], [problem], message_id)
+            return self._reject(json.dumps(payload, default=str)[:200], [problem], message_id, queued_at)
         if is_test_alert(payload):
-            return self._record(payload, SignalStatus.IGNORED, TEST_ALERT_REASON, message_id, prefix="test-")
+            return self._record(payload, SignalStatus.IGNORED, TEST_ALERT_REASON, message_id, queued_at, prefix="test-")
         try:
             signal = parse_signal(payload, self.config, stop_loss_regex=self.settings.stop_loss_regex)
         except SignalRejected as e:
-            return self._reject(payload, list(e.problems), message_id)
+            return self._reject(payload, list(e.problems), message_id, queued_at)
         problems = self._implausible(signal, now)
         if problems:
-            return self._reject(payload, problems, message_id)
-        record = signal_record(signal, now, message_id)
-        added = self.store.add_signal(record)
-        return Intake(record if added else self.store.get_signal(record.key) or record, duplicate=not added)
+            return self._reject(payload, problems, message_id, queued_at)
+        record = signal_record(signal, now, message_id, queued_at)
+        if self.store.add_signal(record):
+            return Intake(record, duplicate=False)
+        original = self.store.get_signal(record.key) or record
+        if message_id is not None and original.message_id not in (None, message_id):
+            # Another delivery than the stored one (an SQS redelivery keeps its message id and is not recorded).
+            reason = (
+                f"a duplicate of signal {original.message_id} (the same strategy, action, time, price, comment "
+                f"and order id), received {_when(original)}: not traded twice"
+            )
+            text = json.dumps(payload, sort_keys=True, default=str)
+            copy = replace(
+                signal_record(signal, now, message_id, queued_at),
+                key="duplicate-" + hashlib.sha256(f"{message_id}|{text}".encode()).hexdigest()[:40],
+                status=SignalStatus.IGNORED,
+                reason=reason,
+            )
+            self.store.add_signal(copy)  # False: this delivery's copy was recorded already (a redelivery)
+        return Intake(original, duplicate=True)
 
     def _implausible(self, signal: Signal, now: datetime) -> list[FieldProblem]:
         """Find what a well-formed alert says that cannot be true here: a future time, another chart's interval."""
@@ -161,12 +185,21 @@ class Workflow:
                 )
         return problems
 
-    def _reject(self, payload: object, problems: list[FieldProblem], message_id: str | None) -> Intake:
+    def _reject(
+        self, payload: object, problems: list[FieldProblem], message_id: str | None, queued_at: datetime | None
+    ) -> Intake:
         reason = "; ".join(str(p) for p in problems)
-        return self._record(payload, SignalStatus.REJECTED, reason, message_id, prefix="rejected-")
+        return self._record(payload, SignalStatus.REJECTED, reason, message_id, queued_at, prefix="rejected-")
 
     def _record(
-        self, payload: object, status: SignalStatus, reason: str, message_id: str | None, *, prefix: str
+        self,
+        payload: object,
+        status: SignalStatus,
+        reason: str,
+        message_id: str | None,
+        queued_at: datetime | None,
+        *,
+        prefix: str,
     ) -> Intake:
         """Store a delivery that will not trade, once per delivery (keyed by its message id and body)."""
         text = payload if isinstance(payload, str) else json.dumps(payload, sort_keys=True, default=str)
@@ -179,6 +212,7 @@ class Workflow:
             payload=stored,
             reason=reason,
             message_id=message_id,
+            queued_at=queued_at,
         )
         added = self.store.add_signal(record)
         return Intake(record, duplicate=not added)
@@ -558,7 +592,9 @@ def _unencodable(payload: object) -> bool:
     return False
 
 
-def signal_record(signal: Signal, received_at: datetime, message_id: str | None) -> SignalRecord:
+def signal_record(
+    signal: Signal, received_at: datetime, message_id: str | None, queued_at: datetime | None = None
+) -> SignalRecord:
     """Make the stored form of a validated signal."""
     return SignalRecord(
         key=signal.dedupe_key,
@@ -570,8 +606,13 @@ def signal_record(signal: Signal, received_at: datetime, message_id: str | None)
         time=signal.time,
         is_stop_loss=signal.is_stop_loss,
         message_id=message_id,
+        queued_at=queued_at,
     )
 
+
+def _when(record: SignalRecord) -> str:
+    """Say when a stored signal was received: queued by the webhook, or else stored by a cycle."""
+    return f"{(record.queued_at or record.received_at).astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 def _placeable(record: IntentRecord) -> bool:
     return record.status is not IntentStatus.SKIPPED

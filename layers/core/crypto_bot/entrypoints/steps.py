@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from crypto_bot.adapters.aws.lock import lease_time
+from crypto_bot.adapters.aws.sqs_intake import sent_at
 from crypto_bot.domain.allocation import SignalStatus
 from crypto_bot.domain.errors import ConfigError, FieldProblem, InputError, LockLost
 from crypto_bot.domain.money import parse_decimal
@@ -70,9 +71,9 @@ def collect(event: CollectInput, app: App) -> CollectResult:
     with app.session(clock=lambda: datetime.now(UTC)) as session:
         wf = session.workflow
 
-        def take(body: str, message_id: str) -> None:
+        def take(body: str, message_id: str, queued_at: datetime | None = None) -> None:
             nonlocal received, rejected, duplicates
-            intake = wf.receive(body, message_id=message_id)
+            intake = wf.receive(body, message_id=message_id, queued_at=queued_at)
             # A resent copy of an alert still waiting for its cycle prices again (the same price): a Collect that
             # crashed after storing it lost the price with the failed attempt's paper state. Once a cycle took the
             # alert its status is no longer `received`, and an old copy sets no stale price.
@@ -82,19 +83,20 @@ def collect(event: CollectInput, app: App) -> CollectResult:
             rejected += intake.record.status.value == "rejected"
             received += 1
 
-        def refuse(excerpt: str, message_id: str, refusal: Refused) -> None:
+        def refuse(excerpt: str, message_id: str, refusal: Refused, queued_at: datetime | None = None) -> None:
             # A delivery the webhook refused (too large) but sent on as a record: stored as a rejected signal.
             nonlocal received, rejected, duplicates
-            duplicates += not wf.store.add_signal(refusal.record(excerpt, message_id, wf.clock()))
+            duplicates += not wf.store.add_signal(refusal.record(excerpt, message_id, wf.clock(), queued_at))
             rejected += 1
             received += 1
 
+        # The pipe's records (Lambda's SQS event shape) carry SentTimestamp under "attributes".
         if isinstance(source, list):
             for record in source:
-                take(str(record["body"]), str(record["messageId"]))
+                take(str(record["body"]), str(record["messageId"]), sent_at(record.get("attributes")))
         elif isinstance(source, Mapping) and isinstance(source.get("messages"), list):
             for record in source["messages"]:
-                take(str(record["body"]), str(record["messageId"]))
+                take(str(record["body"]), str(record["messageId"]), sent_at(record.get("attributes")))
         # An urgent cycle drains the signals queue too: an entry still queued when its strategy's stop loss
         # arrives must be decided with that stop (netted out), not left for the next cycle to buy.
         unprocessable = app.alert_queue(take, refused=refuse).failed

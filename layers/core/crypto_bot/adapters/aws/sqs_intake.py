@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from crypto_bot.adapters.aws.errors import translate_errors
@@ -53,7 +53,9 @@ class Refusal:
             return FieldProblem("body", MISSING, f"was refused at the webhook ({self.why})")
         return FieldProblem("body", MISSING, wording.format(characters=self.characters, limit=MAX_ALERT_CHARS))
 
-    def record(self, excerpt: str, message_id: str, received_at: datetime) -> SignalRecord:
+    def record(
+        self, excerpt: str, message_id: str, received_at: datetime, queued_at: datetime | None = None
+    ) -> SignalRecord:
         """Return the rejected signal that records the refused delivery (one per delivery: keyed by message id)."""
         return SignalRecord(
             key=f"refused-{message_id}",
@@ -62,7 +64,24 @@ class Refusal:
             payload=excerpt,
             reason=str(self.problem()),
             message_id=message_id,
+            queued_at=queued_at,
         )
+
+
+def sent_at(attributes: object) -> datetime | None:
+    """Read SQS's ``SentTimestamp`` (epoch milliseconds, a string) from a message's system attributes.
+
+    The attribute is when SQS accepted the message, which is when the webhook's integration sent it: the
+    time the alert was received. ReceiveMessage returns it under ``Attributes`` when asked for it, and Lambda
+    and EventBridge Pipes deliver it under ``attributes`` (AWS SQS API Reference, ReceiveMessage,
+    MessageSystemAttributeNames). None when absent or not a number.
+    """
+    if not isinstance(attributes, Mapping):
+        return None
+    stamp = attributes.get("SentTimestamp")
+    if not isinstance(stamp, str) or not stamp.isdigit():
+        return None
+    return datetime.fromtimestamp(int(stamp) / 1000, UTC)
 
 
 def _string(attribute: object) -> str | None:
@@ -83,16 +102,16 @@ class DrainResult:
 def drain_queue(
     sqs: Any,
     queue_url: str,
-    handle: Callable[[str, str], None],
+    handle: Callable[[str, str, datetime | None], None],
     *,
-    refused: Callable[[str, str, Refusal], None] | None = None,
+    refused: Callable[[str, str, Refusal, datetime | None], None] | None = None,
     max_messages: int = 1000,
     wait_seconds: int = WAIT_SECONDS,
 ) -> DrainResult:
     """Receive messages in batches of 10 until the queue is empty or ``max_messages`` were read.
 
-    ``handle(body, message_id)`` must persist the message (or its rejection), and
-    ``refused(body, message_id, refusal)`` the record of a delivery the webhook refused
+    ``handle(body, message_id, queued_at)`` must persist the message (or its rejection), and
+    ``refused(body, message_id, refusal, queued_at)`` the record of a delivery the webhook refused
     (without it, such a record goes to ``handle`` as any body); only messages they
     returned from are deleted. A message whose handling raised stays in the
     queue, becomes visible again after the visibility timeout, and goes to the DLQ after
@@ -108,6 +127,7 @@ def drain_queue(
                 MaxNumberOfMessages=min(BATCH, max_messages - result.received),
                 WaitTimeSeconds=wait_seconds,
                 MessageAttributeNames=[REFUSED_ATTRIBUTE, SIZE_ATTRIBUTE],
+                MessageSystemAttributeNames=["SentTimestamp"],
             )
         messages = answer.get("Messages", [])
         result.batches += 1
@@ -118,10 +138,11 @@ def drain_queue(
             result.received += 1
             try:
                 refusal = Refusal.from_attributes(message.get("MessageAttributes") or {})
+                queued_at = sent_at(message.get("Attributes"))
                 if refusal is not None and refused is not None:
-                    refused(message["Body"], message["MessageId"], refusal)
+                    refused(message["Body"], message["MessageId"], refusal, queued_at)
                 else:
-                    handle(message["Body"], message["MessageId"])
+                    handle(message["Body"], message["MessageId"], queued_at)
             except StoreError:
                 raise
             except Exception as e:  # poison isolation: recorded here, left in the queue for the DLQ
