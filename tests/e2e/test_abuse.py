@@ -181,7 +181,8 @@ def settle_and_check(local: Local) -> dict[str, Any]:
     # identical valid alert, recorded ignored under its own message id and naming the one it copies. None is
     # lost, none traded twice, and every id the webhook answered with can be looked up.
     copies = [s for s in signals if s["dedupe_key"].startswith("duplicate-")]
-    stored_keys = {s["dedupe_key"] for s in signals if (s["status"] != "rejected" or beyond_band(s)) and s not in copies}
+    kept = [s for s in signals if s not in copies]
+    stored_keys = {s["dedupe_key"] for s in kept if s["status"] != "rejected" or beyond_band(s)}
     assert stored_keys == set(valid)
     assert len(signals) == len({s["dedupe_key"] for s in signals})
     ids = {message_id for message_id, _ in FIGURES.accepted}

@@ -268,12 +268,14 @@ def test_duplicate_alert_is_stored_once_and_traded_once(local: Local) -> None:
     assert sorted(shown) == sorted([again.json()["id"], late.json()["id"]])
     for strategy, status, reason in shown.values():
         assert (strategy, status) == ("BTCUSDT", "ignored")
-        assert reason.startswith(f"a duplicate of signal {original} ") and reason.endswith("not traded twice")
+        assert reason.startswith(f"a duplicate of signal {original} ")
+        assert reason.endswith("not traded twice")
     assert len(state["orders"]) == 1
     assert portfolio(state) == replayed_portfolio(expected_cycles([README_ALERTS[0]])[-1])
     # Received is when the webhook queued each POST (SQS's SentTimestamp), before a cycle collected it.
     for s in state["signals"]:
-        assert s["queued_at"] is not None and s["queued_at"] <= s["received_at"], s
+        assert s["queued_at"] is not None, s
+        assert s["queued_at"] <= s["received_at"], s
 
 
 # ------------------------------------------------------------------------------------------ refusals

@@ -205,7 +205,8 @@ def test_alert_resent_after_its_position_changed_trades_nothing(case: Case) -> N
     assert not case.store.intents("manual-later")
     (entry,) = [s for s in case.store.recent_signals() if s.payload == BTC_BUY and not s.key.startswith("duplicate-")]
     (copy,) = [s for s in case.store.recent_signals() if s.key.startswith("duplicate-")]
-    assert copy.status.value == "ignored" and copy.reason.split()[4] == entry.message_id
+    assert copy.status.value == "ignored"
+    assert copy.reason.split()[4] == entry.message_id
     assert (entry.status.value, entry.cycle_id) == ("filled", "manual-entry")
     check_invariants(case)
 

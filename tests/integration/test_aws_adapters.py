@@ -77,7 +77,8 @@ def test_drain_hands_on_the_time_sqs_accepted_each_message(aws: None) -> None:
     seen: list[datetime | None] = []
     drain_queue(sqs, url, lambda body, mid, queued_at: seen.append(queued_at), wait_seconds=0)
     [queued_at] = seen
-    assert queued_at is not None and before <= queued_at <= after
+    assert queued_at is not None
+    assert before <= queued_at <= after
 
 
 def test_sent_at_reads_the_pipe_shape_and_refuses_what_is_not_a_timestamp() -> None:

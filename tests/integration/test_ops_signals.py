@@ -2,8 +2,9 @@
 
 Issue 13 §5: the table's "received (UTC)" was the time a cycle collected the alert, it showed no alert time or
 price, and a rejected row showed no ticker. Received is now when the webhook queued the alert (SQS's
-SentTimestamp, kept as ``queued_at``); a record stored before that was kept shows its collected time, marked. Read here from the template's table (the deployed path) and from a
-``/_local/state`` answer (the local path): both give the same rows.
+SentTimestamp, kept as ``queued_at``); a record stored before that was kept shows its collected time, marked.
+Read here from the template's table (the deployed path) and from a ``/_local/state`` answer (the local path):
+both give the same rows.
 """
 
 from __future__ import annotations

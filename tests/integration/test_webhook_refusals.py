@@ -79,7 +79,8 @@ def test_a_refused_delivery_is_stored_as_a_rejected_signal_with_its_size_and_its
         "message_id": message_id,
         "queued_at": record.queued_at.isoformat() if record.queued_at else "missing",
     }
-    assert record.queued_at is not None and record.queued_at <= datetime.now(UTC)
+    assert record.queued_at is not None
+    assert record.queued_at <= datetime.now(UTC)
 
 
 def test_without_a_refusal_handler_the_record_is_handled_as_any_body(sqs: Any) -> None:

@@ -135,7 +135,8 @@ def select_signals(
     return [
         row
         for row in rows
-        if (since is None or (row.queued_at or row.received_at) >= since) and (statuses is None or row.status in statuses)
+        if (since is None or (row.queued_at or row.received_at) >= since)
+        and (statuses is None or row.status in statuses)
     ]
 
 

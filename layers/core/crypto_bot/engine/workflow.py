@@ -614,6 +614,7 @@ def _when(record: SignalRecord) -> str:
     """Say when a stored signal was received: queued by the webhook, or else stored by a cycle."""
     return f"{(record.queued_at or record.received_at).astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
+
 def _placeable(record: IntentRecord) -> bool:
     return record.status is not IntentStatus.SKIPPED
 
