@@ -66,6 +66,12 @@ class ExchangeOrder:
     # False when the venue said nothing about the fees of these fills, neither on the order nor in its
     # trades: ``fees`` is then empty because nothing is known, not because nothing was charged.
     fees_reported: bool = True
+    # A stop order's trigger: it rests off the book until the last price reaches ``stop_price``, then the
+    # venue places its limit at ``price``. None for every other order.
+    stop_price: Decimal | None = None
+    # True once the venue has put a stop order's limit on the book (a fill implies it); False for an
+    # untriggered stop and for every other order.
+    triggered: bool = False
 
     @property
     def remaining(self) -> Decimal:

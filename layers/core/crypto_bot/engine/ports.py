@@ -57,6 +57,24 @@ class Exchange(Protocol):
         """
         ...
 
+    @property
+    def supports_stop_orders(self) -> bool:
+        """Say whether :meth:`create_stop_order` can be used on this venue."""
+        ...
+
+    def create_stop_order(
+        self, symbol: str, amount: Decimal, stop_price: Decimal, limit_price: Decimal, client_order_id: str
+    ) -> ExchangeOrder:
+        """Place a sell stop-limit that rests on the venue; UnsupportedExchange where the venue has none.
+
+        When the last price falls to ``stop_price`` the venue places a sell limit of ``amount`` at
+        ``limit_price``; until then the order is open with ``triggered`` False and its base amount locked.
+        A stop at or above the last price is refused (InvalidOrder): it would trigger at once. Amount and
+        prices are already at the market's precision. Like a limit placement it is never retried here: a
+        timeout leaves the outcome unknown, to be looked up by client id.
+        """
+        ...
+
     def fetch_order(self, order_id: str, symbol: str) -> ExchangeOrder:
         """Read an order by exchange id and symbol (Binance and Bybit need the symbol)."""
         ...

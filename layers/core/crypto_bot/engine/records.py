@@ -69,6 +69,8 @@ def order_to_dict(order: ExchangeOrder) -> dict[str, Any]:
         "filled": str(order.filled),
         "cost": str(order.cost),
         "fees": [{"cost": str(f.cost), "currency": f.currency} for f in order.fees],
+        # Only stop orders carry the stop's fields, so the records of every other order keep their shape.
+        **({} if order.stop_price is None else {"stop_price": str(order.stop_price), "triggered": order.triggered}),
     }
 
 
@@ -84,6 +86,8 @@ def order_from_dict(data: Mapping[str, Any]) -> ExchangeOrder:
         filled=Decimal(str(data["filled"])),
         cost=Decimal(str(data["cost"])),
         fees=tuple(Fee(Decimal(str(f["cost"])), str(f["currency"])) for f in data.get("fees", [])),
+        stop_price=None if data.get("stop_price") is None else Decimal(str(data["stop_price"])),
+        triggered=data.get("triggered") is True,
     )
 
 
