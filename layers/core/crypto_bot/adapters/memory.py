@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from crypto_bot.domain.controls import Controls
+from crypto_bot.domain.errors import StoreConflict
 from crypto_bot.domain.ledger import Ledger
 from crypto_bot.engine.records import CycleRecord, IntentRecord, SignalRecord
 
@@ -20,6 +23,7 @@ class MemoryStore:
         self._cycles: dict[str, dict[str, Any]] = {}
         self._intents: dict[tuple[str, str], dict[str, Any]] = {}
         self._ledger: dict[str, Any] = {"positions": {}, "dust": {}}
+        self._controls: dict[str, Any] | None = None
         self.audit: list[Any] = []
 
     def add_signal(self, record: SignalRecord) -> bool:
@@ -71,3 +75,14 @@ class MemoryStore:
     def book(self, record: IntentRecord, ledger: Ledger) -> None:
         self.put_intent(record)
         self.save_ledger(ledger)
+
+    def get_controls(self) -> Controls:
+        return Controls.from_dict(self._controls) if self._controls else Controls()
+
+    def put_controls(self, controls: Controls) -> Controls:
+        stored = self._controls["version"] if self._controls else 0
+        if stored != controls.version:
+            raise StoreConflict(f"the controls changed meanwhile (version {stored}, read {controls.version})")
+        written = replace(controls, version=controls.version + 1)
+        self._controls = written.to_dict()
+        return written

@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from crypto_bot.domain.controls import Guards
 from crypto_bot.domain.errors import MISSING, ConfigError, FieldProblem, InputError
 from crypto_bot.domain.markets import split_symbol
 from crypto_bot.domain.money import ONE, ZERO, parse_decimal, plain
@@ -18,6 +19,8 @@ MAX_TOTAL_PERCENTAGE = Decimal("0.98")
 """The configured percentages may use at most 98% of the account; 2% stays for fees."""
 
 _STRATEGY_FIELDS = ("exchange_symbol", "base_asset", "percentage")
+GUARDS_KEY = "guards"
+"""The one top-level key that is not a strategy: the optional guards (crypto_bot.domain.controls)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class StrategyConfig:
 
     strategies: Mapping[str, Strategy]
     quote: str
+    guards: Guards = Guards()
 
     def __post_init__(self) -> None:
         _check_total(self.strategies, "strategy config")
@@ -68,14 +72,19 @@ class StrategyConfig:
             raise ConfigError(f"{source}: defines no strategies")
         problems: list[FieldProblem] = []
         strategies: dict[str, Strategy] = {}
+        guards = Guards.from_mapping(data[GUARDS_KEY], source) if GUARDS_KEY in data else Guards()
         for key, entry in data.items():
+            if key == GUARDS_KEY:
+                continue
             strategy = _parse_strategy(str(key), entry, quote, problems)
             if strategy is not None:
                 strategies[strategy.key] = strategy
         if problems:
             raise ConfigError(str(InputError(source, problems)))
+        if not strategies:
+            raise ConfigError(f"{source}: defines no strategies")
         _check_total(strategies, source)
-        return cls(strategies=strategies, quote=quote)
+        return cls(strategies=strategies, quote=quote, guards=guards)
 
     @classmethod
     def load(cls, path: str | Path, quote: str) -> StrategyConfig:

@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from crypto_bot.domain.controls import Controls
 from crypto_bot.domain.ledger import Ledger
 from crypto_bot.domain.markets import Market, Side
 from crypto_bot.domain.orders import Balance, ExchangeOrder
@@ -129,6 +130,17 @@ class Store(Protocol):
         The intent's stored order states say which fills are booked; if they were written
         without the ledger (or the other way round) a crash in between would lose a fill
         or book it twice.
+        """
+        ...
+
+    def get_controls(self) -> Controls:
+        """Return the kill switch and guard state (all off when never written)."""
+        ...
+
+    def put_controls(self, controls: Controls) -> Controls:
+        """Write the controls if nobody wrote them since ``controls.version`` was read; return them written.
+
+        StoreConflict when someone did (an operator's pause during a cycle): read again and re-apply.
         """
         ...
 

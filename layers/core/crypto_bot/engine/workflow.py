@@ -32,6 +32,7 @@ from typing import Any
 
 from crypto_bot.domain.allocation import (
     EntryPlan,
+    Netting,
     Plan,
     PlanContext,
     SignalStatus,
@@ -41,7 +42,15 @@ from crypto_bot.domain.allocation import (
     size_entries,
 )
 from crypto_bot.domain.config import ExecutionMode, StrategyConfig
-from crypto_bot.domain.errors import MISSING, ExchangeError, FieldProblem, SignalRejected
+from crypto_bot.domain.controls import ACCOUNT, Controls, Event, Flatten, Marks, check_guards, start_cooldown
+from crypto_bot.domain.errors import (
+    MISSING,
+    ConfigError,
+    ExchangeError,
+    FieldProblem,
+    SignalRejected,
+    StoreConflict,
+)
 from crypto_bot.domain.ledger import Ledger
 from crypto_bot.domain.markets import Market
 from crypto_bot.domain.money import ZERO, plain
@@ -256,6 +265,13 @@ class Workflow:
         signals = [self._signal(r) for r in taken]
         is_long = {key: ledger.position(s).is_long for key, s in self.config.strategies.items()}
         netting = net_signals(signals, is_long)
+        controls = self.store.get_controls()
+        netting, held = _hold_entries(netting, signals, controls)
+        flatten = controls.flatten
+        if flatten is not None:
+            # The operator's flatten: every long strategy it covers exits now, with or without a signal.
+            extra = [k for k, long in sorted(is_long.items()) if long and flatten.covers(k) and k not in netting.exits]
+            netting = replace(netting, exits=(*netting.exits, *extra))
         for record, outcome in zip(taken, netting.outcomes, strict=True):
             record.status, record.reason, record.cycle_id = outcome.status, outcome.reason, cycle_id
             self.store.put_signal(record)
@@ -277,7 +293,15 @@ class Workflow:
         if not netting.exits and not netting.entries:
             cycle.planned_phases = [p.value for p in Phase]
         self.store.put_cycle(cycle)
+        # After the cycle is stored: a crash before this line repeats a flatten (harmless, the strategies are
+        # paused and hold nothing new) rather than losing it.
+        stops = {s.strategy: s.time for s in signals if s.is_stop_loss}
+        self._change_controls(partial(_after_open, self.config, self.settings, flatten, stops, now, held))
         return cycle
+
+    def _change_controls(self, change: Callable[[Controls], Controls], attempts: int = 5) -> Controls:
+        """Apply ``change`` to the stored controls; on a conflicting write, read them again and re-apply it."""
+        return change_controls(self.store, change, attempts)
 
     def _signal(self, record: SignalRecord) -> Signal:
         if not isinstance(record.payload, Mapping):
@@ -478,7 +502,13 @@ class Workflow:
             orders[r.status.value] = orders.get(r.status.value, 0) + 1
         cycle.status = "failed" if error else "done"
         cycle.error = error
-        shortfall = self._shortfall()
+        balances: Mapping[str, Balance] | None = None
+        try:
+            balances = self._read(self.exchange.fetch_balances)
+        except ExchangeError as e:
+            unread = f"not checked: the balances could not be read: {type(e).__name__}: {e}"
+        shortfall = self._shortfall(balances) if balances is not None else {"*": unread}
+        guards = self._check_guards(balances, cycle.at) if self.config.guards.any else {}
         cycle.summary = {
             "signals": statuses,
             "orders": orders,
@@ -498,19 +528,50 @@ class Workflow:
         }
         if shortfall:
             cycle.summary["drift"] = shortfall
+        if guards:
+            cycle.summary["guards"] = guards
         self.store.put_cycle(cycle)
         return cycle
 
-    def _shortfall(self) -> dict[str, str]:
+    def _check_guards(self, balances: Mapping[str, Balance] | None, at: datetime) -> dict[str, str]:
+        """Mark the account to market, trip the drawdown guards beyond their limit; return what tripped or ended.
+
+        Equity is the quote cash (free and locked) plus every ledger position at the venue's last price; coins
+        the ledger does not own (held before the bot) are not counted. Without balances or a price the
+        drawdown guards are not checked this cycle, and the summary says so.
+        """
+        ledger = self.store.load_ledger()
+        marks: Marks | None = None
+        problem = ""
+        if balances is None:
+            problem = "the balances could not be read"
+        else:
+            try:
+                prices = {
+                    p.symbol: self._read(partial(self.exchange.fetch_last_price, p.symbol))
+                    for p in ledger.long_positions()
+                }
+            except ExchangeError as e:
+                problem = f"a price could not be read: {type(e).__name__}: {e}"
+            else:
+                marks = _marks(self.config, ledger, balances, prices)
+        before = self.store.get_controls()
+        if marks is None:
+            after = self._change_controls(partial(_end_cooldowns, at))
+        else:
+            after = self._change_controls(lambda c: check_guards(c, self.config.guards, marks, at))
+        new = [e for e in after.events if e not in before.events and e.what in ("tripped", "released")]
+        told = {f"{e.scope} {e.what}": e.detail for e in new}
+        if problem and (self.config.guards.account_drawdown or self.config.guards.strategy_drawdown):
+            told["drawdown"] = f"not checked: {problem}"
+        return told
+
+    def _shortfall(self, balances: Mapping[str, Balance]) -> dict[str, str]:
         """Check the ledger against the account: every asset the account holds less of than the strategies own.
 
         More coins than the ledger is normal (holdings from before the bot, deposits); fewer means a fill or a
         fee was booked wrong or coins left the account, and the next exit of that asset would fall short.
         """
-        try:
-            balances = self._read(self.exchange.fetch_balances)
-        except ExchangeError as e:
-            return {"*": f"not checked: the balances could not be read: {type(e).__name__}: {e}"}
         ledger = self.store.load_ledger()
         held = ledger.amounts_by_asset()
         return {
@@ -571,6 +632,96 @@ class Workflow:
 
     def _read[T](self, fn: Callable[[], T]) -> T:
         return call_with_retry(fn, self.settings.retry, sleep=self.sleep)
+
+
+def change_controls(store: Store, change: Callable[[Controls], Controls], attempts: int = 5) -> Controls:
+    """Read, change and write the controls under their version; re-read and re-apply after a conflict.
+
+    The operator's commands and the cycles both write the one record; neither may lose the other's change.
+    """
+    for attempt in range(attempts):
+        current = store.get_controls()
+        changed = change(current)
+        if changed == current:
+            return current
+        try:
+            return store.put_controls(changed)
+        except StoreConflict:
+            if attempt == attempts - 1:
+                raise
+    raise StoreConflict("the controls kept changing")  # not reached: the last attempt re-raises
+
+
+def _marks(
+    config: StrategyConfig, ledger: Ledger, balances: Mapping[str, Balance], prices: Mapping[str, Decimal]
+) -> Marks:
+    """Mark equity and each strategy's P&L to market (realized P&L plus what its position is worth over cost)."""
+    positions = {p.strategy: p for p in ledger.long_positions()}
+    value = sum((p.amount * prices[p.symbol] for p in positions.values()), ZERO)
+    equity = balances.get(config.quote, Balance()).total + value
+    pnl = {}
+    for key, strategy in config.strategies.items():
+        position = ledger.position(strategy)
+        unrealized = position.amount * prices[position.symbol] - position.cost_basis if position.is_long else ZERO
+        pnl[key] = position.realized_pnl + unrealized
+    capital = {key: strategy.percentage * equity for key, strategy in config.strategies.items()}
+    return Marks(equity=equity, pnl=pnl, capital=capital, quote=config.quote)
+
+
+def _end_cooldowns(at: datetime, controls: Controls) -> Controls:
+    ended = {k for k, v in controls.cooldowns.items() if v.at <= at}
+    if not ended:
+        return controls
+    events = [Event(at, k, "released", f"cooldown ended {controls.cooldowns[k].at:%Y-%m-%d %H:%M} UTC") for k in ended]
+    kept = {k: v for k, v in controls.cooldowns.items() if k not in ended}
+    return replace(controls, cooldowns=kept).with_events(*sorted(events, key=lambda e: e.scope))
+
+
+def _hold_entries(netting: Netting, signals: list[Signal], controls: Controls) -> tuple[Netting, dict[str, str]]:
+    """Take the entries the kill switch or a guard holds back out of the netting; their signals are ignored."""
+    by_key = {s.dedupe_key: s for s in signals}
+    held: dict[str, str] = {}
+    for key in netting.entries:
+        times = [by_key[k].time for k in netting.deciding.get(key, ()) if k in by_key]
+        reason = controls.entry_hold(key, max(times, default=datetime.min.replace(tzinfo=UTC)))
+        if reason is not None:
+            held[key] = reason
+    if not held:
+        return netting, held
+    outcomes = tuple(
+        replace(o, status=SignalStatus.IGNORED, reason=held[o.strategy])
+        if o.strategy in held and o.status is SignalStatus.PLANNED
+        else o
+        for o in netting.outcomes
+    )
+    entries = tuple(k for k in netting.entries if k not in held)
+    deciding = {k: v for k, v in netting.deciding.items() if k not in held}
+    return replace(netting, entries=entries, outcomes=outcomes, deciding=deciding), held
+
+
+def _after_open(
+    config: StrategyConfig,
+    settings: WorkflowSettings,
+    flatten: Flatten | None,
+    stops: Mapping[str, datetime],
+    now: datetime,
+    held: Mapping[str, str],
+    controls: Controls,
+) -> Controls:
+    """Record what opening a cycle changed: the flatten it acted on is done, and its stop losses cool down."""
+    changed = controls
+    if flatten is not None and changed.flatten == flatten:
+        scope = ", ".join(flatten.strategies) if flatten.strategies is not None else "every strategy"
+        changed = replace(changed, flatten=None).with_events(
+            Event(now, ACCOUNT if flatten.strategies is None else scope, "flattened", f"exits planned for {scope}")
+        )
+    if config.guards.cooldown_bars is not None and stops:
+        if settings.timeframe is None:
+            raise ConfigError("guards.cooldown_bars counts bars of the stack's timeframe, which is not set")
+        bar = timedelta(seconds=settings.timeframe.seconds)
+        for key, at in sorted(stops.items()):
+            changed = start_cooldown(changed, config.guards, key, at, bar)
+    return changed
 
 
 def cycle_signals(pending: list[SignalRecord], *, urgent: bool) -> list[SignalRecord]:

@@ -11,6 +11,7 @@ Item design (``pk``/``sk`` strings; one sparse GSI ``gsi1`` on ``gsi1pk``/``gsi1
     position      LEDGER             POSITION#<strategy>         -
     dust          LEDGER             DUST#<asset>                -
     audit entry   LEDGER             ENTRY#<at>#<order_id>#<n>   -
+    controls      CONTROLS           CONTROLS                    -
 
 * Attributes are the record's ``to_dict()`` form, top level, so items read well in the
   console. Decimals are strings there already (``"0.10"`` keeps its scale, which a DynamoDB
@@ -18,7 +19,9 @@ Item design (``pk``/``sk`` strings; one sparse GSI ``gsi1`` on ``gsi1pk``/``gsi1
   come back as ints. A signal's ``payload`` is a JSON *string* so any alert, empty strings
   and floats included, round-trips exactly (JSON numbers come back as ``json.loads`` makes them).
 * Signals, cycles, intents and audit entries carry ``expires_at`` = write time + 90 days.
-  Positions and dust never expire.
+  Positions, dust and the controls never expire. The controls (kill switch and guards,
+  :mod:`crypto_bot.domain.controls`) are one JSON document beside a ``version`` number that
+  each write must match, so an operator's pause and a cycle's guard update never lose each other.
 * Times in sort keys are UTC with microseconds (``2024-05-01T12:00:00.000000Z``) so that
   string order is time order whatever offset the record had.
 * ``gsi1`` holds every signal, in one of two partitions: ``PENDING`` while it waits for a
@@ -50,6 +53,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -58,7 +62,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from crypto_bot.adapters.aws.errors import ConditionFailed, translate_errors
 from crypto_bot.domain.allocation import SignalStatus
-from crypto_bot.domain.errors import StoreError, StoreUnavailable
+from crypto_bot.domain.controls import Controls
+from crypto_bot.domain.errors import StoreConflict, StoreError, StoreUnavailable
 from crypto_bot.domain.ledger import Ledger, LedgerEntry
 from crypto_bot.domain.markets import Side
 from crypto_bot.domain.orders import Fee
@@ -79,6 +84,7 @@ RETENTION: Final = timedelta(days=90)
 
 PENDING: Final = "PENDING"
 SIGNALS: Final = "SIGNALS"
+CONTROLS: Final = "CONTROLS"  # the pk and sk of the one kill-switch and guards item
 LEDGER: Final = "LEDGER"
 INDEX: Final = "gsi1"
 # Attributes of the item design, not of the record: stripped when an item is read back.
@@ -427,15 +433,64 @@ class DynamoDBStore:
             rows.update({item["sk"]["S"]: _record(item) for item in items})
         return rows
 
+    # -- the kill switch and guards ------------------------------------------------------------
+
+    def get_controls(self) -> Controls:
+        """Read the controls item (a JSON document beside its version), or all off when there is none."""
+        item = self._get(CONTROLS, CONTROLS)
+        if not item:
+            return Controls()
+        data = json.loads(item["controls"]["S"])
+        return Controls.from_dict({**data, "version": int(item["version"]["N"])})
+
+    def put_controls(self, controls: Controls) -> Controls:
+        """Write the controls under a version condition: StoreConflict if another writer came first.
+
+        The item never expires: a pause must outlive the table's retention of signals and cycles.
+        """
+        written = replace(controls, version=controls.version + 1)
+        item = {
+            "pk": {"S": CONTROLS},
+            "sk": {"S": CONTROLS},
+            "version": {"N": str(written.version)},
+            "controls": {"S": json.dumps(written.to_dict(), sort_keys=True)},
+        }
+        try:
+            if controls.version == 0:
+                self._put(item, condition="attribute_not_exists(pk)")
+            else:
+                self._put(
+                    item,
+                    condition="#version = :read",
+                    names={"#version": "version"},
+                    values={":read": {"N": str(controls.version)}},
+                )
+        except ConditionFailed:
+            raise StoreConflict(
+                f"the controls in {self.table_name} changed since version {controls.version} was read"
+            ) from None
+        return written
+
     # -- DynamoDB calls ----------------------------------------------------------------------
 
     def _expires_at(self) -> int:
         return int((self.clock() + self.retention).timestamp())
 
-    def _put(self, item: dict[str, Any], *, condition: str | None = None) -> None:
+    def _put(
+        self,
+        item: dict[str, Any],
+        *,
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> None:
         request: dict[str, Any] = {"TableName": self.table_name, "Item": item}
         if condition:
             request["ConditionExpression"] = condition
+        if names:
+            request["ExpressionAttributeNames"] = names
+        if values:
+            request["ExpressionAttributeValues"] = values
         with translate_errors(f"put {item['pk']['S']} {item['sk']['S']} in {self.table_name}"):
             self.client.put_item(**request)
 
