@@ -190,7 +190,7 @@ def test_the_account_drawdown_guard_trips_below_its_limit_holds_entries_and_resu
     for symbol, price in PRICES.items():
         account.exchange.set_price(symbol, price * D("0.8"))
     report = account.cycle()
-    assert "* tripped" in report.cycle.summary["guards"]
+    assert "* tripped" in report.cycle.summary["controls"]
     trip = account.controls().account_trip
     assert trip is not None
     assert trip.reason.startswith("account drawdown guard: equity ")

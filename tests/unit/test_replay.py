@@ -14,7 +14,7 @@ from crypto_bot.adapters.paper.exchange import CsvPrices
 from crypto_bot.domain.config import ExecutionMode, StrategyConfig
 from crypto_bot.domain.markets import Market
 from crypto_bot_tools.replay import ReplayOptions, ReplayResult, read_alerts, replay, summarize
-from tests.conftest import load_event
+from tests.conftest import ROOT, load_event
 
 README_ALERTS = load_event("alerts/readme_example.jsonl")
 
@@ -364,3 +364,22 @@ def test_with_a_price_file_the_band_is_measured_from_its_price_at_the_alert(read
         " is more than 50% away from BTC/USDT's last price 60000"
     ]
     assert result.cycles == []
+
+
+def test_a_cooldown_after_a_stop_loss_shows_in_replay() -> None:
+    # The guards of strategy_config.json apply in replay as deployed: the re-entry one bar after the stop is
+    # ignored, the one three bars after it trades.
+    data = json.loads((ROOT / "strategy_config.json").read_text())
+    config = StrategyConfig.from_mapping({**data, "guards": {"cooldown_bars": 2}}, "USDT")
+    alerts = [
+        alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000"),
+        alert("BTCUSDT", "sell", "2024-08-10T11:17:00Z", "57000", "Stop loss"),
+        alert("BTCUSDT", "buy", "2024-08-10T18:30:00Z", "57500"),
+        alert("BTCUSDT", "buy", "2024-08-11T12:30:00Z", "58000"),
+    ]
+    result = run(alerts, config)
+    buys = [o for o in result.outcomes if o.action == "buy"]
+    assert [o.status.value for o in buys] == ["filled", "ignored", "filled"]
+    assert buys[1].reason == (
+        "cooldown after the stop loss of 2024-08-10 11:17 UTC: entries before 2024-08-11 03:17 UTC (2 bars) are ignored"
+    )

@@ -182,7 +182,12 @@ def replay(
         config=config,
         # A replayed market does not move while a cycle runs, so an order that did not
         # fill at once never will: chase it right away instead of waiting.
-        settings=WorkflowSettings(mode=options.mode, increment=options.increment, fill_timeout=timedelta(0)),
+        settings=WorkflowSettings(
+            mode=options.mode,
+            increment=options.increment,
+            fill_timeout=timedelta(0),
+            timeframe=options.schedule.timeframe,  # guards.cooldown_bars counts its bars
+        ),
         clock=lambda: now[0],
     )
     engine = Engine(workflow, check_interval=0, place_retry=NO_RETRY, sleep=lambda _seconds: None)

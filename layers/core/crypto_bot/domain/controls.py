@@ -129,14 +129,16 @@ class Event:
     scope: str  # a strategy key, or ACCOUNT
     what: str  # "paused", "resumed", "tripped", "released", "flatten requested", "flattened"
     detail: str
+    cycle: str = ""  # the cycle that made the change ("" for the operator's): its summary tells the trader
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at.isoformat(), "scope": self.scope, "what": self.what, "detail": self.detail}
+        return {"at": self.at.isoformat(), "scope": self.scope, "what": self.what, "detail": self.detail,
+                "cycle": self.cycle}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Event:
         return cls(datetime.fromisoformat(str(data["at"])), str(data["scope"]), str(data["what"]),
-                   str(data["detail"]))  # fmt: skip
+                   str(data["detail"]), str(data.get("cycle", "")))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,9 @@ def request_flatten(controls: Controls, *, by: str, reason: str, at: datetime, s
 # -- what a cycle records ----------------------------------------------------------------------------------
 
 
-def start_cooldown(controls: Controls, guards: Guards, key: str, stop_time: datetime, bar: timedelta) -> Controls:
+def start_cooldown(
+    controls: Controls, guards: Guards, key: str, stop_time: datetime, bar: timedelta, *, cycle: str = ""
+) -> Controls:
     """After strategy ``key``'s stop loss timed ``stop_time``, hold its entries of the next N bars back."""
     if guards.cooldown_bars is None:
         return controls
@@ -270,7 +274,7 @@ def start_cooldown(controls: Controls, guards: Guards, key: str, stop_time: date
         f"{until:%Y-%m-%d %H:%M} UTC ({guards.cooldown_bars} bars) are ignored"
     )
     changed = replace(controls, cooldowns={**controls.cooldowns, key: Hold(reason, until)})
-    return changed.with_events(Event(stop_time, key, "tripped", reason))
+    return changed.with_events(Event(stop_time, key, "tripped", reason, cycle))
 
 
 @dataclass(frozen=True)
@@ -283,7 +287,7 @@ class Marks:
     quote: str
 
 
-def check_guards(controls: Controls, guards: Guards, marks: Marks, at: datetime) -> Controls:
+def check_guards(controls: Controls, guards: Guards, marks: Marks, at: datetime, *, cycle: str = "") -> Controls:
     """Raise the running peaks, trip the drawdown guards that are beyond their limit, and end past cooldowns."""
     events: list[Event] = []
     changed = controls
@@ -291,7 +295,9 @@ def check_guards(controls: Controls, guards: Guards, marks: Marks, at: datetime)
     if ended:
         cooldowns = {k: v for k, v in controls.cooldowns.items() if k not in ended}
         changed = replace(changed, cooldowns=cooldowns)
-        events += [Event(at, k, "released", f"cooldown ended {v.at:%Y-%m-%d %H:%M} UTC") for k, v in ended.items()]
+        events += [
+            Event(at, k, "released", f"cooldown ended {v.at:%Y-%m-%d %H:%M} UTC", cycle) for k, v in ended.items()
+        ]
     if guards.account_drawdown is not None and marks.equity > 0:
         peak = max(changed.peak_equity or marks.equity, marks.equity)
         changed = replace(changed, peak_equity=peak)
@@ -303,7 +309,7 @@ def check_guards(controls: Controls, guards: Guards, marks: Marks, at: datetime)
                 "crypto-bot resume releases it"
             )
             changed = replace(changed, account_trip=Hold(reason, at))
-            events.append(Event(at, ACCOUNT, "tripped", reason))
+            events.append(Event(at, ACCOUNT, "tripped", reason, cycle))
     if guards.strategy_drawdown is not None:
         peaks = dict(changed.strategy_peaks)
         trips = dict(changed.strategy_trips)
@@ -320,6 +326,6 @@ def check_guards(controls: Controls, guards: Guards, marks: Marks, at: datetime)
                     f"limit is {guards.strategy_drawdown * 100:.2f}%); crypto-bot resume --strategy {key} releases it"
                 )
                 trips[key] = Hold(reason, at)
-                events.append(Event(at, key, "tripped", reason))
+                events.append(Event(at, key, "tripped", reason, cycle))
         changed = replace(changed, strategy_peaks=peaks, strategy_trips=trips)
     return changed.with_events(*events) if events else changed

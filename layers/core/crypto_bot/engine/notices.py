@@ -34,11 +34,12 @@ def cycle_message(cycle: CycleRecord) -> tuple[str, str]:
         # Cancelled, abandoned, refused or skipped orders, fills that needed the market fallback, and drift.
         lines += ["", "orders not simply filled, and ledger drift:"]
         lines += [f"  {order}: {why}" for order, why in sorted(notes.items())]
-    guards = summary.get("guards", {})
-    if guards:
-        # A guard that tripped holds entries back until `crypto-bot resume`; a cooldown that ended lets them in.
-        lines += ["", "guards:"]
-        lines += [f"  {what}: {why}" for what, why in sorted(guards.items())]
+    controls = summary.get("controls", {})
+    if controls:
+        # A guard that tripped holds entries back until `crypto-bot resume`; a cooldown that ended lets them in;
+        # a flatten the operator asked for was done.
+        lines += ["", "kill switch and guards:"]
+        lines += [f"  {what}: {why}" for what, why in sorted(controls.items())]
     lines += ["", "signals: " + json.dumps(summary.get("signals", {}), sort_keys=True)]
     lines += ["orders: " + json.dumps(summary.get("orders", {}), sort_keys=True)]
     return subject[:MAX_SUBJECT], "\n".join(lines)
@@ -46,13 +47,13 @@ def cycle_message(cycle: CycleRecord) -> tuple[str, str]:
 
 def worth_notifying(cycle: CycleRecord) -> bool:
     """Say whether a finished cycle needs a message: it traded, failed, was urgent, gave an order up, drifted,
-    or a guard tripped or released."""
+    or changed the kill switch or guards."""
     orders = cycle.summary.get("orders", {})
     return bool(
         cycle.urgent
         or cycle.status == "failed"
         or cycle.summary.get("traded")
         or cycle.summary.get("drift")
-        or cycle.summary.get("guards")
+        or cycle.summary.get("controls")
         or any(orders.get(status) for status in ABANDONED)
     )

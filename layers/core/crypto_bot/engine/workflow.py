@@ -265,8 +265,16 @@ class Workflow:
         signals = [self._signal(r) for r in taken]
         is_long = {key: ledger.position(s).is_long for key, s in self.config.strategies.items()}
         netting = net_signals(signals, is_long)
+        if self.config.guards.account_drawdown is not None or self.config.guards.strategy_drawdown is not None:
+            # Marked before the entries are decided, so a fall since the last cycle holds this cycle's entries.
+            # A read that fails leaves the guards as they were: it must never hold up an exit or a stop loss.
+            try:
+                balances: Mapping[str, Balance] | None = self._read(self.exchange.fetch_balances)
+            except ExchangeError:
+                balances = None
+            self._check_guards(balances, at, cycle_id)
         controls = self.store.get_controls()
-        netting, held = _hold_entries(netting, signals, controls)
+        netting = _hold_entries(netting, signals, controls)
         flatten = controls.flatten
         if flatten is not None:
             # The operator's flatten: every long strategy it covers exits now, with or without a signal.
@@ -296,7 +304,7 @@ class Workflow:
         # After the cycle is stored: a crash before this line repeats a flatten (harmless, the strategies are
         # paused and hold nothing new) rather than losing it.
         stops = {s.strategy: s.time for s in signals if s.is_stop_loss}
-        self._change_controls(partial(_after_open, self.config, self.settings, flatten, stops, now, held))
+        self._change_controls(partial(_after_open, self.config, self.settings, flatten, stops, now, cycle_id))
         return cycle
 
     def _change_controls(self, change: Callable[[Controls], Controls], attempts: int = 5) -> Controls:
@@ -508,7 +516,11 @@ class Workflow:
         except ExchangeError as e:
             unread = f"not checked: the balances could not be read: {type(e).__name__}: {e}"
         shortfall = self._shortfall(balances) if balances is not None else {"*": unread}
-        guards = self._check_guards(balances, cycle.at) if self.config.guards.any else {}
+        unchecked = self._check_guards(balances, cycle.at, cycle_id) if self.config.guards.any else {}
+        # What this cycle changed in the controls (a guard's trip or release, a flatten done), with what it
+        # could not check: the notification tells the trader.
+        controls = {f"{e.scope} {e.what}": e.detail for e in self.store.get_controls().events if e.cycle == cycle_id}
+        controls |= unchecked
         cycle.summary = {
             "signals": statuses,
             "orders": orders,
@@ -528,13 +540,15 @@ class Workflow:
         }
         if shortfall:
             cycle.summary["drift"] = shortfall
-        if guards:
-            cycle.summary["guards"] = guards
+        if controls:
+            cycle.summary["controls"] = controls
         self.store.put_cycle(cycle)
         return cycle
 
-    def _check_guards(self, balances: Mapping[str, Balance] | None, at: datetime) -> dict[str, str]:
-        """Mark the account to market, trip the drawdown guards beyond their limit; return what tripped or ended.
+    def _check_guards(self, balances: Mapping[str, Balance] | None, at: datetime, cycle_id: str) -> dict[str, str]:
+        """Mark the account to market and trip the drawdown guards beyond their limit; end past cooldowns.
+
+        Return what could not be checked, if anything (the summary tells it).
 
         Equity is the quote cash (free and locked) plus every ledger position at the venue's last price; coins
         the ledger does not own (held before the bot) are not counted. Without balances or a price the
@@ -555,16 +569,13 @@ class Workflow:
                 problem = f"a price could not be read: {type(e).__name__}: {e}"
             else:
                 marks = _marks(self.config, ledger, balances, prices)
-        before = self.store.get_controls()
         if marks is None:
-            after = self._change_controls(partial(_end_cooldowns, at))
+            self._change_controls(partial(_end_cooldowns, at, cycle_id))
         else:
-            after = self._change_controls(lambda c: check_guards(c, self.config.guards, marks, at))
-        new = [e for e in after.events if e not in before.events and e.what in ("tripped", "released")]
-        told = {f"{e.scope} {e.what}": e.detail for e in new}
+            self._change_controls(lambda c: check_guards(c, self.config.guards, marks, at, cycle=cycle_id))
         if problem and (self.config.guards.account_drawdown or self.config.guards.strategy_drawdown):
-            told["drawdown"] = f"not checked: {problem}"
-        return told
+            return {"drawdown guards": f"not checked: {problem}"}
+        return {}
 
     def _shortfall(self, balances: Mapping[str, Balance]) -> dict[str, str]:
         """Check the ledger against the account: every asset the account holds less of than the strategies own.
@@ -668,16 +679,19 @@ def _marks(
     return Marks(equity=equity, pnl=pnl, capital=capital, quote=config.quote)
 
 
-def _end_cooldowns(at: datetime, controls: Controls) -> Controls:
+def _end_cooldowns(at: datetime, cycle_id: str, controls: Controls) -> Controls:
     ended = {k for k, v in controls.cooldowns.items() if v.at <= at}
     if not ended:
         return controls
-    events = [Event(at, k, "released", f"cooldown ended {controls.cooldowns[k].at:%Y-%m-%d %H:%M} UTC") for k in ended]
+    events = [
+        Event(at, k, "released", f"cooldown ended {controls.cooldowns[k].at:%Y-%m-%d %H:%M} UTC", cycle_id)
+        for k in ended
+    ]
     kept = {k: v for k, v in controls.cooldowns.items() if k not in ended}
     return replace(controls, cooldowns=kept).with_events(*sorted(events, key=lambda e: e.scope))
 
 
-def _hold_entries(netting: Netting, signals: list[Signal], controls: Controls) -> tuple[Netting, dict[str, str]]:
+def _hold_entries(netting: Netting, signals: list[Signal], controls: Controls) -> Netting:
     """Take the entries the kill switch or a guard holds back out of the netting; their signals are ignored."""
     by_key = {s.dedupe_key: s for s in signals}
     held: dict[str, str] = {}
@@ -687,7 +701,7 @@ def _hold_entries(netting: Netting, signals: list[Signal], controls: Controls) -
         if reason is not None:
             held[key] = reason
     if not held:
-        return netting, held
+        return netting
     outcomes = tuple(
         replace(o, status=SignalStatus.IGNORED, reason=held[o.strategy])
         if o.strategy in held and o.status is SignalStatus.PLANNED
@@ -696,7 +710,7 @@ def _hold_entries(netting: Netting, signals: list[Signal], controls: Controls) -
     )
     entries = tuple(k for k in netting.entries if k not in held)
     deciding = {k: v for k, v in netting.deciding.items() if k not in held}
-    return replace(netting, entries=entries, outcomes=outcomes, deciding=deciding), held
+    return replace(netting, entries=entries, outcomes=outcomes, deciding=deciding)
 
 
 def _after_open(
@@ -705,7 +719,7 @@ def _after_open(
     flatten: Flatten | None,
     stops: Mapping[str, datetime],
     now: datetime,
-    held: Mapping[str, str],
+    cycle_id: str,
     controls: Controls,
 ) -> Controls:
     """Record what opening a cycle changed: the flatten it acted on is done, and its stop losses cool down."""
@@ -713,14 +727,20 @@ def _after_open(
     if flatten is not None and changed.flatten == flatten:
         scope = ", ".join(flatten.strategies) if flatten.strategies is not None else "every strategy"
         changed = replace(changed, flatten=None).with_events(
-            Event(now, ACCOUNT if flatten.strategies is None else scope, "flattened", f"exits planned for {scope}")
+            Event(
+                now,
+                ACCOUNT if flatten.strategies is None else scope,
+                "flattened",
+                f"exits planned for {scope}",
+                cycle_id,
+            )  # fmt: skip
         )
     if config.guards.cooldown_bars is not None and stops:
         if settings.timeframe is None:
             raise ConfigError("guards.cooldown_bars counts bars of the stack's timeframe, which is not set")
         bar = timedelta(seconds=settings.timeframe.seconds)
         for key, at in sorted(stops.items()):
-            changed = start_cooldown(changed, config.guards, key, at, bar)
+            changed = start_cooldown(changed, config.guards, key, at, bar, cycle=cycle_id)
     return changed
 
 

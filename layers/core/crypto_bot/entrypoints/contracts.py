@@ -29,7 +29,10 @@ class CollectResult(TypedDict):
     """The cycle's time, ISO-8601: the bar it trades for a scheduled cycle, else the execution's start."""
     urgent: bool
     pending: int
-    """Signals waiting for this cycle; 0 ends the execution."""
+    """Signals waiting for this cycle."""
+    run: bool
+    """Whether the cycle has work: pending signals, an operator's flatten, or on a schedule drawdown guards to
+    mark. False ends the execution without taking the lock."""
     phase: str
     """The first phase, always ``exits``."""
     received: int

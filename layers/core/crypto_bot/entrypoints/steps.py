@@ -101,6 +101,11 @@ def collect(event: CollectInput, app: App) -> CollectResult:
         # arrives must be decided with that stop (netted out), not left for the next cycle to buy.
         unprocessable = app.alert_queue(take, refused=refuse).failed
         pending = cycle_signals(wf.store.pending_signals(), urgent=urgent)
+        # Work besides signals: a flatten the operator asked for, and on a schedule the drawdown guards, which
+        # mark the account to market even when no alert came (so a trip is told when it happens).
+        guards = wf.config.guards
+        marking = scheduled and (guards.account_drawdown is not None or guards.strategy_drawdown is not None)
+        run = bool(pending) or wf.store.get_controls().flatten is not None or marking
     at = app.settings.schedule.tick_at_or_before(started) if scheduled else started
     kind = "urgent" if urgent else ("scheduled" if scheduled else "manual")
     # The execution name makes the id unique per execution yet stable across a redrive,
@@ -112,6 +117,7 @@ def collect(event: CollectInput, app: App) -> CollectResult:
         "at": at.isoformat(),
         "urgent": urgent,
         "pending": len(pending),
+        "run": run,
         "phase": Phase.EXITS.value,
         "received": received,
         "rejected": rejected,
