@@ -30,6 +30,18 @@ checked at the last price (the docs' average price with ``avgPriceMins`` 0); tax
 special commissions are zero; BNB never pays commission (an account without the BNB
 fee option, which is the case the bot's ledger must get right).
 
+``STOP_LOSS_LIMIT`` orders (rest-api.md, New order: ``timeInForce``, ``quantity``, ``price``,
+``stopPrice``) rest off the book with their funds locked, ``NEW`` with ``isWorking`` false and
+``workingTime`` -1 (the pending orders of rest-api.md's order list responses), until a trade at
+:meth:`Binance.set_price` reaches the stop: a SELL triggers on "market price <= stop price", a BUY
+on ">=" (faqs/trailing-stop-faq.md, "What kind of price changes will trigger my trailing stop
+order?"). The limit then enters the book as a new LIMIT order would, and ``workingTime`` is the
+trigger's time (faqs/spot_glossary.md: "The time when the order started working on the order
+book"). A stop the last price already meets is refused with -2010 "Order would trigger
+immediately." (errors.md, messages of -2010; rest-api.md: a STOP_LOSS SELL's price is "below
+market price"). ``PRICE_FILTER`` applies to ``stopPrice`` as to ``price`` (filters.md);
+``trailingDelta`` and the other algo types are not modelled.
+
 The sapi endpoints ccxt calls while loading markets with credentials (coins, cross
 and isolated margin pairs) are served too, in the shapes of developers.binance.com
 (``wallet/capital/all-coins-info``; ``margin_trading/market-data``), because a real
@@ -246,7 +258,7 @@ class Order:
     client_order_id: str
     symbol: str
     side: Side
-    type: Literal["LIMIT", "MARKET"]
+    type: Literal["LIMIT", "MARKET", "STOP_LOSS_LIMIT"]
     price: Decimal  # 0 for a MARKET order, as Binance reports it
     orig_qty: Decimal
     time: int
@@ -256,10 +268,23 @@ class Order:
     update_time: int = 0
     # Quote locked for a resting buy (its remaining qty at its limit) or base for a resting sell.
     locked: Decimal = ZERO
+    stop_price: Decimal | None = None  # a STOP_LOSS_LIMIT's stopPrice
+    triggered_at: int | None = None  # when a STOP_LOSS_LIMIT's stop was reached and its limit went on the book
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def working_time(self) -> int:
+        """The order's ``workingTime``: -1 for a stop not triggered yet, as an order list's pending orders show."""
+        if self.stop_price is None:
+            return self.time
+        return -1 if self.triggered_at is None else self.triggered_at
+
+    @property
+    def is_working(self) -> bool:
+        return self.working_time != -1
 
     @property
     def remaining(self) -> Decimal:
@@ -314,8 +339,13 @@ class Binance:
     def set_price(self, symbol: str, price: Decimal) -> None:
         """Trade the market to ``price``: last, bid and ask move there, and resting orders it crosses fill as maker."""
         with self._lock:
-            self.books[symbol] = Book(last=price, bid=price, ask=price)
-            for order in [o for o in self.orders if o.symbol == symbol and o.is_open and o.type == "LIMIT"]:
+            book = self.books[symbol] = Book(last=price, bid=price, ask=price)
+            for order in [o for o in self.orders if o.symbol == symbol and o.is_open and o.type != "MARKET"]:
+                if not order.is_working:
+                    if order.stop_price is not None and _stop_reached(order.side, order.stop_price, price):
+                        order.triggered_at = order.update_time = self._now()
+                        self._enter_book(order, book)
+                    continue
                 crossed = order.price >= price if order.side == "BUY" else order.price <= price
                 if crossed:
                     self._fill(order, order.remaining, order.price, maker=True)
@@ -624,25 +654,30 @@ class Binance:
         if side not in ("BUY", "SELL"):
             raise _bad_request(-1117, "Invalid side.")
         order_type = _required(params, "type")
-        if order_type not in ("LIMIT", "MARKET"):
-            # Only the two types the bot sends are modelled; others are refused the documented way.
+        if order_type not in ("LIMIT", "MARKET", "STOP_LOSS_LIMIT"):
+            # Only the types the bot sends are modelled; others are refused the documented way.
             raise _bad_request(-1116, "Invalid orderType.")
-        quantity = _decimal(params, "quantity")  # both types need it here (quoteOrderQty is not modelled)
+        quantity = _decimal(params, "quantity")  # every type needs it here (quoteOrderQty is not modelled)
         price = ZERO
-        if order_type == "LIMIT":
+        if order_type != "MARKET":
             if _required(params, "timeInForce") != "GTC":
                 raise _bad_request(-1115, "Invalid timeInForce.")
             price = _decimal(params, "price")
-        response_type = params.get("newOrderRespType") or "FULL"  # "MARKET and LIMIT order types default to FULL"
+        # trailingDelta, the documented alternative to stopPrice, is not modelled: stopPrice is mandatory here.
+        stop_price = _decimal(params, "stopPrice") if order_type == "STOP_LOSS_LIMIT" else None
+        # "MARKET and LIMIT order types default to FULL, all other orders default to ACK."
+        response_type = params.get("newOrderRespType") or ("ACK" if order_type == "STOP_LOSS_LIMIT" else "FULL")
         if response_type not in ("ACK", "RESULT", "FULL"):
             raise _bad_request(-1130, "Data sent for parameter 'newOrderRespType' is not valid.")
         book = self._book(symbol)
-        self._check_filters(rules, order_type, quantity, price or book.last)
+        self._check_filters(rules, order_type, quantity, price or book.last, stop_price)
         client_order_id = params.get("newClientOrderId") or f"emu{next(self._ids)}"
         # rest-api.md, newClientOrderId: "A unique id among open orders."
         if any(o.client_order_id == client_order_id and o.is_open for o in self.orders):
             raise _rejected("Duplicate order sent.")
         self._check_funds(rules, side, order_type, quantity, price, book)
+        if stop_price is not None and _stop_reached(side, stop_price, book.last):
+            raise _rejected("Order would trigger immediately.")
         now = self._now()
         order = Order(
             order_id=next(self._ids),
@@ -654,6 +689,7 @@ class Binance:
             orig_qty=quantity,
             time=now,
             update_time=now,
+            stop_price=stop_price,
         )
         self.orders.append(order)
         first_trade = len(self.trades)
@@ -661,12 +697,8 @@ class Binance:
             self._fill(order, quantity, book.ask if side == "BUY" else book.bid, maker=False)
         else:
             self._lock_funds(rules, order)
-            marketable = price >= book.ask if side == "BUY" else price <= book.bid
-            if marketable:
-                fraction = self._partial.pop(0) if self._partial else Decimal(1)
-                qty = (quantity * fraction).quantize(rules.step_size, ROUND_DOWN)
-                if qty > 0:
-                    self._fill(order, qty, book.ask if side == "BUY" else book.bid, maker=False)
+            if order.is_working:
+                self._enter_book(order, book)
         answer: dict[str, Any] = {
             "symbol": symbol,
             "orderId": order.order_id,
@@ -677,7 +709,7 @@ class Binance:
         if response_type == "ACK":
             return answer
         answer.update(self._order_fields(order, with_time=False))
-        answer["workingTime"] = now
+        answer["workingTime"] = order.working_time
         if response_type == "FULL":
             answer["fills"] = [
                 {
@@ -691,18 +723,34 @@ class Binance:
             ]
         return answer
 
-    def _check_filters(self, rules: SymbolRules, order_type: str, quantity: Decimal, price: Decimal) -> None:
+    def _enter_book(self, order: Order, book: Book) -> None:
+        """Put a LIMIT (or a triggered stop's limit) on the book: marketable, it takes the touch at once."""
+        rules = self.rules[order.symbol]
+        marketable = order.price >= book.ask if order.side == "BUY" else order.price <= book.bid
+        if marketable:
+            fraction = self._partial.pop(0) if self._partial else Decimal(1)
+            qty = (order.remaining * fraction).quantize(rules.step_size, ROUND_DOWN)
+            if qty > 0:
+                self._fill(order, qty, book.ask if order.side == "BUY" else book.bid, maker=False)
+
+    def _check_filters(
+        self, rules: SymbolRules, order_type: str, quantity: Decimal, price: Decimal, stop_price: Decimal | None = None
+    ) -> None:
         """Apply the symbol's filters (filters.md) in the order they are listed."""
-        limit = order_type == "LIMIT"
-        if limit and (price < rules.min_price or price > rules.max_price or price % rules.tick_size):
-            raise _filter_failure("PRICE_FILTER")
+        limit = order_type != "MARKET"
+        # PRICE_FILTER: "minPrice defines the minimum price/stopPrice allowed", and so for maxPrice and tickSize.
+        for checked in (price, stop_price) if limit else ():
+            if checked is not None and (
+                checked < rules.min_price or checked > rules.max_price or checked % rules.tick_size
+            ):
+                raise _filter_failure("PRICE_FILTER")
         if quantity < rules.min_qty or quantity > rules.max_qty or quantity % rules.step_size:
             raise _filter_failure("LOT_SIZE")
         notional = price * quantity
         # Both filters apply to MARKET orders here (applyMinToMarket / applyToMarket true), at the last price.
         if rules.notional_filter == "NOTIONAL" and notional < rules.min_notional:
             raise _filter_failure("NOTIONAL")
-        if rules.notional_filter == "NOTIONAL" and order_type == "LIMIT" and notional > rules.max_notional:
+        if rules.notional_filter == "NOTIONAL" and limit and notional > rules.max_notional:
             raise _filter_failure("NOTIONAL")  # applyMaxToMarket is false
         if rules.notional_filter == "MIN_NOTIONAL" and notional < rules.min_notional:
             raise _filter_failure("MIN_NOTIONAL")
@@ -713,7 +761,7 @@ class Binance:
         self, rules: SymbolRules, side: str, order_type: str, quantity: Decimal, price: Decimal, book: Book
     ) -> None:
         if side == "BUY":
-            needed, asset = quantity * (price if order_type == "LIMIT" else book.ask), rules.quote
+            needed, asset = quantity * (book.ask if order_type == "MARKET" else price), rules.quote
         else:
             needed, asset = quantity, rules.base
         if self.balances.get(asset, Balance()).free < needed:
@@ -739,7 +787,7 @@ class Binance:
             # commission_faq.md: "For orders on the BUY side, the received amount would be quantity."
             commission = (qty * (rate + self.rates.buyer)).quantize(EIGHT_PLACES, ROUND_DOWN)
             commission_asset = rules.base
-            if order.type == "LIMIT":
+            if order.type != "MARKET":
                 release = qty * order.price  # what this part locked at the limit; a better price refunds the rest
                 order.locked -= release
                 quote.locked -= release
@@ -751,7 +799,7 @@ class Binance:
             # "Since this order is on the SELL side, the received amount is the notional value."
             commission = (quote_qty * (rate + self.rates.seller)).quantize(EIGHT_PLACES, ROUND_DOWN)
             commission_asset = rules.quote
-            if order.type == "LIMIT":
+            if order.type != "MARKET":
                 order.locked -= qty
                 base.locked -= qty
             else:
@@ -886,15 +934,18 @@ class Binance:
             "side": order.side,
             "selfTradePreventionMode": "EXPIRE_MAKER",
         }
+        if order.stop_price is not None:
+            # rest-api.md, Conditional fields in Order Responses: stopPrice "Appears for ... STOP_LOSS_LIMIT".
+            fields["stopPrice"] = _fmt(order.stop_price)
         if with_time:
             fields.update(
                 {
-                    "stopPrice": _fmt(ZERO),
+                    "stopPrice": _fmt(order.stop_price or ZERO),
                     "icebergQty": _fmt(ZERO),
                     "time": order.time,
                     "updateTime": order.update_time,
-                    "isWorking": True,
-                    "workingTime": order.time,
+                    "isWorking": order.is_working,
+                    "workingTime": order.working_time,
                 }
             )
         return fields
@@ -942,6 +993,11 @@ def _signature_payload(request: Request) -> tuple[str, str | None]:
                 kept.append(pair)
         parts.append("&".join(kept))
     return "".join(parts), signature
+
+
+def _stop_reached(side: str, stop_price: Decimal, last: Decimal) -> bool:
+    """Say whether a trade at ``last`` meets a stop (faqs/trailing-stop-faq.md: SELL "market price <= stop price")."""
+    return last <= stop_price if side == "SELL" else last >= stop_price
 
 
 def _required(params: Mapping[str, str], name: str) -> str:
