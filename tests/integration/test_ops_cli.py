@@ -21,6 +21,7 @@ import pytest
 
 from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
 from crypto_bot.adapters.aws.secrets import read_api_key
+from crypto_bot.domain.controls import Controls
 from crypto_bot.domain.errors import ConfigError
 from crypto_bot.domain.orders import Balance
 from crypto_bot_tools import ops
@@ -329,6 +330,7 @@ def test_positions_json_values_the_ledger_and_shows_zero_drift(
         "equity": float(equity),
         "balances": {"BTC": 0.15833333, "USDT": float(cash)},
         "drift": {"BTC": 0},
+        "controls": Controls().to_dict(),  # nothing paused, no guard configured
     }
     assert prices == [("kraken", False)]  # the stack's ExchangeName, live tickers for a paper stack
 

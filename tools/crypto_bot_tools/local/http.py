@@ -1,7 +1,8 @@
 """The local stack's HTTP front: the webhook through API Gateway's emulator, and the ``/_local/*`` endpoints.
 
 ``GET /_local/state`` reports the state, ``GET /_local/health`` says the server is up, ``POST /_local/cycle``
-runs a cycle now and ``GET /_local/executions/ID`` describes one execution.
+runs a cycle now, ``POST /_local/controls`` pauses, resumes or flattens (the kill switch) and
+``GET /_local/executions/ID`` describes one execution.
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ def _local_endpoint(
             execution = local.start_cycle({"trigger": trigger}, trigger=trigger)
             return 202, local.execution(execution.name)
         return 200, local.run_cycle(trigger)
+    if path == "/_local/controls" and method == "POST":
+        return local.apply_controls(json.loads(body) if body.strip() else None)
     if path.startswith("/_local/executions/") and method == "GET":
         name = path.removeprefix("/_local/executions/")
         detail = local.wait_for(name) if query.get("wait") == "true" else local.execution(name)

@@ -232,6 +232,14 @@ class LocalServer:
         """Start an execution and return its detail once it has finished."""
         return self.parts.executions.run(trigger)
 
+    def apply_controls(self, request: object) -> tuple[int, dict[str, Any]]:
+        """Answer ``POST /_local/controls``: apply a pause, resume or flatten and notify (400 for a bad request)."""
+        from crypto_bot_tools.local.controls import apply_request
+
+        return apply_request(
+            request, stack=self.stack, config=self.config, config_source=str(self.settings.config), log=self.log
+        )
+
     def execution(self, name: str) -> dict[str, Any] | None:
         """Return an execution's detail: final once it ended, with the transitions so far while it runs."""
         return self.parts.executions.detail(name)
@@ -262,6 +270,7 @@ def print_banner(server: LocalServer, out: Any = None) -> None:
         f"  token     {server.token}",
         f"  state     GET  {server.url}/_local/state",
         f"  cycle     POST {server.url}/_local/cycle",
+        f"  controls  POST {server.url}/_local/controls (crypto-bot pause|resume|flatten --local {server.url})",
         f"  cycles    {server.schedule_description}; stop losses run at once",
         f"  prices    {prices}",
         f"  account   {s.mode} mode, {account}, strategies from {s.config}",

@@ -32,7 +32,8 @@ class StateReader:
         self.queues = queues
 
     def state(self) -> dict[str, Any]:
-        """Return what ``GET /_local/state`` answers: signals, orders, positions, balances, cash, equity, executions."""
+        """Return what ``GET /_local/state`` answers: signals, orders, positions, balances, cash, equity, executions,
+        queues and the controls."""
         # Executions first: whatever one reported finished has done to the table is in the rest of the answer.
         executions = self.executions.listed()
         store = self._store()
@@ -70,6 +71,8 @@ class StateReader:
             "ledger": {asset: plain(amount) for asset, amount in sorted(ledger_amounts.items())},
             "executions": executions,
             "queues": self._queue_depths(),
+            # The kill switch and guards (crypto_bot.domain.controls), as the record is stored.
+            "controls": store.get_controls().to_dict(),
         }
 
     def cycle_json(self, cycle_id: str) -> dict[str, Any] | None:

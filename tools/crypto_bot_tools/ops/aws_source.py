@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crypto_bot.domain.config import StrategyConfig
-from crypto_bot.domain.errors import ConfigError, ExchangeError
+from crypto_bot.domain.errors import ConfigError, ExchangeError, StoreError
 from crypto_bot.domain.money import parse_decimal
+from crypto_bot_tools.ops.controls import ControlsChange, apply_command, check_strategy
 from crypto_bot_tools.ops.follow import follow_execution, start_cycle
 from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, SignalRow, alert_field, console_url
 from crypto_bot_tools.ops.stack import (
+    NOTIFICATIONS_OUTPUT,
     STATE_MACHINE_OUTPUT,
     TABLE_OUTPUT,
     StackResources,
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AwsSource",
+    "deployed_control",
     "deployed_holdings",
     "deployed_signals",
     "live_balances",
@@ -61,15 +65,27 @@ class AwsSource:
 
     def holdings(self, config_path: Path | None, *, with_prices: bool, with_balances: bool) -> Holdings:
         quote = self.resources.parameter("QuoteCurrency").upper()
-        default = Path("strategy_config.json")
-        if config_path is None and not default.is_file():
-            # Valuing the ledger needs only the quote currency, which the stack knows.
-            config = StrategyConfig(strategies={}, quote=quote)
-        else:
-            config = StrategyConfig.load(config_path or default, quote)
+        path = _config_path(config_path)
+        # Valuing the ledger needs only the quote currency, which the stack knows.
+        config = StrategyConfig(strategies={}, quote=quote) if path is None else StrategyConfig.load(path, quote)
         return deployed_holdings(
             self.resources, self.client, config, with_prices=with_prices, with_balances=with_balances
         )
+
+    def apply_control(
+        self, command: str, *, strategy: str | None, reason: str, config_path: Path | None
+    ) -> ControlsChange:
+        if strategy is not None:
+            path = _config_path(config_path)
+            if path is None:
+                # The deployed config is inside the stack's layer (make build copies it there): not readable here.
+                raise ConfigError(
+                    f"--strategy {strategy!r}: cannot check it against stack {self.resources.name}'s strategies: "
+                    "there is no strategy_config.json here; pass --config PATH (the file the stack was built with)"
+                )
+            config = StrategyConfig.load(path, self.resources.parameter("QuoteCurrency").upper())
+            check_strategy(strategy, config.strategies, "--strategy", str(path))
+        return deployed_control(self.resources, self.client, command, strategy=strategy, reason=reason)
 
     def executions(self, limit: int) -> list[ExecutionRow]:
         return recent_executions(self.client("stepfunctions"), self.resources.output(STATE_MACHINE_OUTPUT), limit=limit)
@@ -100,6 +116,33 @@ class AwsSource:
             except json.JSONDecodeError:
                 summary = {"output": description["output"]}
         return CycleOutcome(status, summary if isinstance(summary, Mapping) else {"output": summary}, took)
+
+
+def deployed_control(
+    resources: StackResources,
+    client: Callable[[str], Any],
+    command: str,
+    *,
+    strategy: str | None,
+    reason: str,
+    at: datetime | None = None,
+) -> ControlsChange:
+    """Apply ``command`` to a deployed stack's controls as the caller (STS), then publish it to its topic."""
+    from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+    from crypto_bot.adapters.aws.notify import publish
+
+    topic = resources.output(NOTIFICATIONS_OUTPUT)  # before writing: a stack without it fails with nothing done
+    by = str(client("sts").get_caller_identity()["Arn"])
+    store = DynamoDBStore(resources.output(TABLE_OUTPUT), client("dynamodb"))
+    change = apply_command(store, command, strategy=strategy, by=by, reason=reason, at=at or datetime.now(UTC))
+    if not change.changed:
+        return change  # nothing happened that the trader has not been told
+    subject, message = change.notification()
+    try:
+        publish(client("sns"), topic, subject, message)
+    except StoreError as e:
+        return replace(change, notification_error=f"{type(e).__name__}: {e}")
+    return change
 
 
 def deployed_signals(dynamodb: Any, table: str, *, limit: int = 500) -> list[SignalRow]:
@@ -245,7 +288,16 @@ def deployed_holdings(
         prices = _read_prices(sorted(symbols), source, notes)
     result = holdings(config, ledger, balances, prices)
     result.notes[:0] = notes
+    result.controls = DynamoDBStore(table, client("dynamodb")).get_controls()
     return result
+
+
+def _config_path(config_path: Path | None) -> Path | None:
+    """Return ``--config``, else strategy_config.json when the working directory has one, else None."""
+    default = Path("strategy_config.json")
+    if config_path is None and not default.is_file():
+        return None
+    return config_path or default
 
 
 def _read_prices(symbols: Sequence[str], source: Callable[[str], Decimal], notes: list[str]) -> dict[str, Decimal]:

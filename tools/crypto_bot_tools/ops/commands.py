@@ -11,13 +11,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from crypto_bot.domain.errors import ConfigError
 from crypto_bot_tools.ops import render
 from crypto_bot_tools.ops.rows import SignalRow
 from crypto_bot_tools.ops.sources import Source
 from crypto_bot_tools.ops.stack import DEFAULT_STACK, STACK_ENV, aws_errors
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from crypto_bot_tools.ops.controls import ControlsChange
+    from crypto_bot_tools.ops.rows import CycleOutcome
 
 __all__ = ["open_source", "parse_since", "parse_statuses", "register", "select_signals"]
 
@@ -26,7 +32,7 @@ _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def register(commands: Any) -> None:
-    """Add the ops subcommands (signals, positions, cycle, executions) to the CLI's subparsers."""
+    """Add the ops subcommands (signals, positions, cycle, executions, pause, resume, flatten) to the subparsers."""
     signals = commands.add_parser(
         "signals",
         help="recent signals of a stack, with status and reason",
@@ -64,14 +70,7 @@ def register(commands: Any) -> None:
         description='Start an execution of the trade-cycle state machine with {"trigger": "manual"} and follow it.',
     )
     _target_options(cycle)
-    cycle.add_argument(
-        "--follow",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="follow the execution until it stops (default); --no-follow only starts it",
-    )
-    cycle.add_argument("--poll", type=_positive_float, default=1.0, help="seconds between history reads")
-    cycle.add_argument("--timeout", type=_positive_float, help="stop following after this many seconds")
+    _follow_options(cycle)
     cycle.set_defaults(run=_run_cycle)
 
     executions = commands.add_parser(
@@ -83,6 +82,46 @@ def register(commands: Any) -> None:
     executions.add_argument("--limit", type=_positive_int, default=20, help="how many (default 20)")
     executions.add_argument("--json", action="store_true", help="print one JSON object per execution")
     executions.set_defaults(run=_run_executions)
+    _register_controls(commands)
+
+
+def _register_controls(commands: Any) -> None:
+    """Add the kill switch: pause, resume and flatten (crypto_bot.domain.controls)."""
+    pause = commands.add_parser(
+        "pause",
+        help="hold entries back (the account or one strategy); exits and stop losses still run",
+        description="Pause entries: buys are ignored with the reason 'paused by the operator' until crypto-bot "
+        "resume; exits and stop losses still run. The trader is notified.",
+    )
+    resume = commands.add_parser(
+        "resume",
+        help="take entries again, and release a tripped drawdown guard (its peak restarts)",
+        description="Lift a pause of the account (or of --strategy) and release its tripped drawdown guard, whose "
+        "peak restarts from the next cycle's equity. Cooldowns after a stop loss end by themselves.",
+    )
+    flatten = commands.add_parser(
+        "flatten",
+        help="pause, then run a cycle now that sells every position (or one strategy's)",
+        description="Pause entries and ask for every long position (or --strategy's) to be sold, start a cycle "
+        "and follow it as crypto-bot cycle does, then show the positions. It stays paused: crypto-bot resume.",
+    )
+    for parser in (pause, resume, flatten):
+        _target_options(parser)
+        parser.add_argument(
+            "--strategy", metavar="KEY", help="only this strategy, a key of the strategy config (default: the account)"
+        )
+        if parser is not resume:
+            parser.add_argument("--reason", default="", metavar="TEXT", help="why: kept in the record and notified")
+        parser.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            help="strategy config --strategy is checked against (default strategy_config.json; --local uses its own)",
+        )
+        parser.add_argument("--json", action="store_true", help="print one JSON object with the controls record")
+        parser.set_defaults(run=_run_control)
+    _follow_options(flatten)
+    flatten.set_defaults(run=_run_flatten)
 
 
 @contextmanager
@@ -180,12 +219,71 @@ def _run_executions(args: argparse.Namespace) -> int:
 
 
 def _run_cycle(args: argparse.Namespace) -> int:
-    console = render.console()
     with open_source(args.stack, args.region, args.local) as source:
-        outcome = source.cycle(console, follow=args.follow, poll=args.poll, timeout=args.timeout)
+        return _cycle(source, args, render.console()).exit_code
+
+
+def _cycle(source: Source, args: argparse.Namespace, console: Console) -> CycleOutcome:
+    """Start a cycle, follow it as ``--follow/--poll/--timeout`` say, and print its summary once it ended."""
+    outcome = source.cycle(console, follow=args.follow, poll=args.poll, timeout=args.timeout)
     if outcome.finished:
         render.print_summary(outcome.status, outcome.summary, console, took=outcome.took)
-    return outcome.exit_code
+    return outcome
+
+
+def _run_control(args: argparse.Namespace) -> int:
+    with open_source(args.stack, args.region, args.local) as source:
+        change = _apply_control(source, args)
+    if args.json:
+        print(json.dumps(change.to_json()))
+    else:
+        render.print_control(change, render.console())
+    return _notified(change)
+
+
+def _run_flatten(args: argparse.Namespace) -> int:
+    # With --json, stdout holds one JSON object: the cycle is followed on stderr.
+    console = render.console(stderr=args.json)
+    with open_source(args.stack, args.region, args.local) as source:
+        change = _apply_control(source, args)
+        render.print_control(change, console)
+        outcome = _cycle(source, args, console)
+        result = source.holdings(args.config, with_prices=True, with_balances=True) if outcome.finished else None
+    if args.json:
+        execution = {"status": outcome.status, "summary": dict(outcome.summary), "took": outcome.took}
+        shown = {"positions": result.to_json()} if result is not None else {}
+        print(json.dumps({**change.to_json(), "execution": execution, **shown}, default=str))
+    elif result is not None:
+        render.print_holdings(result, console)
+    return max(outcome.exit_code, _notified(change))
+
+
+def _apply_control(source: Source, args: argparse.Namespace) -> ControlsChange:
+    return source.apply_control(
+        args.command, strategy=args.strategy, reason=getattr(args, "reason", ""), config_path=args.config
+    )
+
+
+def _notified(change: ControlsChange) -> int:
+    """Return 1, saying so, when the change was written but the trader's notification failed; else 0."""
+    if change.notification_error is None:
+        return 0
+    print(
+        f"crypto-bot: the {change.command} is written, but the notification failed: {change.notification_error}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _follow_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--follow",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="follow the execution until it stops (default); --no-follow only starts it",
+    )
+    parser.add_argument("--poll", type=_positive_float, default=1.0, help="seconds between history reads")
+    parser.add_argument("--timeout", type=_positive_float, help="stop following after this many seconds")
 
 
 def _target_options(parser: argparse.ArgumentParser) -> None:

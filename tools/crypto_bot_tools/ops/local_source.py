@@ -12,9 +12,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crypto_bot.domain.controls import Controls
 from crypto_bot.domain.errors import ConfigError
 from crypto_bot.domain.markets import split_symbol
 from crypto_bot.domain.money import ZERO, parse_decimal
+from crypto_bot_tools.ops.controls import ControlsChange
 from crypto_bot_tools.ops.render import escape
 from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, PositionRow, SignalRow
 
@@ -48,24 +50,31 @@ class LocalClient:
         """POST /_local/cycle?wait=false: start a cycle and return its execution as it is now."""
         return self._call("POST", "/_local/cycle?wait=false", self.timeout)
 
+    def controls(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /_local/controls: apply a pause, resume or flatten on the local stack and notify."""
+        return self._call("POST", "/_local/controls", self.timeout, json.dumps(request).encode("utf-8"))
+
     def execution(self, name: str) -> dict[str, Any]:
         """GET /_local/executions/NAME: one execution, its transitions so far and, once ended, its times."""
         import urllib.parse
 
         return self._call("GET", f"/_local/executions/{urllib.parse.quote(name, safe='')}", self.timeout)
 
-    def _call(self, method: str, path: str, timeout: float) -> dict[str, Any]:
+    def _call(self, method: str, path: str, timeout: float, data: bytes | None = None) -> dict[str, Any]:
         import urllib.error
         import urllib.request
 
         url = self.url + path
-        request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)  # noqa: S310
+        if data is None and method == "POST":
+            data = b""
+        headers = {"Content-Type": "application/json"} if data else {}
+        request = urllib.request.Request(url, method=method, data=data, headers=headers)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) checked above)
                 body = response.read()
         except urllib.error.HTTPError as e:
             text = e.read().decode("utf-8", "replace")[:300]
-            raise ConfigError(f"{method} {url}: HTTP {e.code}: {text}") from None
+            raise ConfigError(f"{method} {url}: HTTP {e.code}: {_error_text(text)}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise ConfigError(f"cannot reach crypto-bot local at {self.url} ({reason}): is it running?") from None
@@ -97,6 +106,16 @@ class LocalSource:
         newest = list(reversed(local_executions(self.client.state())))[:limit]
         return [_with_times(row, self.client.execution(row.name)) for row in newest]
 
+    def apply_control(
+        self, command: str, *, strategy: str | None, reason: str, config_path: Path | None
+    ) -> ControlsChange:
+        import getpass
+
+        # The local stack checks the strategy against its own config (config_path is not needed) and notifies.
+        by = f"{getpass.getuser()}@local"
+        answer = self.client.controls({"command": command, "strategy": strategy, "reason": reason, "by": by})
+        return ControlsChange.from_json(answer, f"POST {self.client.url}/_local/controls")
+
     def cycle(self, console: Console, *, follow: bool, poll: float, timeout: float | None) -> CycleOutcome:
         started = self.client.start_cycle()
         name = str(started.get("id") or "")
@@ -120,6 +139,15 @@ class LocalSource:
         shown = detail.get("summary")
         summary = shown if isinstance(shown, Mapping) else ({} if shown is None else {"summary": shown})
         return CycleOutcome(status, summary, took)
+
+
+def _error_text(text: str) -> str:
+    """The ``error`` of a local endpoint's JSON answer ({"error": ...}), else the answer as it came."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return str(data["error"]) if isinstance(data, dict) and isinstance(data.get("error"), str) else text
 
 
 def follow_local_execution(
@@ -214,6 +242,7 @@ def local_holdings(state: Mapping[str, Any], *, with_prices: bool = True, with_b
         balances = {str(a): _balance_total(v, f"/_local/state balances.{a}") for a, v in sorted(raw.items())}
         drift = {asset: balances.get(asset, ZERO) - amount for asset, amount in sorted(held.items())}
     return Holdings(
+        controls=_controls(state.get("controls")),
         quote=_quote_of(positions),
         positions=rows,
         cash=_optional_number(state.get("cash"), "/_local/state cash") if with_balances else None,
@@ -254,6 +283,18 @@ def _with_times(row: ExecutionRow, detail: Mapping[str, Any]) -> ExecutionRow:
         started=_parse_time(started, f"{where} started_at") if started else row.started,
         stopped=_parse_time(stopped, f"{where} stopped_at") if stopped else None,
     )
+
+
+def _controls(value: Any) -> Controls | None:
+    # A local stack older than the kill switch sends none.
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"/_local/state controls: expected an object, got {value!r}")
+    try:
+        return Controls.from_dict(value)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"/_local/state controls: not a controls record ({type(e).__name__}: {e})") from None
 
 
 def _quote_of(positions: Mapping[str, Any]) -> str:

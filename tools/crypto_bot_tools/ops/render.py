@@ -9,17 +9,22 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
+from crypto_bot.domain.controls import ACCOUNT
 from crypto_bot.domain.money import ZERO, plain
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from crypto_bot.domain.controls import Controls
+    from crypto_bot_tools.ops.controls import ControlsChange
     from crypto_bot_tools.ops.rows import ExecutionRow, Holdings, SignalRow
 
 __all__ = [
     "console",
     "escape",
     "nothing_done",
+    "print_control",
+    "print_controls",
     "print_executions",
     "print_holdings",
     "print_signals",
@@ -33,15 +38,17 @@ _STATUS_STYLE: Final = {
     "expired": "yellow",
     "ignored": "dim",
 }
+CONTROL_EVENTS: Final = 5  # the last changes of the controls positions shows
 _EXECUTION_STYLE: Final = {"SUCCEEDED": "green", "FAILED": "bold red", "TIMED_OUT": "red", "ABORTED": "yellow"}
 
 
-def console() -> Console:
-    """Return the console the commands print on."""
+def console(*, stderr: bool = False) -> Console:
+    """Return the console the commands print on: stdout, or stderr when stdout is kept for JSON."""
     from rich.console import Console
 
     # Wide enough for the tables when output goes to a pipe or a file.
-    return Console() if sys.stdout.isatty() else Console(width=120)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=120)
 
 
 def escape(text: str) -> str:
@@ -126,8 +133,61 @@ def print_holdings(result: Holdings, console: Console) -> None:
                 shown,
             )
         console.print(drift)
+    if result.controls is not None:
+        print_controls(result.controls, console)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
+
+
+def print_control(change: ControlsChange, console: Console) -> None:
+    """Print the sentence of what a pause, resume or flatten changed, and who it is recorded as."""
+    style = "bold yellow" if change.changed else "dim"
+    # One line however long, so that a script can read it: the terminal wraps it.
+    console.print(f"[{style}]{escape(change.message)}[/]", highlight=False, soft_wrap=True)
+    if change.changed:
+        console.print(f"  recorded as {escape(change.by)}", highlight=False, soft_wrap=True)
+
+
+def print_controls(controls: Controls, console: Console, *, events: int = CONTROL_EVENTS) -> None:
+    """Print what holds entries back and the last ``events`` changes, only when something does.
+
+    Nothing is printed while nothing is paused, tripped, cooling down or waiting to be flattened.
+    """
+    from rich.table import Table
+
+    from crypto_bot_tools.ops.controls import is_active
+
+    if not is_active(controls):
+        return
+    table = Table(title="controls: entries held back", title_justify="left")
+    for column in ("scope", "state", "since (UTC)", "by", "why"):
+        table.add_column(column, overflow="fold", no_wrap=column not in ("why", "by"))
+    if controls.paused:
+        table.add_row("account", "[bold yellow]paused", _clock(controls.paused.at), escape(controls.paused.by),
+                      escape(controls.paused.reason))  # fmt: skip
+    for key, hold in sorted(controls.paused_strategies.items()):
+        table.add_row(escape(key), "[bold yellow]paused", _clock(hold.at), escape(hold.by), escape(hold.reason))
+    if controls.account_trip:
+        trip = controls.account_trip
+        table.add_row("account", "[bold red]guard tripped", _clock(trip.at), "", escape(trip.reason))
+    for key, hold in sorted(controls.strategy_trips.items()):
+        table.add_row(escape(key), "[bold red]guard tripped", _clock(hold.at), "", escape(hold.reason))
+    for key, hold in sorted(controls.cooldowns.items()):
+        table.add_row(escape(key), f"cooldown until {_clock(hold.at)}", "", "", escape(hold.reason))
+    if controls.flatten:
+        scope = ", ".join(controls.flatten.strategies) if controls.flatten.strategies is not None else "account"
+        table.add_row(escape(scope), "[bold]flatten requested", _clock(controls.flatten.at),
+                      escape(controls.flatten.by), "the next cycle sells these positions")  # fmt: skip
+    console.print(table)
+    if controls.events and events > 0:
+        shown = controls.events[-events:]
+        log = Table(title=f"last {len(shown)} control event{'s' if len(shown) != 1 else ''}", title_justify="left")
+        for column in ("at (UTC)", "scope", "what", "detail"):
+            log.add_column(column, overflow="fold", no_wrap=column != "detail")
+        for event in shown:
+            scope = "account" if event.scope == ACCOUNT else event.scope
+            log.add_row(_clock(event.at), escape(scope), escape(event.what), escape(event.detail))
+        console.print(log)
 
 
 def print_executions(rows: Sequence[ExecutionRow], console: Console) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from crypto_bot.domain.controls import Controls
 from crypto_bot.domain.money import to_json_number
 
 __all__ = [
@@ -102,8 +103,10 @@ class Holdings:
     ledger: dict[str, Decimal]  # ledger amount per base asset, dust included
     drift: dict[str, Decimal] | None  # balance minus ledger, per asset the ledger knows
     notes: list[str] = field(default_factory=list)
+    controls: Controls | None = None  # the kill switch and guards; None when the source did not read them
 
     def to_json(self) -> dict[str, Any]:
+        shown = {} if self.controls is None else {"controls": self.controls.to_dict()}
         return {
             "positions": {
                 p.strategy: {
@@ -119,6 +122,7 @@ class Holdings:
             "equity": _json_or_none(self.equity),
             "balances": None if self.balances is None else {k: to_json_number(v) for k, v in self.balances.items()},
             "drift": None if self.drift is None else {k: to_json_number(v) for k, v in self.drift.items()},
+            **shown,
         }
 
 

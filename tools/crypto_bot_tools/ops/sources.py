@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from crypto_bot_tools.ops.controls import ControlsChange
     from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, SignalRow
 
 __all__ = ["Source"]
@@ -35,4 +36,13 @@ class Source(Protocol):
 
     def cycle(self, console: Console, *, follow: bool, poll: float, timeout: float | None) -> CycleOutcome:
         """Start a manual cycle now and, when ``follow``, print each state it enters on ``console`` until it ends."""
+        ...
+
+    def apply_control(
+        self, command: str, *, strategy: str | None, reason: str, config_path: Path | None
+    ) -> ControlsChange:
+        """Apply the operator's ``command`` (pause, resume, flatten) to the controls record and tell the trader.
+
+        ``strategy`` (None: the whole account) must be a key of the stack's strategy config.
+        """
         ...

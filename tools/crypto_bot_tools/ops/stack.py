@@ -17,6 +17,7 @@ from crypto_bot.domain.errors import ConfigError, StoreError
 
 __all__ = [
     "DEFAULT_STACK",
+    "NOTIFICATIONS_OUTPUT",
     "NO_CREDENTIALS",
     "STACK_ENV",
     "STATE_MACHINE_OUTPUT",
@@ -34,6 +35,7 @@ NO_BOTO3: Final = "the ops commands need boto3 to talk to AWS: uv sync (dev grou
 # Outputs of template.yaml the commands read.
 TABLE_OUTPUT: Final = "TableName"
 STATE_MACHINE_OUTPUT: Final = "TradeCycleStateMachineArn"
+NOTIFICATIONS_OUTPUT: Final = "NotificationsTopicArn"  # the NotificationsTopic the cycles' summaries go to
 
 
 @dataclass(frozen=True)
