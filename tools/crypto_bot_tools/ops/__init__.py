@@ -1,4 +1,4 @@
-"""Operate a running stack from a laptop: ``crypto-bot signals|positions|cycle|executions``.
+"""Operate a running stack from a laptop: ``crypto-bot signals|positions|cycle|executions|pause|resume|flatten``.
 
 Each command asks one :class:`~crypto_bot_tools.ops.sources.Source` and prints the answer:
 
@@ -8,7 +8,8 @@ Each command asks one :class:`~crypto_bot_tools.ops.sources.Source` and prints t
   ``/_local/*`` endpoints.
 
 :mod:`~crypto_bot_tools.ops.commands` holds the subcommands, :mod:`~crypto_bot_tools.ops.rows` what
-they show, :mod:`~crypto_bot_tools.ops.render` how.
+they show, :mod:`~crypto_bot_tools.ops.render` how; :mod:`~crypto_bot_tools.ops.controls` applies the
+kill switch (pause, resume, flatten) to a store, for both sources.
 """
 
 from __future__ import annotations
