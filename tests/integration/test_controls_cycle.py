@@ -28,10 +28,12 @@ STRATEGIES = json.loads((ROOT / "strategy_config.json").read_text())
 
 
 @contextmanager
-def stack(tmp_path: Path, guards: Mapping[str, Any] | None = None) -> Iterator[Pipeline]:
-    """The template's stack on the repository's strategies, with ``guards`` added to its config."""
+def stack(
+    tmp_path: Path, guards: Mapping[str, Any] | None = None, strategies: Mapping[str, Any] = STRATEGIES
+) -> Iterator[Pipeline]:
+    """The template's stack on the repository's strategies (or ``strategies``), with ``guards`` in its config."""
     config = tmp_path / "strategy_config.json"
-    config.write_text(json.dumps({**STRATEGIES, **({"guards": dict(guards)} if guards else {})}))
+    config.write_text(json.dumps({**strategies, **({"guards": dict(guards)} if guards else {})}))
     with cycle_stack(
         parameters={"ExecutionStrategy": "multi"},
         environment=paper_environment(STRATEGY_CONFIG_PATH=str(config)),

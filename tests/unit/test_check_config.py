@@ -268,3 +268,20 @@ def test_the_committed_snapshots_are_sorted_ccxt_symbols_with_their_source() -> 
     recorded = json.loads((ROOT / "tests" / "fixtures" / "ccxt" / "binance.json").read_text(encoding="utf-8"))
     for market in recorded["exchange_info"]["symbols"]:
         assert f"{market['baseAsset']}/{market['quoteAsset']}" in binance.symbols
+
+
+def test_a_protective_stop_is_refused_for_a_venue_without_stop_orders_and_passes_on_binance(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 14: a venue without native spot stops gets a refusal at config time, not a silent gap.
+    entry = {"exchange_symbol": "BTC/USD", "base_asset": "BTC", "percentage": 0.2, "protective_stop": {"percent": 0.05}}
+    (project / "strategy_config.json").write_text(json.dumps({"BTCUSD": entry}))
+    assert main(["check-config", "--exchange", "kraken", "--quote", "USD"]) == 2
+    assert capsys.readouterr().err == (
+        "crypto-bot: strategy_config.json: protective_stop is set for BTCUSD, but kraken has no spot stop orders "
+        "this bot can place (crypto_bot.adapters.ccxt.exchange, supports_stop_orders): remove it, or trade on a "
+        "venue that has them\n"
+    )
+    usdt = {**entry, "exchange_symbol": "BTC/USDT"}
+    (project / "strategy_config.json").write_text(json.dumps({"BTCUSDT": usdt}))
+    assert main(["check-config", "--exchange", "binance"]) == 0

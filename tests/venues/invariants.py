@@ -34,6 +34,8 @@ SIGNAL_LIMIT = 10_000  # far more signals than any scenario sends: all of them a
 
 # The shape OrderIntent.client_order_id gives: "cb" + 24 hex chars of the intent id + "a" + attempt.
 _CLIENT_ID = re.compile(r"^cb(?P<intent>[0-9a-f]{24})a(?P<attempt>\d+)$")
+# A protective stop's (crypto_bot.engine.stops.stop_client_id): no intent's, and never placed twice either.
+_STOP_CLIENT_ID = re.compile(r"^cb[0-9a-f]{24}s00000$")
 
 
 class VenueAccount(Protocol):
@@ -78,6 +80,8 @@ def check_no_duplicate_orders(store: Store, venue: VenueAccount) -> None:
     assert not duplicates, f"client order ids the venue accepted more than once: {duplicates}"
     attempts: Counter[tuple[str, int]] = Counter()
     for cid in per_client_id:
+        if _STOP_CLIENT_ID.fullmatch(str(cid)):
+            continue
         match = _CLIENT_ID.fullmatch(str(cid))
         assert match is not None, f"venue order with a client id the bot does not make: {cid!r}"
         attempts[(match["intent"], int(match["attempt"]))] += 1
@@ -89,8 +93,9 @@ def check_no_duplicate_orders(store: Store, venue: VenueAccount) -> None:
 
 
 def check_nothing_left_working(store: Store, venue: VenueAccount) -> None:
-    """Assert no order is open on the venue and every intent is done."""
-    still_open = list(venue.open_client_order_ids())
+    """Assert no order is open on the venue but the protective stops the ledger owns, and every intent is done."""
+    protecting = {p.stop.client_order_id for p in store.load_ledger().positions.values() if p.stop is not None}
+    still_open = [c for c in venue.open_client_order_ids() if c not in protecting]
     assert not still_open, f"orders left working on the venue: {still_open}"
     working = [
         f"{r.intent.strategy} {r.intent.purpose.value}: {r.status.value}"

@@ -178,6 +178,16 @@ def online_markets(exchange: str, options: Mapping[str, Any]) -> frozenset[str]:
     return spot_symbols(markets)
 
 
+def venue_has_stops(exchange: str, options: Mapping[str, Any]) -> bool:
+    """Say whether the adapter places resting stop orders on ``exchange`` (no key and no network needed)."""
+    from crypto_bot.adapters.ccxt.exchange import CcxtExchange
+
+    try:
+        return CcxtExchange(exchange, options=options).supports_stop_orders
+    except CryptoBotError as e:
+        raise ConfigError(f"cannot tell whether {exchange} has stop orders: {e}") from e
+
+
 def spot_symbols(markets: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
     """Return the symbols of ccxt's ``load_markets()`` answer that are active spot markets."""
     # ccxt lists a venue's derivatives beside its spot pairs (BTC/USDT:USDT is Binance's perpetual), and keeps
@@ -249,6 +259,13 @@ def run_check(
             )
             hint = f" (the account's quote {quote} is {quote_source}; for a {found} account, {fix})"
         raise ConfigError(f"{e}{hint}") from e
+    stops = sorted(k for k, s in config.strategies.items() if s.protective_stop is not None)
+    if stops and not venue_has_stops(exchange, deploy.options):
+        raise ConfigError(
+            f"{args.config}: protective_stop is set for {', '.join(stops)}, but {exchange} has no spot stop orders "
+            "this bot can place (crypto_bot.adapters.ccxt.exchange, supports_stop_orders): remove it, or trade on "
+            "a venue that has them"
+        )
     if args.online:
         listed, where = (fetch or online_markets)(exchange, deploy.options), f"{exchange}'s markets, read now"
     else:

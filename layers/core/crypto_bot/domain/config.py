@@ -19,6 +19,7 @@ MAX_TOTAL_PERCENTAGE = Decimal("0.98")
 """The configured percentages may use at most 98% of the account; 2% stays for fees."""
 
 _STRATEGY_FIELDS = ("exchange_symbol", "base_asset", "percentage")
+_OPTIONAL_FIELDS = ("protective_stop",)
 GUARDS_KEY = "guards"
 """The one top-level key that is not a strategy: the optional guards (crypto_bot.domain.controls)."""
 
@@ -32,6 +33,9 @@ class Strategy:
     base: str
     quote: str
     percentage: Decimal
+    # A stop resting on the venue after each entry, this fraction below the position's average cost
+    # (``"protective_stop": {"percent": "0.05"}``); None: no stop on the venue unless an alert gives stop_price.
+    protective_stop: Decimal | None = None
 
     @property
     def enabled(self) -> bool:
@@ -125,7 +129,7 @@ def _parse_strategy(key: str, entry: object, quote: str, problems: list[FieldPro
         value = entry.get(name, MISSING)
         if value is MISSING or (isinstance(value, str) and not value.strip()):
             problems.append(FieldProblem(f"{where}.{name}", value, "is required"))
-    for name in sorted(set(entry) - set(_STRATEGY_FIELDS)):
+    for name in sorted(set(entry) - set(_STRATEGY_FIELDS) - set(_OPTIONAL_FIELDS)):
         problems.append(FieldProblem(f"{where}.{name}", entry[name], "is not a known field (typo?)"))
     if len(problems) > before:
         return None
@@ -154,9 +158,30 @@ def _parse_strategy(key: str, entry: object, quote: str, problems: list[FieldPro
         return None
     if not ZERO <= pct <= ONE:
         problems.append(FieldProblem(f"{where}.percentage", raw_pct, "must be a fraction in [0, 1] (0.2 means 20%)"))
+    stop = _protective_stop(where, entry.get("protective_stop"), problems)
     if len(problems) > before:
         return None
-    return Strategy(key=key, symbol=symbol.strip(), base=base, quote=quote, percentage=pct)
+    return Strategy(key=key, symbol=symbol.strip(), base=base, quote=quote, percentage=pct, protective_stop=stop)
+
+
+def _protective_stop(where: str, value: object, problems: list[FieldProblem]) -> Decimal | None:
+    """Read ``"protective_stop": {"percent": "0.05"}``: the stop's distance below the average cost."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) != {"percent"}:
+        problems.append(FieldProblem(f"{where}.protective_stop", value, 'must be {"percent": FRACTION}, e.g. 0.05'))
+        return None
+    try:
+        share = parse_decimal(value["percent"])
+    except ValueError as e:
+        problems.append(FieldProblem(f"{where}.protective_stop.percent", value["percent"], str(e)))
+        return None
+    if not ZERO < share < ONE:
+        problems.append(
+            FieldProblem(f"{where}.protective_stop.percent", value["percent"], "must be in (0, 1) (0.05 means 5%)")
+        )
+        return None
+    return share
 
 
 class ExecutionMode(StrEnum):

@@ -20,6 +20,52 @@ from crypto_bot.domain.orders import Balance, Fee
 
 
 @dataclass(frozen=True)
+class RestingStop:
+    """A strategy's protective stop resting on the venue, and how much of it the ledger has booked.
+
+    ``filled``, ``cost`` and ``fees`` are what is booked already, so reading the order again books only
+    the difference, however often it is read.
+    """
+
+    order_id: str
+    client_order_id: str
+    amount: Decimal
+    stop_price: Decimal
+    limit_price: Decimal
+    placed_at: datetime
+    filled: Decimal = ZERO
+    cost: Decimal = ZERO
+    fees: tuple[Fee, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "client_order_id": self.client_order_id,
+            "amount": str(self.amount),
+            "stop_price": str(self.stop_price),
+            "limit_price": str(self.limit_price),
+            "placed_at": self.placed_at.isoformat(),
+            "filled": str(self.filled),
+            "cost": str(self.cost),
+            "fees": [{"cost": str(f.cost), "currency": f.currency} for f in self.fees],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RestingStop:
+        return cls(
+            order_id=str(data["order_id"]),
+            client_order_id=str(data["client_order_id"]),
+            amount=Decimal(str(data["amount"])),
+            stop_price=Decimal(str(data["stop_price"])),
+            limit_price=Decimal(str(data["limit_price"])),
+            placed_at=datetime.fromisoformat(str(data["placed_at"])),
+            filled=Decimal(str(data.get("filled", "0"))),
+            cost=Decimal(str(data.get("cost", "0"))),
+            fees=tuple(Fee(Decimal(str(f["cost"])), str(f["currency"])) for f in data.get("fees") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class Position:
     """What one strategy holds. ``cost_basis`` is the quote spent on it, fees included."""
 
@@ -34,6 +80,13 @@ class Position:
     # The time of the newest alert a cycle has taken for this strategy: an older one arriving later is out of
     # order (a buy delivered after the stop loss that followed it) and must not trade.
     decided_through: datetime | None = None
+    # The protective stop resting on the venue for this position (crypto_bot.engine.stops), if any.
+    stop: RestingStop | None = None
+    # When a protective stop closed the position: a later stop-loss alert for the same trade is told so.
+    stopped_at: datetime | None = None
+    # The price this trade's protective stop triggers at: kept while the stop is lifted for a sell-down, so the
+    # stop placed again for what is left keeps it. A buy from flat (a new trade) forgets it.
+    stop_level: Decimal | None = None
 
     @property
     def is_long(self) -> bool:
@@ -50,6 +103,10 @@ class Position:
             "realized_pnl": str(self.realized_pnl),
             "opened_at": self.opened_at.isoformat() if self.opened_at else None,
             "decided_through": self.decided_through.isoformat() if self.decided_through else None,
+            # Only positions that have them carry these, so every other position item keeps its shape.
+            **({"stop": self.stop.to_dict()} if self.stop else {}),
+            **({"stopped_at": self.stopped_at.isoformat()} if self.stopped_at else {}),
+            **({"stop_level": str(self.stop_level)} if self.stop_level is not None else {}),
         }
 
     @classmethod
@@ -66,6 +123,9 @@ class Position:
             realized_pnl=Decimal(str(data["realized_pnl"])),
             opened_at=datetime.fromisoformat(opened) if opened else None,
             decided_through=datetime.fromisoformat(decided) if decided else None,
+            stop=RestingStop.from_dict(data["stop"]) if data.get("stop") else None,
+            stopped_at=datetime.fromisoformat(str(data["stopped_at"])) if data.get("stopped_at") else None,
+            stop_level=Decimal(str(data["stop_level"])) if data.get("stop_level") is not None else None,
         )
 
 
@@ -138,6 +198,8 @@ class Ledger:
                 amount=position.amount + base_delta,
                 cost_basis=position.cost_basis + cost_delta,
                 opened_at=position.opened_at or at,
+                stopped_at=None,
+                stop_level=position.stop_level if position.is_long else None,
             )
         else:
             leaving = filled + base_fee

@@ -51,6 +51,7 @@ class Signal:
     is_stop_loss: bool
     dedupe_key: str
     payload: Mapping[str, Any] = field(compare=False, repr=False)
+    stop_price: Decimal | None = None  # an entry's protective stop, when the alert gives one
 
     @property
     def desired(self) -> Desired:
@@ -125,6 +126,10 @@ def parse_signal(
     moment = _time_field(payload, problems)
     price = _positive_decimal(payload, "order_price", problems, required=True)
     contracts = _positive_decimal(payload, "contracts", problems, required=False)
+    # An entry's protective stop, placed on the venue when it fills (crypto_bot.engine.stops).
+    stop_price = _positive_decimal(payload, "stop_price", problems, required=False)
+    if stop_price is not None and (action is not Side.BUY or (price is not None and stop_price >= price)):
+        problems.append(FieldProblem("stop_price", payload.get("stop_price"), "must be below order_price, on a buy"))
     if strategy_key is not None:
         _check_strategy(payload, strategy_key, config, problems)
     stop = comment is not None and is_stop_loss_comment(comment, stop_loss_regex)
@@ -155,6 +160,7 @@ def parse_signal(
         is_stop_loss=stop,
         dedupe_key=dedupe_key(strategy_key, action, moment, price, comment, order_id),
         payload=dict(payload),
+        stop_price=stop_price,
     )
 
 

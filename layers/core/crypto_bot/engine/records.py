@@ -296,6 +296,8 @@ class CycleRecord:
     entry_order: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    # What happened to the protective stops while the cycle ran (crypto_bot.engine.stops), by strategy.
+    stops: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -334,4 +336,5 @@ class CycleRecord:
             entry_order=list(data.get("entry_order", [])),
             summary=dict(data.get("summary", {})),
             error=str(data.get("error", "")),
+            stops={str(k): str(v) for k, v in (data.get("stops") or {}).items()},
         )

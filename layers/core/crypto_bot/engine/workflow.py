@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -52,8 +52,8 @@ from crypto_bot.domain.errors import (
     StoreConflict,
 )
 from crypto_bot.domain.ledger import Ledger
-from crypto_bot.domain.markets import Market
-from crypto_bot.domain.money import ZERO, plain
+from crypto_bot.domain.markets import Market, Side
+from crypto_bot.domain.money import ZERO, parse_decimal, plain
 from crypto_bot.domain.orders import Balance, ExchangeOrder, Fee, OrderIntent, OrderStatus, Purpose, Skipped, intent_id
 from crypto_bot.domain.signals import DEFAULT_STOP_LOSS_REGEX, Signal, is_test_alert, parse_signal
 from crypto_bot.domain.timeframe import Timeframe, tradingview_interval_seconds
@@ -61,6 +61,7 @@ from crypto_bot.engine.chase import ChaseRules, OrderChase
 from crypto_bot.engine.ports import Exchange, Store
 from crypto_bot.engine.records import CycleRecord, IntentRecord, IntentStatus, Phase, SignalRecord
 from crypto_bot.engine.retry import NO_RETRY, RetryPolicy, call_with_retry
+from crypto_bot.engine.stops import STOP_FILLED, StopKeeper
 
 # TradingView stamps {{timenow}} from its servers' clocks; more than this ahead of ours is not a real alert.
 MAX_CLOCK_SKEW = timedelta(minutes=2)
@@ -242,6 +243,11 @@ class Workflow:
             return existing
         now = self.clock()
         ledger = self.store.load_ledger()
+        # A protective stop that filled on the venue since the last cycle is that strategy's exit: booked first,
+        # so the signals below are netted against the strategy as it really is now.
+        stop_notes = self._stops().check(ledger) if any(p.stop for p in ledger.positions.values()) else {}
+        if stop_notes:
+            self.store.save_ledger(ledger)
         taken: list[SignalRecord] = []
         for record in cycle_signals(self.store.pending_signals(), urgent=urgent):
             when = record.time or record.received_at
@@ -282,6 +288,10 @@ class Workflow:
             netting = replace(netting, exits=(*netting.exits, *extra))
         for record, outcome in zip(taken, netting.outcomes, strict=True):
             record.status, record.reason, record.cycle_id = outcome.status, outcome.reason, cycle_id
+            stopped = ledger.position(self.config[record.strategy]).stopped_at
+            if outcome.status is SignalStatus.IGNORED and record.action == Side.SELL.value and stopped is not None:
+                # The trade this sell would close was closed on the venue by its protective stop.
+                record.reason = f"{STOP_FILLED} at {stopped:%Y-%m-%d %H:%M:%S} UTC, so the strategy is already flat"
             self.store.put_signal(record)
         for signal in signals:
             position = ledger.position(self.config[signal.strategy])
@@ -297,6 +307,7 @@ class Workflow:
             exits=list(netting.exits),
             entries=list(netting.entries),
             deciding={k: list(v) for k, v in netting.deciding.items()},
+            stops=dict(stop_notes),
         )
         if not netting.exits and not netting.entries:
             cycle.planned_phases = [p.value for p in Phase]
@@ -304,6 +315,7 @@ class Workflow:
         # After the cycle is stored: a crash before this line repeats a flatten (harmless, the strategies are
         # paused and hold nothing new) rather than losing it.
         stops = {s.strategy: s.time for s in signals if s.is_stop_loss}
+        stops |= {key: now for key, note in stop_notes.items() if note.startswith(STOP_FILLED)}
         self._change_controls(partial(_after_open, self.config, self.settings, flatten, stops, now, cycle_id))
         return cycle
 
@@ -327,6 +339,10 @@ class Workflow:
         if phase.value in cycle.planned_phases:
             return [r.intent.intent_id for r in self.store.intents(cycle_id) if r.phase is phase and _placeable(r)]
         ledger = self.store.load_ledger()
+        if phase is Phase.EXITS:
+            # Every exiting strategy's protective stop is cancelled first (and what it filled booked), so the
+            # exit sells only what is still held and its coins are free to sell.
+            self._lift(cycle, ledger, cycle.exits)
         ctx = self._context(cycle, ledger)
         if phase is Phase.EXITS:
             plan = plan_exits(cycle.exits, ctx)
@@ -336,6 +352,13 @@ class Workflow:
             self.store.save_ledger(ledger)
         elif phase is Phase.SELL_DOWNS:
             entry_plan = plan_entries(self.settings.mode, cycle.entries, ctx)
+            selling = {i.strategy for i in entry_plan.sell_downs.intents} | {
+                s.strategy for s in entry_plan.sell_downs.skipped
+            }
+            if self._lift(cycle, ledger, selling):
+                # The lifted stops' coins are free now, and what they filled is booked: plan again on that.
+                ctx = self._context(cycle, ledger)
+                entry_plan = plan_entries(self.settings.mode, cycle.entries, ctx)
             cycle.account_value = entry_plan.account_value
             cycle.precedence = entry_plan.precedence
             cycle.idle_share = entry_plan.idle_share
@@ -351,6 +374,42 @@ class Workflow:
         cycle.planned_phases.append(phase.value)
         self.store.put_cycle(cycle)
         return [r.intent.intent_id for r in records if _placeable(r)]
+
+    def _lift(self, cycle: CycleRecord, ledger: Ledger, keys: Iterable[str]) -> bool:
+        """Cancel the protective stops of strategies about to sell; say whether any was lifted."""
+        resting = [k for k in keys if k in self.config.strategies and ledger.position(self.config[k]).stop]
+        if not resting:
+            return False
+        cycle.stops.update(self._stops().lift(ledger, resting))
+        self.store.save_ledger(ledger)
+        self.store.put_cycle(cycle)
+        return True
+
+    def _stops(self) -> StopKeeper:
+        return StopKeeper(self.exchange, self.config, self.markets, self.clock, self._read)
+
+    def _protect(self, cycle: CycleRecord, intents: list[IntentRecord]) -> dict[str, str]:
+        """Place or resize the protective stops after the cycle's trades; return what was done, by strategy."""
+        ledger = self.store.load_ledger()
+        alert_stops: dict[str, Decimal] = {}
+        for record in intents:
+            if record.intent.purpose is not Purpose.ENTRY or not record.filled:
+                continue
+            for key in record.intent.signal_keys:
+                signal = self.store.get_signal(key)
+                payload = signal.payload if signal is not None else None
+                if isinstance(payload, Mapping) and payload.get("stop_price") not in (None, ""):
+                    alert_stops[record.intent.strategy] = parse_decimal(payload["stop_price"])
+        wanted = (
+            self._stops().wanted()
+            or alert_stops
+            or any(p.stop or (p.is_long and p.stop_level) for p in ledger.positions.values())
+        )
+        if not wanted:
+            return {}
+        notes = self._stops().protect(ledger, cycle.cycle_id, alert_stops)
+        self.store.save_ledger(ledger)
+        return notes
 
     def _entry_plan(self, cycle: CycleRecord) -> EntryPlan:
         return EntryPlan(
@@ -510,6 +569,7 @@ class Workflow:
             orders[r.status.value] = orders.get(r.status.value, 0) + 1
         cycle.status = "failed" if error else "done"
         cycle.error = error
+        cycle.stops.update(self._protect(cycle, intents))
         balances: Mapping[str, Balance] | None = None
         try:
             balances = self._read(self.exchange.fetch_balances)
@@ -530,7 +590,8 @@ class Workflow:
                 for r in intents
                 if r.reason or r.status is not IntentStatus.FILLED
             }
-            | {f"drift {asset}": why for asset, why in shortfall.items()},
+            | {f"drift {asset}": why for asset, why in shortfall.items()}
+            | {f"{key} protective stop": note for key, note in cycle.stops.items()},
             "traded": {r.intent.strategy: f"{r.intent.side.value} {plain(r.filled)}" for r in intents if r.filled},
             "slippage_bps": {
                 r.intent.strategy: str(slip.quantize(Decimal("0.01")))
