@@ -9,6 +9,7 @@ called directly); tests/e2e/test_local_controls.py drives it over HTTP.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal as D
 from typing import Any
@@ -88,8 +89,11 @@ def test_pausing_twice_says_it_was_already_paused_and_writes_and_sends_nothing(
     assert (code, err) == (0, "")
     answer = json.loads(out)
     assert answer["changed"] is False
-    assert answer["message"].startswith("The whole account was already paused since ")
-    assert f"({CALLER}: first)" in answer["message"]
+    assert re.fullmatch(
+        r"The whole account was already paused since \d{4}-\d\d-\d\d \d\d:\d\d UTC: "
+        rf"paused by the operator \({re.escape(CALLER)}: first\); nothing changed\.",
+        answer["message"],
+    ), answer["message"]
     assert answer["controls"] == store(deployed).get_controls().to_dict()
     assert answer["controls"]["version"] == 1
     assert len(notifications(deployed.stack)) == sent
@@ -185,11 +189,18 @@ def test_resume_lifts_the_pause_releases_the_tripped_guard_and_restarts_its_peak
     assert store(deployed).get_controls().version == controls.version
 
 
-def test_resume_of_the_account_names_the_strategies_still_held(
-    deployed: Deployed, capsys: pytest.CaptureFixture[str]
-) -> None:
-    held = pause(pause(Controls(), by="alice", reason="", at=AT), by="bob", reason="", at=AT, strategy="SOLUSDT")
-    store(deployed).put_controls(held)
+def test_resume_names_what_still_holds_the_entries_back(deployed: Deployed, capsys: pytest.CaptureFixture[str]) -> None:
+    held = pause(Controls(), by="alice", reason="", at=AT)
+    held = pause(held, by="bob", reason="", at=AT, strategy="SOLUSDT")
+    store(deployed).put_controls(pause(held, by="carol", reason="", at=AT, strategy="ETHUSDT"))
+    code, out, _err = run_cli(capsys, "resume", "--stack", STACK, "--strategy", "ETHUSDT", "--json")
+    assert code == 0
+    answer = json.loads(out)
+    assert answer["message"] == (
+        "Resumed strategy ETHUSDT: its entries are taken again; still held: the account: paused by the operator "
+        "(alice)."
+    )
+    assert set(answer["controls"]["paused_strategies"]) == {"SOLUSDT"}
     code, out, _err = run_cli(capsys, "resume", "--stack", STACK, "--json")
     assert code == 0
     answer = json.loads(out)

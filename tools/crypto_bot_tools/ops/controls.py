@@ -176,7 +176,7 @@ def _sentence(command: str, strategy: str | None, before: Controls, after: Contr
     scope = "the whole account" if strategy is None else f"strategy {strategy}"
     if command == "pause":
         if not changed:
-            return f"{_capital(scope)} was already {_hold_text(held(before, strategy))}: nothing changed."
+            return f"{_capital(scope)} was already {_hold_text(held(before, strategy))}; nothing changed."
         return f"Paused {scope}: {PAUSE_MEANS}; crypto-bot resume lifts it."
     if command == "flatten":
         flatten = after.flatten
@@ -202,22 +202,21 @@ def _sentence(command: str, strategy: str | None, before: Controls, after: Contr
 
 
 def _still_held(controls: Controls, strategy: str | None) -> list[str]:
-    """What holds entries back after a resume of ``strategy`` (None: the account) that the resume did not lift."""
-    found = []
+    """What still holds back the entries a resume of ``strategy`` (None: the account) meant to let in."""
     if strategy is not None:
-        for what, hold in (("the account", controls.paused), ("the account", controls.account_trip)):
-            if hold is not None:
-                found.append(f"{what}: {hold.reason}")
-    for key, hold in sorted({**controls.paused_strategies, **controls.strategy_trips}.items()):
-        if key != strategy:
-            found.append(f"{key}: {hold.reason}")
-    return found
+        holds = {"the account": controls.paused, "the account's guard": controls.account_trip}
+        found = [f"{what}: {hold.reason}" for what, hold in holds.items() if hold is not None]
+        cooldown = controls.cooldowns.get(strategy)
+        return found + ([f"{strategy}: {cooldown.reason}"] if cooldown is not None else [])
+    kinds = (controls.paused_strategies, controls.strategy_trips, controls.cooldowns)
+    return [f"{key}: {hold.reason}" for key in sorted({k for kind in kinds for k in kind})
+            for kind in kinds if (hold := kind.get(key)) is not None]  # fmt: skip
 
 
 def _hold_text(hold: Hold | None) -> str:
     if hold is None:
         return "paused"
-    return f"paused since {_clock(hold.at)} ({hold.reason})"
+    return f"paused since {_clock(hold.at)}: {hold.reason}"
 
 
 def _clock(moment: datetime) -> str:
