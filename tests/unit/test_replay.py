@@ -13,6 +13,7 @@ import pytest
 from crypto_bot.adapters.paper.exchange import CsvPrices
 from crypto_bot.domain.config import ExecutionMode, StrategyConfig
 from crypto_bot.domain.markets import Market
+from crypto_bot_tools.cli import main
 from crypto_bot_tools.replay import ReplayOptions, ReplayResult, read_alerts, replay, summarize
 from tests.conftest import ROOT, load_event
 
@@ -383,3 +384,46 @@ def test_a_cooldown_after_a_stop_loss_shows_in_replay() -> None:
     assert buys[1].reason == (
         "cooldown after the stop loss of 2024-08-10 11:17 UTC: entries before 2024-08-11 03:17 UTC (2 bars) are ignored"
     )
+
+
+def test_replay_with_prices_fills_a_protective_stop_between_cycles_and_compare_shows_its_effect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 14: the market passes 56,800 between the entry and the exit alert, through BTCUSDT's stop (5% below
+    # its 60,000 cost: 57,000) and above its limit (1% lower): the stop sells there, and the exit alert three
+    # days later is ignored. Without the stop the exit sells at 60,000.
+    data = json.loads((ROOT / "strategy_config.json").read_text())
+    data["BTCUSDT"]["protective_stop"] = {"percent": "0.05"}
+    config_path = tmp_path / "strategy_config.json"
+    config_path.write_text(json.dumps(data))
+    prices = tmp_path / "prices.csv"
+    prices.write_text(
+        "time,symbol,price\n"
+        "2024-08-10T00:00:00Z,BTC/USDT,60000\n"
+        "2024-08-11T00:00:00Z,BTC/USDT,56800\n"
+        "2024-08-12T00:00:00Z,BTC/USDT,62000\n"
+        "2024-08-13T08:00:00Z,BTC/USDT,60000\n"
+    )
+    alerts = [
+        alert("BTCUSDT", "buy", "2024-08-10T02:30:00Z", "60000"),
+        alert("BTCUSDT", "sell", "2024-08-13T08:30:00Z", "60000"),
+    ]
+    config = StrategyConfig.load(config_path, "USDT")
+    result = run(alerts, config, prices=CsvPrices(prices))
+    (sell,) = [o for o in result.outcomes if o.action == "sell"]
+    assert sell.status.value == "ignored"
+    assert sell.reason.startswith("protective stop filled on the exchange at ")
+    held = D("0.15833333")  # 95% of 10,000 at 60,000 (boost), in 1e-8 lots
+    assert result.final_equity == D(10000) - held * 60000 + held * 56800
+
+    alerts_path = tmp_path / "alerts.jsonl"
+    alerts_path.write_text("".join(json.dumps(a) + "\n" for a in alerts))
+    code = main(
+        ["replay", str(alerts_path), "--config", str(config_path), "--prices", str(prices), "--fee", "0",
+         "--increment", "0", "--compare", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    comparison = json.loads(capsys.readouterr().out.splitlines()[-1])["comparison"]
+    assert sorted(comparison) == ["boost", "boost without protections", "multi", "multi without protections"]
+    assert D(str(comparison["boost"]["final_equity"])) == result.final_equity
+    assert D(str(comparison["boost without protections"]["final_equity"])) == D(10000)

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -222,6 +223,22 @@ def _trade_lists(
     return alerts, closes
 
 
+def _without_protections(
+    alerts: list[Any], config: StrategyConfig, options: Any, modes: list[ExecutionMode], closes: Any
+) -> list[Any]:
+    """Replay each mode again on the same alerts without the protective stops and guards: their effect."""
+    from crypto_bot_tools import replay as replay_mod
+    from crypto_bot_tools import report
+
+    bare = replay_mod.unprotected(config)
+    summaries = []
+    for mode in modes:
+        run = replay_mod.replay(alerts, bare, replay_mod.ReplayOptions(**{**options.__dict__, "mode": mode}))
+        summary = report.with_closing(replay_mod.summarize(run), run, report.value_at_last_close(run, bare, closes))
+        summaries.append(replace(summary, variant="without protections"))
+    return summaries
+
+
 def _replay(args: argparse.Namespace) -> int:
     from crypto_bot.adapters.paper.exchange import CsvPrices, load_markets_file
     from crypto_bot_tools import replay as replay_mod
@@ -264,6 +281,8 @@ def _replay(args: argparse.Namespace) -> int:
     # An open trade of a --trades export is valued at the export's last close, not at its entry.
     closings = [report.value_at_last_close(r, config, closes) for r in results]
     summaries = [report.with_closing(replay_mod.summarize(r), r, c) for r, c in zip(results, closings, strict=True)]
+    if args.compare and replay_mod.protected(config):
+        summaries += _without_protections(alerts, config, options, modes, closes)
     if args.json:
         for cycle in results[0].cycles:
             print(json.dumps(cycle.to_json()))

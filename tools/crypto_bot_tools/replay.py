@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +21,7 @@ from crypto_bot.adapters.memory import MemoryStore
 from crypto_bot.adapters.paper.exchange import CsvPrices, PaperExchange
 from crypto_bot.domain.allocation import SignalStatus
 from crypto_bot.domain.config import ExecutionMode, StrategyConfig
+from crypto_bot.domain.controls import Guards
 from crypto_bot.domain.errors import ConfigError, FieldProblem, SignalRejected
 from crypto_bot.domain.ledger import Ledger
 from crypto_bot.domain.markets import Market
@@ -194,7 +195,14 @@ def replay(
     cycles: list[CycleResult] = []
     outcomes: list[SignalRecord] = list(duplicates)
     by_time = sorted(signals, key=lambda s: s.time)
+    previous: datetime | None = None
     for at, urgent, batch in _cycles(signals, options.schedule):
+        if options.prices is not None:
+            # Between cycles the market passes through every price of the file: a protective stop resting on the
+            # paper venue triggers where the price crossed it, as on a venue, and the next cycle books it.
+            for _moment, symbol, price in options.prices.between(config.symbols(), previous, at):
+                exchange.set_price(symbol, price)
+        previous = at
         _update_prices(exchange, config, by_time, at, options.prices)
         now[0] = at
         cycle_id = at.isoformat() + ("/stop" if urgent else "")
@@ -287,6 +295,22 @@ class Summary:
     orders: int
     turnover: Decimal
     fees: Decimal
+    variant: str = ""  # "without protections": the same alerts with no protective stop and no guard
+
+    @property
+    def name(self) -> str:
+        return f"{self.mode.value} {self.variant}" if self.variant else self.mode.value
+
+
+def protected(config: StrategyConfig) -> bool:
+    """Say whether the config has protective stops or guards, whose effect ``--compare`` shows."""
+    return config.guards.any or any(s.protective_stop is not None for s in config.strategies.values())
+
+
+def unprotected(config: StrategyConfig) -> StrategyConfig:
+    """Return the config without its protective stops and guards (alert stop prices still apply)."""
+    strategies = {key: replace(s, protective_stop=None) for key, s in config.strategies.items()}
+    return StrategyConfig(strategies=strategies, quote=config.quote, guards=Guards())
 
 
 def summarize(result: ReplayResult) -> Summary:

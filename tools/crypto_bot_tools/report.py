@@ -82,7 +82,7 @@ def comparison_json(summaries: Sequence[Summary]) -> dict[str, Any]:
     """Shape the mode comparison as ``--json --compare`` prints it, after the cycles: one object, by mode."""
     return {
         "comparison": {
-            s.mode.value: {
+            s.name: {
                 "final_equity": to_json_number(s.final_equity),
                 "return": to_json_number(s.total_return),
                 "max_drawdown": to_json_number(s.max_drawdown),
@@ -184,7 +184,7 @@ def print_comparison(summaries: Sequence[Summary], quote: str, console: Console 
     table = Table(title="mode comparison", title_justify="left")
     table.add_column("")
     for s in summaries:
-        table.add_column(s.mode.value, justify="right")
+        table.add_column(s.name, justify="right")
     rows = [
         (f"final equity ({quote})", [_fmt(s.final_equity) for s in summaries]),
         ("return", [f"{s.total_return * 100:.2f}%" for s in summaries]),

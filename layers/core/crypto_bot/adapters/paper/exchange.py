@@ -667,3 +667,19 @@ class CsvPrices:
 
     def moments(self) -> list[datetime]:
         return sorted({p[0] for points in self._series.values() for p in points})
+
+    def between(
+        self, symbols: Iterable[str], after: datetime | None, until: datetime
+    ) -> list[tuple[datetime, str, Decimal]]:
+        """Return every price of ``symbols`` after ``after`` (None: from the start) up to ``until``, in time order.
+
+        Replay walks it between cycles, so a resting order (a protective stop) sees each price the market passed
+        through, not only the one at the next cycle.
+        """
+        points = [
+            (moment, symbol, price)
+            for symbol in symbols
+            for moment, price in self._series.get(symbol, [])
+            if (after is None or moment > after) and moment <= until
+        ]
+        return sorted(points, key=lambda point: (point[0], point[1]))
