@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Protocol
 
+from crypto_bot.adapters.memory import MemoryStore
 from crypto_bot.domain.config import StrategyConfig
 from crypto_bot.domain.orders import Balance
 from crypto_bot.engine.ports import Store
@@ -122,4 +123,6 @@ def check_after_scenario(store: Store, venue: VenueAccount, config: StrategyConf
 
 
 def _cycle_ids(store: Store) -> list[str]:
-    return sorted({s.cycle_id for s in store.recent_signals(limit=SIGNAL_LIMIT) if s.cycle_id})
+    # A cycle without signals (an operator's flatten) is known to the memory store only.
+    listed = store.cycle_ids() if isinstance(store, MemoryStore) else []
+    return sorted({s.cycle_id for s in store.recent_signals(limit=SIGNAL_LIMIT) if s.cycle_id} | set(listed))

@@ -90,3 +90,25 @@ def test_a_stop_that_triggers_between_cycles_is_booked_once_as_the_exit(bot: Bot
     # Below the lot, what the stop could not sell is the asset's dust, as after an exit.
     assert ledger.dust == {"BTC": D("0.00000684")}
     assert [o.type for o in binance_venue.orders] == ["LIMIT", "STOP_LOSS_LIMIT"]  # nothing sold twice
+
+
+def test_a_stop_that_fills_in_the_race_with_the_exits_cancel_is_looked_up_and_booked_once(
+    bot: Bot, binance_venue: Binance, binance: CcxtExchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stop fills after the cycle's check read it resting and before the exit cancels it. Binance answers the
+    # cancel of a filled order with -2011 "Unknown order sent." (errors.md), which ccxt raises as OrderNotFound:
+    # the order is read again, and its fill is booked as the exit; nothing is sold twice.
+    cycle(bot, binance_venue, "buy")
+    (stop,) = stops(binance_venue)
+    real_cancel = binance.cancel_order
+
+    def cancel_after_the_fall(order_id: str, symbol: str) -> Any:
+        binance_venue.set_price("BTCUSDT", stop.stop_price - D(10))
+        return real_cancel(order_id, symbol)
+
+    monkeypatch.setattr(binance, "cancel_order", cancel_after_the_fall)
+    report = cycle(bot, binance_venue, "sell")
+    assert stops(binance_venue)[0].status == "FILLED"
+    assert [o.type for o in binance_venue.orders] == ["LIMIT", "STOP_LOSS_LIMIT"]
+    assert report.cycle.stops["BTCUSDT"].startswith(STOP_FILLED)
+    assert bot.store.load_ledger().position(CONFIG["BTCUSDT"]).amount == 0

@@ -54,6 +54,10 @@ class MemoryStore:
     def put_cycle(self, record: CycleRecord) -> None:
         self._cycles[record.cycle_id] = record.to_dict()
 
+    def cycle_ids(self) -> list[str]:
+        """Every cycle stored, by id (not a port method: for the tests' invariants over a whole scenario)."""
+        return sorted(self._cycles)
+
     def get_intent(self, cycle_id: str, intent_id: str) -> IntentRecord | None:
         data = self._intents.get((cycle_id, intent_id))
         return IntentRecord.from_dict(data) if data else None
