@@ -72,3 +72,30 @@ def test_the_controls_item_never_expires(template_table: TemplateTable) -> None:
         TableName=template_table.name, Key={"pk": {"S": "CONTROLS"}, "sk": {"S": "CONTROLS"}}
     )["Item"]
     assert "expires_at" not in item
+
+
+def test_a_position_with_its_resting_stop_round_trips_exactly(template_table: TemplateTable) -> None:
+    # The stop's booked fills live in the position item itself, so a re-read books only the difference.
+    from crypto_bot.domain.ledger import Ledger, Position, RestingStop
+    from crypto_bot.domain.orders import Fee
+
+    stop = RestingStop(
+        order_id="1001",
+        client_order_id="cb0123456789abcdef01234567s00000",  # pragma: allowlist secret
+        amount=Decimal("0.08307"),
+        stop_price=Decimal("57057.06"),
+        limit_price=Decimal("56486.49"),
+        placed_at=AT,
+        filled=Decimal("0.04"),
+        cost=Decimal("2282.2"),
+        fees=(Fee(Decimal("2.2822"), "USDT"),),
+    )
+    position = Position(
+        "BTCUSDT", "BTC/USDT", "BTC", "USDT", Decimal("0.04307684"), Decimal("2587.3"), stop=stop,
+        stop_level=Decimal("57057.06"),
+    )  # fmt: skip
+    flat = Position("ETHUSDT", "ETH/USDT", "ETH", "USDT", stopped_at=AT)
+    for store in stores(template_table):
+        store.save_ledger(Ledger(positions={"BTCUSDT": position, "ETHUSDT": flat}))
+        loaded = store.load_ledger()
+        assert loaded.positions == {"BTCUSDT": position, "ETHUSDT": flat}
