@@ -52,7 +52,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     # Issue 14: the protective stops book fills into the ledger; the controls decide which entries trade.
     "engine/stops.py": ("tests/unit/test_protective_stops.py",),
-    "domain/controls.py": ("tests/unit/test_kill_switch_and_guards.py", "tests/integration/test_controls_store.py"),
+    "domain/controls.py": ("tests/unit/test_kill_switch_and_guards.py",),
 }
 """Module (in crypto_bot/) → the fast unit tests that cover it."""
 
