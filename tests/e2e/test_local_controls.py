@@ -68,6 +68,13 @@ def test_pause_ignores_a_buy_and_flatten_sells_and_stays_paused(
     log = local.log.read_text(errors="replace")
     assert f"controls: crypto-bot paused by {BY}" in log
     assert f"controls: crypto-bot flatten requested by {BY}" in log
+    # positions reads the record from /_local/state and shows what holds entries back.
+    code, out, _err = run_cli(capsys, "positions", "--local", url)
+    assert code == 0
+    assert "controls: entries held back" in out
+    assert any(line.startswith("│ account │ paused ") for line in out.splitlines())
+    code, out, _err = run_cli(capsys, "positions", "--local", url, "--json")
+    assert json.loads(out)["controls"] == controls
 
 
 def test_the_local_stack_refuses_an_unknown_strategy_naming_it(
