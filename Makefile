@@ -13,7 +13,7 @@ PYTHON_DOWNLOADS ?= never
 export UV_PYTHON_DOWNLOADS := $(PYTHON_DOWNLOADS)
 BOOTSTRAP := $(PYTHON) scripts/bootstrap.py
 
-.PHONY: help bootstrap sync demo replay-demo test lint typecheck unit dynamodb-local check-template bench reports layer-requirements build deploy clean
+.PHONY: help bootstrap sync demo replay-demo chart test lint typecheck unit dynamodb-local check-template bench reports layer-requirements build deploy clean
 
 # Pinned so that a new release of a checker cannot break the gate overnight.
 SAM_CLI := aws-sam-cli==1.170.0
@@ -41,6 +41,12 @@ demo: sync ## the README example and a stop loss through the local stack (HTTP, 
 replay-demo: sync ## replay the README example through the paper exchange, in both modes
 	@$(RUN) crypto-bot replay events/alerts/readme_example.jsonl --config strategy_config.json \
 		--fee 0 --increment 0 --compare
+
+# README's chart is drawn by replay itself (never by hand): the README example along an hourly price file.
+chart: sync ## draw docs/images/replay.png: the README example replayed along events/prices/readme_example.csv
+	@mkdir -p docs/images
+	@$(RUN) crypto-bot replay events/alerts/readme_example.jsonl --config strategy_config.json \
+		--prices events/prices/readme_example.csv --compare --plot docs/images/replay.png > /dev/null
 
 lint: sync ## ruff lint and format check
 	@$(RUN) ruff check .

@@ -147,7 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--json", action="store_true", help="print one JSON object per cycle")
     replay.add_argument("--compare", action="store_true", help="run both modes and compare them")
-    replay.add_argument("--plot", type=Path, metavar="OUT.png", help="write both modes' equity curves to a PNG")
+    replay.add_argument(
+        "--plot",
+        type=Path,
+        metavar="OUT.png",
+        help="write the equity chart to a PNG: both modes marked to market, trades, drawdown",
+    )
     replay.set_defaults(run=_replay)
     # Other command groups live in their own modules and add their subcommands here; each
     # sets `run` to a function taking the parsed arguments and returning an exit code.
@@ -225,18 +230,39 @@ def _trade_lists(
 
 def _without_protections(
     alerts: list[Any], config: StrategyConfig, options: Any, modes: list[ExecutionMode], closes: Any
-) -> list[Any]:
-    """Replay each mode again on the same alerts without the protective stops and guards: their effect."""
+) -> tuple[list[Any], list[Any]]:
+    """Replay each mode again on the same alerts without the protective stops and guards: their effect.
+
+    Return the summaries and the runs (for the chart).
+    """
     from crypto_bot_tools import replay as replay_mod
     from crypto_bot_tools import report
 
     bare = replay_mod.unprotected(config)
-    summaries = []
+    summaries, runs = [], []
     for mode in modes:
         run = replay_mod.replay(alerts, bare, replay_mod.ReplayOptions(**{**options.__dict__, "mode": mode}))
         summary = report.with_closing(replay_mod.summarize(run), run, report.value_at_last_close(run, bare, closes))
         summaries.append(replace(summary, variant="without protections"))
-    return summaries
+        runs.append(run)
+    return summaries, runs
+
+
+def _plot(args: argparse.Namespace, curves: list[tuple[str, Any]], prices: Any, quote: str) -> None:
+    """Draw the --plot chart: each run marked to market, and TradingView's own P&L from the --trades exports."""
+    from crypto_bot_tools import charts, report
+
+    profits = []
+    for _key, path in args.trades:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except OSError as e:
+            raise ConfigError(f"cannot read trades file {path}: {e.strerror}") from e
+        profits.append(charts.tradingview_profits(text, source=str(path), tz=args.trades_tz))
+    keys = ", ".join(key for key, _ in args.trades)
+    backtest = charts.tradingview_series(profits, args.cash, name=f"TradingView {keys}") if profits else None
+    series = [charts.equity_series(run, prices, name=name) for name, run in curves]
+    report.plot_equity(series, args.plot, quote, backtest=backtest)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -281,8 +307,10 @@ def _replay(args: argparse.Namespace) -> int:
     # An open trade of a --trades export is valued at the export's last close, not at its entry.
     closings = [report.value_at_last_close(r, config, closes) for r in results]
     summaries = [report.with_closing(replay_mod.summarize(r), r, c) for r, c in zip(results, closings, strict=True)]
+    bare_runs: list[Any] = []
     if args.compare and replay_mod.protected(config):
-        summaries += _without_protections(alerts, config, options, modes, closes)
+        bare_summaries, bare_runs = _without_protections(alerts, config, options, modes, closes)
+        summaries += bare_summaries
     if args.json:
         for cycle in results[0].cycles:
             print(json.dumps(cycle.to_json()))
@@ -299,7 +327,8 @@ def _replay(args: argparse.Namespace) -> int:
         if args.compare:
             report.print_comparison(summaries, config.quote)
     if args.plot:
-        report.plot_equity(results, args.plot)
+        curves = [(r.mode.value, r) for r in results] + [(f"{r.mode.value} without protections", r) for r in bare_runs]
+        _plot(args, curves, options.prices, config.quote)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 

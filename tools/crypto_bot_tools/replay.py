@@ -26,6 +26,7 @@ from crypto_bot.domain.errors import ConfigError, FieldProblem, SignalRejected
 from crypto_bot.domain.ledger import Ledger
 from crypto_bot.domain.markets import Market
 from crypto_bot.domain.money import ZERO, to_json_number
+from crypto_bot.domain.orders import ExchangeOrder
 from crypto_bot.domain.price_band import DEFAULT_MAX_PRICE_JUMP, price_jump_problem
 from crypto_bot.domain.signals import DEFAULT_STOP_LOSS_REGEX, Signal, parse_signal
 from crypto_bot.domain.timeframe import Schedule, Timeframe
@@ -66,6 +67,7 @@ class CycleResult:
     cash: Decimal
     equity: Decimal
     positions: dict[str, PositionView]
+    balances: dict[str, Decimal] = field(default_factory=dict)  # every asset's total, free and locked
 
     def to_json(self) -> dict[str, Any]:
         """Shape the cycle as the documented ``--json`` object."""
@@ -93,6 +95,15 @@ def order_json(result: IntentRecord) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class RestingFill:
+    """A resting order (a protective stop) that filled while the market moved between two cycles."""
+
+    at: datetime  # the --prices row that crossed it
+    order: ExchangeOrder  # as the venue reported it after the fill
+    balances: dict[str, Decimal]  # every asset's total right after it
+
+
 @dataclass
 class ReplayResult:
     mode: ExecutionMode
@@ -103,6 +114,9 @@ class ReplayResult:
     outcomes: list[SignalRecord]
     exchange: PaperExchange
     store: MemoryStore
+    # What the equity chart marks the account to between cycles (crypto_bot_tools.charts).
+    alert_prices: list[tuple[datetime, str, Decimal]] = field(default_factory=list)  # kept alerts: time, symbol
+    resting_fills: list[RestingFill] = field(default_factory=list)
 
     @property
     def ledger(self) -> Ledger:
@@ -194,14 +208,16 @@ def replay(
     engine = Engine(workflow, check_interval=0, place_retry=NO_RETRY, sleep=lambda _seconds: None)
     cycles: list[CycleResult] = []
     outcomes: list[SignalRecord] = list(duplicates)
+    resting_fills: list[RestingFill] = []
     by_time = sorted(signals, key=lambda s: s.time)
     previous: datetime | None = None
     for at, urgent, batch in _cycles(signals, options.schedule):
         if options.prices is not None:
             # Between cycles the market passes through every price of the file: a protective stop resting on the
             # paper venue triggers where the price crossed it, as on a venue, and the next cycle books it.
-            for _moment, symbol, price in options.prices.between(config.symbols(), previous, at):
-                exchange.set_price(symbol, price)
+            for moment, symbol, price in options.prices.between(config.symbols(), previous, at):
+                for order in exchange.set_price(symbol, price):
+                    resting_fills.append(RestingFill(moment, order, _totals(exchange)))
         previous = at
         _update_prices(exchange, config, by_time, at, options.prices)
         now[0] = at
@@ -210,8 +226,24 @@ def replay(
         outcomes.extend(report.outcomes)
         ledger = store.load_ledger()
         cash, equity, positions = equity_and_positions(config, ledger, exchange.fetch_balances(), exchange.prices)
-        cycles.append(CycleResult(report, cash, equity, positions))
-    return ReplayResult(options.mode, config.quote, options.cash, cycles, rejected, outcomes, exchange, store)
+        cycles.append(CycleResult(report, cash, equity, positions, _totals(exchange)))
+    alert_prices = [(s.time, config[s.strategy].symbol, s.price) for s in by_time]
+    return ReplayResult(
+        options.mode,
+        config.quote,
+        options.cash,
+        cycles,
+        rejected,
+        outcomes,
+        exchange,
+        store,
+        alert_prices,
+        resting_fills,
+    )
+
+
+def _totals(exchange: PaperExchange) -> dict[str, Decimal]:
+    return {asset: balance.total for asset, balance in exchange.fetch_balances().items() if balance.total}
 
 
 def _cycles(signals: Sequence[Signal], schedule: Schedule) -> list[tuple[datetime, bool, list[Signal]]]:

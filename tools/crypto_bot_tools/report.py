@@ -1,4 +1,4 @@
-"""Human output of the CLI: rich tables per cycle, the mode comparison, the equity plot."""
+"""Human output of the CLI: rich tables per cycle, the mode comparison, the equity chart."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from rich.table import Table
 from crypto_bot.domain.config import StrategyConfig
 from crypto_bot.domain.errors import ConfigError
 from crypto_bot.domain.money import to_json_number
+from crypto_bot_tools.charts import MarkerKind, Series
 from crypto_bot_tools.cycle import PositionView, equity_and_positions
 from crypto_bot_tools.replay import ReplayResult, Summary
 
@@ -198,26 +199,99 @@ def print_comparison(summaries: Sequence[Summary], quote: str, console: Console 
     console.print(table)
 
 
-def plot_equity(results: Sequence[ReplayResult], out: Path) -> None:
-    """Write each mode's equity curve to a PNG (needs the optional ``plot`` extra)."""
+# Marker styles by kind: matplotlib marker, colour, size, and points below (-) or above (+) the curve, so that
+# an entry and an exit of the same cycle do not cover each other.
+_MARKERS: dict[MarkerKind, tuple[str, str, float, float]] = {
+    MarkerKind.ENTRY: ("^", "#2ca02c", 60, -7),
+    MarkerKind.SELL_DOWN: ("v", "#98df8a", 40, 7),
+    MarkerKind.EXIT: ("v", "#d62728", 60, 7),
+    MarkerKind.STOP_LOSS: ("X", "#8b0000", 80, 8),
+    MarkerKind.PROTECTIVE_STOP: ("s", "#9467bd", 50, 8),
+}
+
+
+def plot_equity(curves: Sequence[Series], out: Path, quote: str, *, backtest: Series | None = None) -> None:
+    """Draw the equity chart to a PNG: the curves (the first with its trades marked), drawdown, % return.
+
+    ``backtest`` is TradingView's own curve from a ``--trades`` export, dashed on the same axes. The series are
+    computed by :mod:`crypto_bot_tools.charts`; this only draws them (needs the optional ``plot`` extra).
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.dates import date2num
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+        from matplotlib.ticker import FuncFormatter, PercentFormatter
+        from matplotlib.transforms import offset_copy
     except ImportError as e:
         raise ConfigError("--plot needs matplotlib: install the extra with `uv sync --extra plot`") from e
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for result in results:
-        times = date2num([c.report.at for c in result.cycles])
-        equity = [float(c.equity) for c in result.cycles]
-        ax.step(times, equity, where="post", label=result.mode.value)
-    ax.set_ylabel(f"equity ({results[0].quote})")
-    ax.set_title("equity after each cycle")
-    ax.xaxis_date()
-    ax.legend()
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    drawn = [s for s in curves if s.points]
+    if not drawn:
+        raise ConfigError(f"--plot {out}: nothing to draw: no alert reached a cycle")
+    start = float(drawn[0].starting_cash)
+    fig, (ax, dd) = plt.subplots(
+        2, 1, figsize=(10, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08}
+    )
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    lines = [(s, colours[i % len(colours)], i == 0, "-") for i, s in enumerate(drawn)]
+    if backtest is not None and backtest.points:
+        lines.append((backtest, "black", False, "--"))
+    for series, colour, primary, style in lines:
+        times = [p.at for p in series.points]
+        label = f"{series.name} (backtest)" if style == "--" else series.name
+        width = 2.0 if primary else 1.2
+        ax.step(
+            times,
+            [float(p.value) for p in series.points],
+            where="post",
+            color=colour,
+            lw=width,
+            ls=style,
+            label=label,
+            alpha=1.0 if primary or style == "--" else 0.8,
+            zorder=3 if primary else 2,
+        )
+        falls = [float(p.value) for p in series.drawdown]
+        dd.step(times, falls, where="post", color=colour, lw=width * 0.8, ls=style)
+        if primary:
+            dd.fill_between(times, falls, 0, step="post", color=colour, alpha=0.2, lw=0)
+    for kind, (shape, colour, size, shift) in _MARKERS.items():
+        marks = [m for m in drawn[0].markers if m.kind is kind]
+        if marks:
+            ax.scatter(
+                [m.at for m in marks],
+                [float(m.equity) for m in marks],
+                marker=shape,
+                s=size,
+                color=colour,
+                edgecolors="black",
+                linewidths=0.5,
+                zorder=4,
+                transform=offset_copy(ax.transData, fig=fig, y=shift, units="points"),
+                label=f"{kind.value} ({drawn[0].name})",
+            )
+    ax.axhline(start, color="grey", lw=0.8, ls=":", zorder=1)
+    ax.set_title(f"replay equity, marked to market · start {_fmt(drawn[0].starting_cash)} {quote}", loc="left")
+    ax.set_ylabel(f"equity ({quote})")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    if start > 0:
+        percent = ax.secondary_yaxis(
+            "right", functions=(lambda v: (v / start - 1) * 100, lambda r: start * (1 + r / 100))
+        )
+        percent.set_ylabel("return")
+        percent.yaxis.set_major_formatter(PercentFormatter(decimals=1))
+    ax.grid(alpha=0.3)
+    # Below the chart: over the curves it hides the trades it names.
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8, frameon=False)
+    dd.set_ylabel("drawdown")
+    dd.yaxis.set_major_formatter(PercentFormatter(decimals=1))
+    dd.set_ylim(top=0.5)
+    dd.grid(alpha=0.3)
+    locator = AutoDateLocator()
+    dd.xaxis.set_major_locator(locator)
+    dd.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    dd.set_xlabel("UTC")
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
