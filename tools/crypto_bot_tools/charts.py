@@ -97,13 +97,6 @@ def drawdown(points: Sequence[Point]) -> tuple[Point, ...]:
     return tuple(out)
 
 
-def return_percent(value: Decimal, starting_cash: Decimal) -> Decimal:
-    """Return ``value`` as a percent return on ``starting_cash`` (the chart's right-hand axis)."""
-    if starting_cash <= 0:
-        raise ValueError(f"starting cash must be positive for a % return, got {starting_cash}")
-    return (value / starting_cash - 1) * HUNDRED
-
-
 def equity_series(result: ReplayResult, prices: CsvPrices | None = None, *, name: str | None = None) -> Series:
     """Compute a replay's equity curve marked to market, with its trade markers (module docstring)."""
     alert_times: dict[str, list[datetime]] = {}
