@@ -213,6 +213,8 @@ _MARKERS: dict[MarkerKind, tuple[str, str, float, float]] = {
 def plot_equity(curves: Sequence[Series], out: Path, quote: str, *, backtest: Series | None = None) -> None:
     """Draw the equity chart to a PNG: the curves (the first with its trades marked), drawdown, % return.
 
+    Curves named alike ("boost", "boost without protections") share a colour, the later ones dotted.
+
     ``backtest`` is TradingView's own curve from a ``--trades`` export, dashed on the same axes. The series are
     computed by :mod:`crypto_bot_tools.charts`; this only draws them (needs the optional ``plot`` extra).
     """
@@ -233,13 +235,21 @@ def plot_equity(curves: Sequence[Series], out: Path, quote: str, *, backtest: Se
     fig, (ax, dd) = plt.subplots(
         2, 1, figsize=(10, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08}
     )
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    lines = [(s, colours[i % len(colours)], i == 0, "-") for i, s in enumerate(drawn)]
+    # Blue and orange first, clear of the markers' green and red; a mode's variant (without protections) takes
+    # its mode's colour, dotted.
+    palette = ["#1f77b4", "#ff7f0e", "#17becf", "#bcbd22", "#7f7f7f", "#e377c2"]
+    families: dict[str, str] = {}
+    lines = []
+    for i, s in enumerate(drawn):
+        family = s.name.split()[0] if s.name else str(i)
+        variant = family in families
+        colour = families.setdefault(family, palette[len(families) % len(palette)])
+        lines.append((s, colour, i == 0, ":" if variant else "-"))
     if backtest is not None and backtest.points:
         lines.append((backtest, "black", False, "--"))
     for series, colour, primary, style in lines:
         times = [p.at for p in series.points]
-        label = f"{series.name} (backtest)" if style == "--" else series.name
+        label = f"{series.name} (backtest)" if series is backtest else series.name
         width = 2.0 if primary else 1.2
         ax.step(
             times,
@@ -249,7 +259,7 @@ def plot_equity(curves: Sequence[Series], out: Path, quote: str, *, backtest: Se
             lw=width,
             ls=style,
             label=label,
-            alpha=1.0 if primary or style == "--" else 0.8,
+            alpha=1.0 if primary or series is backtest else 0.85,
             zorder=3 if primary else 2,
         )
         falls = [float(p.value) for p in series.drawdown]
