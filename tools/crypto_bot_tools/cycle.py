@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -58,8 +58,9 @@ class Engine:
     def run_cycle(self, signals: Sequence[Signal], *, cycle_id: str, at: datetime, urgent: bool = False) -> CycleReport:
         """Receive ``signals``, then open, plan, place, reconcile and finalize one cycle."""
         wf = self.workflow
-        for signal in signals:
-            wf.store.add_signal(signal_record(signal, at, None))
+        for n, signal in enumerate(signals):
+            # The alerts arrive in the order given: one bar's exit and re-entry keep their order (arrival_order).
+            wf.store.add_signal(signal_record(signal, at, None, queued_at=at + timedelta(microseconds=n)))
         wf.open_cycle(cycle_id, at, urgent=urgent)
         for phase in Phase:
             for intent_id in wf.plan(cycle_id, phase):

@@ -8,7 +8,7 @@ from typing import Any
 from crypto_bot.domain.controls import Controls
 from crypto_bot.domain.errors import StoreConflict
 from crypto_bot.domain.ledger import Ledger
-from crypto_bot.engine.records import CycleRecord, IntentRecord, SignalRecord
+from crypto_bot.engine.records import CycleRecord, IntentRecord, SignalRecord, arrival_order
 
 
 class MemoryStore:
@@ -41,7 +41,7 @@ class MemoryStore:
 
     def pending_signals(self) -> list[SignalRecord]:
         pending = [SignalRecord.from_dict(d) for d in self._signals.values() if d["status"] == "received"]
-        return sorted(pending, key=lambda r: (r.time or r.received_at, r.received_at, r.key))
+        return sorted(pending, key=arrival_order)
 
     def recent_signals(self, limit: int = 100) -> list[SignalRecord]:
         records = sorted((SignalRecord.from_dict(d) for d in self._signals.values()), key=lambda r: r.received_at)

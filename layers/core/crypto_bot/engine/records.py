@@ -179,6 +179,17 @@ class SignalRecord:
         )
 
 
+def arrival_order(record: SignalRecord) -> tuple[datetime, datetime, datetime, str]:
+    """Order pending signals as the cycle nets them: by the alert's time, then by when each arrived.
+
+    Alerts of one bar carry the same time (TradingView's ``{{time}}`` is the bar's), and a strategy that exits and
+    re-enters in one bar sends both. Their arrival decides which came first: the time the webhook queued each
+    (``queued_at``), else the time it was stored. Ordering them by their dedupe key, a hash, turned an exit and a
+    re-entry into a re-entry (ignored: already long) and then an exit, which sold a position the strategy kept.
+    """
+    return (record.time or record.received_at, record.queued_at or record.received_at, record.received_at, record.key)
+
+
 @dataclass
 class IntentRecord:
     """An order intent and everything placed for it, attempt by attempt."""

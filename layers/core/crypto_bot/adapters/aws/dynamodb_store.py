@@ -67,7 +67,7 @@ from crypto_bot.domain.errors import StoreConflict, StoreError, StoreUnavailable
 from crypto_bot.domain.ledger import Ledger, LedgerEntry
 from crypto_bot.domain.markets import Side
 from crypto_bot.domain.orders import Fee
-from crypto_bot.engine.records import CycleRecord, IntentRecord, SignalRecord
+from crypto_bot.engine.records import CycleRecord, IntentRecord, SignalRecord, arrival_order
 
 TRANSACTION_LIMIT = 100  # DynamoDB's maximum items in one TransactWriteItems
 
@@ -572,9 +572,9 @@ def _signal_from_item(item: Mapping[str, Any]) -> SignalRecord:
     return SignalRecord.from_dict(data)
 
 
-def _pending_order(record: SignalRecord) -> tuple[datetime, datetime, str]:
+def _pending_order(record: SignalRecord) -> tuple[datetime, datetime, datetime, str]:
     # The order of MemoryStore.pending_signals, which the cycle's netting relies on.
-    return (record.time or record.received_at, record.received_at, record.key)
+    return arrival_order(record)
 
 
 def _ledger_rows(ledger: Ledger) -> dict[str, dict[str, Any]]:
