@@ -138,6 +138,11 @@ def _local_endpoint(
     """Answer one ``/_local/*`` request: its status and JSON payload."""
     if path == "/_local/state" and method == "GET":
         return 200, local.state()
+    if path == "/_local/cycles" and method == "GET":
+        text = query.get("limit", "50")
+        if not text.isdigit():
+            return 400, {"error": f"limit {text!r}: must be a whole number"}
+        return 200, local.cycles(int(text))
     if path == "/_local/health" and method == "GET":
         return 200, {"ok": True}
     if path == "/_local/cycle" and method == "POST":

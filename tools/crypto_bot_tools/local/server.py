@@ -224,6 +224,10 @@ class LocalServer:
         """Return what ``GET /_local/state`` answers."""
         return self.parts.reader.state()
 
+    def cycles(self, limit: int) -> dict[str, Any]:
+        """Return what ``GET /_local/cycles`` answers: the newest cycle records with their intents."""
+        return self.parts.reader.cycles(limit)
+
     def start_cycle(self, execution_input: Any, *, trigger: str) -> Execution:
         """Start an execution of the trade-cycle state machine and watch it to its end."""
         return self.parts.executions.start(execution_input, trigger)

@@ -89,6 +89,17 @@ class StateReader:
         _balances, _prices, cash, equity, positions = self._portfolio()
         return CycleResult(report, cash, equity, positions).to_json()
 
+    def cycles(self, limit: int) -> dict[str, Any]:
+        """Return what ``GET /_local/cycles`` answers: the ``limit`` newest cycle records, oldest first, each with
+        its intents, in the shapes the table stores them (``CycleRecord.to_dict``, ``IntentRecord.to_dict``)."""
+        store = self._store()
+        return {
+            "cycles": [
+                {"cycle": cycle.to_dict(), "intents": [r.to_dict() for r in self._intents(store, cycle.cycle_id)]}
+                for cycle in (self._cycles()[-limit:] if limit > 0 else [])
+            ]
+        }
+
     def _signals(self, store: Any) -> list[dict[str, Any]]:
         return [
             {

@@ -19,7 +19,17 @@ from crypto_bot.domain.errors import ConfigError, ExchangeError, StoreError
 from crypto_bot.domain.money import parse_decimal
 from crypto_bot_tools.ops.controls import ControlsChange, apply_command, check_strategy
 from crypto_bot_tools.ops.follow import follow_execution, start_cycle
-from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, SignalRow, alert_field, console_url
+from crypto_bot_tools.ops.rows import (
+    CycleOutcome,
+    CycleRow,
+    ExecutionPath,
+    ExecutionRow,
+    Holdings,
+    SignalRow,
+    StateVisit,
+    alert_field,
+    console_url,
+)
 from crypto_bot_tools.ops.stack import (
     NOTIFICATIONS_OUTPUT,
     STATE_MACHINE_OUTPUT,
@@ -38,8 +48,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AwsSource",
     "deployed_control",
+    "deployed_cycles",
     "deployed_holdings",
     "deployed_signals",
+    "execution_path",
     "live_balances",
     "paper_balances",
     "public_price_source",
@@ -89,6 +101,14 @@ class AwsSource:
 
     def executions(self, limit: int) -> list[ExecutionRow]:
         return recent_executions(self.client("stepfunctions"), self.resources.output(STATE_MACHINE_OUTPUT), limit=limit)
+
+    def execution_path(self, name: str) -> ExecutionPath:
+        machine = self.resources.output(STATE_MACHINE_OUTPUT)
+        arn = f"{machine.replace(':stateMachine:', ':execution:', 1)}:{name}"
+        return execution_path(self.client("stepfunctions"), arn)
+
+    def cycles(self, limit: int) -> list[CycleRow]:
+        return deployed_cycles(self.client("dynamodb"), self.resources.output(TABLE_OUTPUT), limit=limit)
 
     def cycle(self, console: Console, *, follow: bool, poll: float, timeout: float | None) -> CycleOutcome:
         sfn = self.client("stepfunctions")
@@ -196,6 +216,80 @@ def recent_executions(sfn: Any, state_machine_arn: str, *, limit: int = 20) -> l
     # The API lists newest first; say so rather than trust it blindly.
     epoch = datetime.min.replace(tzinfo=UTC)
     return sorted(rows[:limit], key=lambda r: r.started or epoch, reverse=True)
+
+
+def execution_path(sfn: Any, arn: str) -> ExecutionPath:
+    """Read an execution's history: each state entered, with when it was entered and left, and its cycle id."""
+    events: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    visits: list[StateVisit] = []
+    cycle_id: str | None = None
+    error = ""
+    for event in events:
+        kind = str(event["type"])
+        if kind.endswith("StateEntered"):
+            visits.append(StateVisit(str(event["stateEnteredEventDetails"]["name"]), event.get("timestamp")))
+        elif kind.endswith("StateExited"):
+            details = event["stateExitedEventDetails"]
+            name = str(details["name"])
+            # A Map's iterations enter and leave the same states: the exit closes the last open visit of its name.
+            for n in range(len(visits) - 1, -1, -1):
+                if visits[n].name == name and visits[n].exited is None:
+                    visits[n] = replace(visits[n], exited=event.get("timestamp"))
+                    break
+            if name == "Collect" and cycle_id is None:
+                cycle_id = _collected_cycle(details.get("output"))
+        elif kind == "ExecutionFailed":
+            failed = event.get("executionFailedEventDetails", {})
+            error = f"{failed.get('error', '')}: {failed.get('cause', '')}".strip(": ")
+    return ExecutionPath(name=arn.rsplit(":", 1)[-1], states=visits, cycle_id=cycle_id, error=error)
+
+
+def _collected_cycle(output: object) -> str | None:
+    """Read the cycle id from Collect's output, the state that opens the cycle."""
+    try:
+        data = json.loads(str(output or "{}"))
+    except json.JSONDecodeError:
+        return None
+    cycle = data.get("cycle") if isinstance(data, dict) else None
+    return str(cycle["cycle_id"]) if isinstance(cycle, dict) and "cycle_id" in cycle else None
+
+
+def deployed_cycles(dynamodb: Any, table: str, *, limit: int = 50) -> list[CycleRow]:
+    """Read the ``limit`` most recent cycle records of the table, oldest first, each with its intents.
+
+    Cycles have no index: the table is scanned for them (its items expire, so it stays small), then each
+    cycle's partition is queried for its intents.
+    """
+    from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore, from_item
+    from crypto_bot.engine.records import CycleRecord, Phase
+
+    request: dict[str, Any] = {
+        "TableName": table,
+        # The lock item is (LOCK, CYCLE): cycles are the (CYCLE#<id>, CYCLE) items.
+        "FilterExpression": "begins_with(pk, :prefix) AND sk = :cycle",
+        "ExpressionAttributeValues": {":prefix": {"S": "CYCLE#"}, ":cycle": {"S": "CYCLE"}},
+    }
+    records: list[CycleRecord] = []
+    while True:
+        page = dynamodb.scan(**request)
+        records += [CycleRecord.from_dict(from_item(item)) for item in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            break
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    store = DynamoDBStore(table, dynamodb)
+    newest = sorted(records, key=lambda r: (r.at, r.cycle_id))[-limit:] if limit > 0 else []
+    phases = list(Phase)
+    return [
+        CycleRow(r, sorted(store.intents(r.cycle_id), key=lambda i: (phases.index(i.phase), i.intent.strategy)))
+        for r in newest
+    ]
 
 
 def paper_balances(dynamodb: Any, table: str, starting_cash: Decimal, quote: str) -> Mapping[str, Balance]:

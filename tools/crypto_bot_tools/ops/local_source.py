@@ -18,7 +18,16 @@ from crypto_bot.domain.markets import split_symbol
 from crypto_bot.domain.money import ZERO, parse_decimal
 from crypto_bot_tools.ops.controls import ControlsChange
 from crypto_bot_tools.ops.render import escape
-from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, PositionRow, SignalRow
+from crypto_bot_tools.ops.rows import (
+    CycleOutcome,
+    CycleRow,
+    ExecutionPath,
+    ExecutionRow,
+    Holdings,
+    PositionRow,
+    SignalRow,
+    StateVisit,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -27,6 +36,7 @@ __all__ = [
     "LocalClient",
     "LocalSource",
     "follow_local_execution",
+    "local_cycles",
     "local_executions",
     "local_holdings",
     "local_signals",
@@ -45,6 +55,10 @@ class LocalClient:
     def state(self) -> dict[str, Any]:
         """GET /_local/state."""
         return self._call("GET", "/_local/state", self.timeout)
+
+    def cycles(self, limit: int) -> dict[str, Any]:
+        """GET /_local/cycles?limit=N: the newest cycle records with their intents, as the table stores them."""
+        return self._call("GET", f"/_local/cycles?limit={int(limit)}", self.timeout)
 
     def start_cycle(self) -> dict[str, Any]:
         """POST /_local/cycle?wait=false: start a cycle and return its execution as it is now."""
@@ -105,6 +119,24 @@ class LocalSource:
         # /_local/state lists them oldest first, without their end: each one's own answer has it.
         newest = list(reversed(local_executions(self.client.state())))[:limit]
         return [_with_times(row, self.client.execution(row.name)) for row in newest]
+
+    def execution_path(self, name: str) -> ExecutionPath:
+        # /_local/executions/NAME lists the states entered, without their times.
+        detail = self.client.execution(name)
+        transitions = detail.get("transitions")
+        if not isinstance(transitions, list):
+            raise ConfigError(f"/_local/executions/{name} transitions: expected a list, got {transitions!r}")
+        error = f"{detail.get('error') or ''}: {detail.get('cause') or ''}".strip(": ")
+        cycle_id = detail.get("cycle_id")
+        return ExecutionPath(
+            name=name,
+            states=[StateVisit(str(state)) for state in transitions],
+            cycle_id=None if cycle_id is None else str(cycle_id),
+            error=error,
+        )
+
+    def cycles(self, limit: int) -> list[CycleRow]:
+        return local_cycles(self.client.cycles(limit))
 
     def apply_control(
         self, command: str, *, strategy: str | None, reason: str, config_path: Path | None
@@ -253,6 +285,24 @@ def local_holdings(state: Mapping[str, Any], *, with_prices: bool = True, with_b
     )
 
 
+def local_cycles(answer: Mapping[str, Any]) -> list[CycleRow]:
+    """Read a ``/_local/cycles`` answer: each cycle record and its intents, in the shapes the table stores."""
+    from crypto_bot.engine.records import CycleRecord, IntentRecord
+
+    rows = []
+    for n, item in enumerate(_list(answer, "cycles", "/_local/cycles")):
+        where = f"/_local/cycles cycles[{n}]"
+        intents = item.get("intents")
+        if not isinstance(intents, list):
+            raise ConfigError(f"{where}.intents: expected a list, got {intents!r}")
+        try:
+            record = CycleRecord.from_dict(item["cycle"])
+            rows.append(CycleRow(record, [IntentRecord.from_dict(i) for i in intents]))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as e:
+            raise ConfigError(f"{where}: not a cycle record with its intents ({type(e).__name__}: {e})") from None
+    return rows
+
+
 def local_executions(state: Mapping[str, Any]) -> list[ExecutionRow]:
     """Read the executions of a ``/_local/state`` answer, as listed."""
     rows = []
@@ -314,10 +364,10 @@ def _balance_total(value: Any, where: str) -> Decimal:
     return _number(value, where)
 
 
-def _list(state: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+def _list(state: Mapping[str, Any], key: str, where: str = "/_local/state") -> list[Mapping[str, Any]]:
     items = state.get(key) or []
     if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
-        raise ConfigError(f"/_local/state: {key} is not a list of objects")
+        raise ConfigError(f"{where}: {key} is not a list of objects")
     return items
 
 

@@ -10,13 +10,17 @@ from typing import Any
 
 from crypto_bot.domain.controls import Controls
 from crypto_bot.domain.money import to_json_number
+from crypto_bot.engine.records import CycleRecord, IntentRecord
 
 __all__ = [
     "CycleOutcome",
+    "CycleRow",
+    "ExecutionPath",
     "ExecutionRow",
     "Holdings",
     "PositionRow",
     "SignalRow",
+    "StateVisit",
     "alert_field",
     "console_url",
     "iso",
@@ -148,6 +152,33 @@ class ExecutionRow:
             "url": self.url,
             "transitions": self.transitions,
         }
+
+
+@dataclass(frozen=True)
+class StateVisit:
+    """One state an execution entered; its times are None where the source does not know them (local)."""
+
+    name: str
+    entered: datetime | None = None
+    exited: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionPath:
+    """The states an execution entered, in order, and the cycle it opened (None before Collect ended)."""
+
+    name: str
+    states: list[StateVisit]
+    cycle_id: str | None
+    error: str = ""  # the execution's error and cause, when it failed
+
+
+@dataclass(frozen=True)
+class CycleRow:
+    """One cycle record with its intents: each order it placed, attempt by attempt (fills, fees, chases)."""
+
+    record: CycleRecord
+    intents: list[IntentRecord]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from crypto_bot_tools.ops.controls import ControlsChange
-    from crypto_bot_tools.ops.rows import CycleOutcome, ExecutionRow, Holdings, SignalRow
+    from crypto_bot_tools.ops.rows import CycleOutcome, CycleRow, ExecutionPath, ExecutionRow, Holdings, SignalRow
 
 __all__ = ["Source"]
 
@@ -32,6 +32,14 @@ class Source(Protocol):
 
     def executions(self, limit: int) -> list[ExecutionRow]:
         """Return the ``limit`` most recent executions of the trade-cycle state machine, newest first."""
+        ...
+
+    def execution_path(self, name: str) -> ExecutionPath:
+        """Return the states execution ``name`` entered, in order, and the id of the cycle it opened."""
+        ...
+
+    def cycles(self, limit: int) -> list[CycleRow]:
+        """Return the ``limit`` most recent cycle records, oldest first, each with its intents."""
         ...
 
     def cycle(self, console: Console, *, follow: bool, poll: float, timeout: float | None) -> CycleOutcome:
