@@ -70,8 +70,23 @@ $(DYNAMODB_LOCAL_STAMP):
 		$(DYNAMODB_LOCAL)
 	@touch $@
 
-unit: sync dynamodb-local ## pytest (the store's tests on moto and on DynamoDB Local, which pytest starts)
+# The dashboard's browser tests (tests/e2e/test_dashboard_browser.py) drive Debian's chromium, headless, through its
+# chromedriver; they are skipped where it is missing, and fail under CI=true. sudo only when not root.
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+browser: ## install Debian's chromium and chromium-driver for the dashboard's browser tests, unless present
+	@test -x $(CHROMEDRIVER) || { command -v apt-get >/dev/null \
+		|| { echo "make browser: no apt-get here: install chromium and its chromedriver at $(CHROMEDRIVER)"; exit 1; }; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends chromium chromium-driver; }
+
+unit: sync dynamodb-local browser ## pytest (the store's tests on moto and on DynamoDB Local, which pytest starts)
 	@$(RUN) pytest -q
+
+screenshots: sync browser ## regenerate docs/images/dashboard.png (README's Overview) from the browser tests
+	@mkdir -p docs/images
+	@DASHBOARD_README_SCREENSHOT=docs/images/dashboard.png $(RUN) pytest -q -p no:cacheprovider tests/e2e/test_dashboard_browser.py
 
 # The suites that feed docs/reliability.md, run whole; a plain pytest run writes .build/reports/reliability.md
 # instead, so that the gate leaves no tracked file modified (tests/faults/report.py).

@@ -1,7 +1,8 @@
 """README names every option of the ops and replay commands, and ``replay --help`` states each default.
 
 Issue 13 §5: ``--offset-minutes``, ``signals --limit`` and ``cycle --poll/--timeout`` were in the help only,
-and ``replay --help`` showed no defaults. Issue 14 §2 added the kill switch: pause, resume and flatten.
+and ``replay --help`` showed no defaults. Issue 14 §2 added the kill switch: pause, resume and flatten; issue
+15 §1 the dashboard.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from crypto_bot_tools.cli import build_parser
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-COMMANDS = ("replay", "signals", "positions", "cycle", "executions", "pause", "resume", "flatten")
+COMMANDS = ("replay", "signals", "positions", "cycle", "executions", "pause", "resume", "flatten", "dashboard")
 
 
 def _subcommand(name: str) -> argparse.ArgumentParser:

@@ -170,6 +170,7 @@ def _command_groups() -> list[Callable[[Any], None]]:
         "crypto_bot_tools.check_config",
         "crypto_bot_tools.alert_message",
         "crypto_bot_tools.verify",
+        "crypto_bot_tools.dashboard",
     ):
         if importlib.util.find_spec(module) is not None:
             groups.append(importlib.import_module(module).register)

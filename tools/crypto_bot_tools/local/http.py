@@ -1,8 +1,10 @@
 """The local stack's HTTP front: the webhook through API Gateway's emulator, and the ``/_local/*`` endpoints.
 
-``GET /_local/state`` reports the state, ``GET /_local/health`` says the server is up, ``POST /_local/cycle``
+``GET /_local/state`` reports the state, ``GET /_local/cycles`` the cycle records with their intents,
+``GET /_local/health`` says the server is up, ``POST /_local/cycle``
 runs a cycle now, ``POST /_local/controls`` pauses, resumes or flattens (the kill switch) and
-``GET /_local/executions/ID`` describes one execution.
+``GET /_local/executions/ID`` describes one execution. ``/dashboard/`` serves the dashboard's pages of this
+stack (:mod:`crypto_bot_tools.dashboard`).
 """
 
 from __future__ import annotations
@@ -105,6 +107,12 @@ class _Handler(BaseHTTPRequestHandler):
             body = b""
         else:
             body = self.rfile.read(length) if length > 0 else b""
+        if parsed.path == "/dashboard" or parsed.path.startswith("/dashboard/"):
+            from crypto_bot_tools.dashboard.app import Request
+
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            page = self.server.local.dashboard.handle(Request(self.command, self.path, headers, body))
+            return page.status, page.body.decode("utf-8"), {"Content-Type": page.content_type, **page.headers}, ""
         if local_endpoint:
             status, payload = self._local(parsed.path, query, body)
             return status, json.dumps(payload, default=str), {"Content-Type": "application/json"}, ""

@@ -31,6 +31,7 @@ from crypto_bot_tools.local.log import log_to_stdout
 from crypto_bot_tools.local.settings import LocalSettings, StackPlan, default_template
 
 if TYPE_CHECKING:
+    from crypto_bot_tools.dashboard.app import Dashboard
     from crypto_bot_tools.local.eventbridge import Pipe, Scheduler
     from crypto_bot_tools.local.executions import Executions
     from crypto_bot_tools.local.http import HttpServer
@@ -47,6 +48,7 @@ _LIVE_SUBSTITUTIONS: Final = {"ReconcileWaitSeconds": "3", "LockWaitSeconds": "1
 # Step Functions' Retry intervals (2 s and up) scaled down the same way.
 _RETRY_SCALE: Final = 0.1
 _SERVICES: Final = ("sqs", "stepfunctions", "dynamodb", "lambda", "ssm", "sns")
+DASHBOARD_REFRESH: Final = 2.0  # seconds between the dashboard's updates: a local stack costs nothing to read
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class LocalServer:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._serving = False
+        self._dashboard: Dashboard | None = None
+        self._dashboard_lock = threading.Lock()
 
     def __enter__(self) -> LocalServer:
         self.start()
@@ -104,6 +108,30 @@ class LocalServer:
         """Return the server's base URL."""
         port = self.parts.httpd.server_address[1]
         return f"http://{self.settings.host}:{port}"
+
+    @property
+    def dashboard(self) -> Dashboard:
+        """Return the dashboard of this stack, served under ``/dashboard`` (made at its first request).
+
+        It reads the stack as ``crypto-bot dashboard --local URL`` does, over this server's own endpoints.
+        """
+        with self._dashboard_lock:
+            if self._dashboard is None:
+                from crypto_bot_tools.dashboard.app import Dashboard, allowed_hosts
+                from crypto_bot_tools.dashboard.reader import StackReader
+                from crypto_bot_tools.ops.local_source import LocalClient, LocalSource
+
+                port = int(self.parts.httpd.server_address[1])
+                reader = StackReader(LocalSource(LocalClient(self.url)), ttl=1.0)
+                self._dashboard = Dashboard(
+                    reader,
+                    stack=f"local {self.url}",
+                    hosts=allowed_hosts(self.settings.host, port),
+                    prefix="/dashboard",
+                    refresh=DASHBOARD_REFRESH,
+                    log=self.log,
+                )
+            return self._dashboard
 
     def start(self) -> None:
         """Build the stack, bind the HTTP server, and start the pipe and the scheduler."""
@@ -275,6 +303,7 @@ def print_banner(server: LocalServer, out: Any = None) -> None:
         f"  state     GET  {server.url}/_local/state",
         f"  cycle     POST {server.url}/_local/cycle",
         f"  controls  POST {server.url}/_local/controls (crypto-bot pause|resume|flatten --local {server.url})",
+        f"  dashboard {server.url}/dashboard/ (crypto-bot dashboard --local {server.url} serves it too)",
         f"  cycles    {server.schedule_description}; stop losses run at once",
         f"  prices    {prices}",
         f"  account   {s.mode} mode, {account}, strategies from {s.config}",
