@@ -8,6 +8,11 @@ exception becomes a Lambda function error, exactly as the Python runtime reports
 ``X-Amz-Function-Error: Unhandled`` and a ``{"errorType": <class name>, "errorMessage": str(e), ...}``
 payload. moto's Step Functions interpreter takes ``errorType`` as the error name, so ``Retry``/``Catch`` on
 ``["TransientError"]`` match the class the handler raised, as on AWS.
+
+SNS invokes a subscribed function asynchronously, after the publish returned ("Invoking Lambda functions using
+Amazon SNS notifications", Lambda Developer Guide); moto invokes it inside the publish. A delivery published from
+within a handler (finalize's summary) is therefore held until that handler's invocation has ended, then run: the
+publisher never waits for, or fails with, its subscriber, and each handler's logs keep their own context.
 """
 
 from __future__ import annotations
@@ -117,6 +122,8 @@ class LambdaRouter:
         # them from several threads: one invocation at a time keeps each one's environment
         # its own. Re-entrant so a handler may invoke another function synchronously.
         self._lock = threading.RLock()
+        # Per thread: how deep in handler invocations it is, and the SNS deliveries held until it is out.
+        self._local = threading.local()
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -134,6 +141,9 @@ class LambdaRouter:
             local = router.functions.get(fn.function_name)
             if local is None:
                 return original_function_invoke(fn, body, request_headers, response_headers)
+            if _is_sns_delivery(body) and router._depth() > 0:
+                router._held().append((local, body))
+                return b""  # moto's SNS ignores what the invocation answers
             return router.invoke(local, body, request_headers, response_headers)
 
         def backend_invoke(
@@ -184,15 +194,32 @@ class LambdaRouter:
         # Asynchronous ("Event") invocations run synchronously here: simpler and deterministic.
         event = json.loads(body) if body else {}
         request_id = str(uuid.uuid4())
+        depth = self._depth()
         with self._lock:
             started = time.perf_counter()  # not counting the wait for the lock
+            self._local.depth = depth + 1
             try:
                 payload, error = self._run(function, event, request_id)
             finally:
+                self._local.depth = depth
                 self.invocations.append((function.logical_id, time.perf_counter() - started))
         if error:
             response_headers["x-amz-function-error"] = "Unhandled"
+        if depth == 0:
+            held = self._held()
+            while held:
+                subscriber, delivery = held.pop(0)
+                self.invoke(subscriber, delivery, {"X-Amz-Invocation-Type": "Event"}, {})
         return payload
+
+    def _depth(self) -> int:
+        return int(getattr(self._local, "depth", 0))
+
+    def _held(self) -> list[tuple[LocalFunction, Any]]:
+        if not hasattr(self._local, "held"):
+            self._local.held = []
+        held: list[tuple[LocalFunction, Any]] = self._local.held
+        return held
 
     def _run(self, function: LocalFunction, event: Any, request_id: str) -> tuple[bytes, bool]:
         reserved = {
@@ -254,6 +281,16 @@ class LambdaRouter:
             raise
         function.entry = entry
         return entry
+
+
+def _is_sns_delivery(body: Any) -> bool:
+    """Say whether an invocation's body is an SNS event (moto's send_sns_message builds one record)."""
+    try:
+        event = json.loads(body) if isinstance(body, str | bytes) else body
+    except ValueError:
+        return False
+    records = event.get("Records") if isinstance(event, dict) else None
+    return isinstance(records, list) and any(isinstance(r, dict) and r.get("EventSource") == "aws:sns" for r in records)
 
 
 def _error_payload(error: BaseException, request_id: str, error_type: str | None = None) -> bytes:

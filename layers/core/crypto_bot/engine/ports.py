@@ -205,6 +205,22 @@ class Notifier(Protocol):
     def __call__(self, subject: str, message: str, /) -> None: ...
 
 
+class Channel(Protocol):
+    """A chat the trader reads (Telegram, Discord), beside the e-mail: one text in, delivered or an error."""
+
+    @property
+    def name(self) -> str: ...
+
+    def send(self, text: str) -> None:
+        """Deliver ``text``, split or cut at the channel's limit; raise a CryptoBotError whose ``transient``
+        attribute says whether a later attempt may succeed. No message raised carries the channel's secret."""
+        ...
+
+    def secrets(self) -> list[str]:
+        """Return the channel's secrets (a token, a webhook URL), so that no channel is ever sent another's."""
+        ...
+
+
 class LeaseRenewal(Protocol):
     """Extend the cycle lock's lease if ``owner`` still holds it; return False if it does not."""
 

@@ -18,10 +18,20 @@ from typing import Any
 from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
 from crypto_bot.adapters.aws.lock import renew_lease
 from crypto_bot.adapters.aws.notify import publish
-from crypto_bot.adapters.aws.secrets import AwsSecrets
+from crypto_bot.adapters.aws.secrets import AwsSecrets, CachedParameter
 from crypto_bot.adapters.aws.sqs_intake import drain_queue
+from crypto_bot.adapters.chat.delivery import Sleep
 from crypto_bot.domain.config import StrategyConfig
-from crypto_bot.engine.ports import AlertPricedMarket, AlertQueue, Exchange, LeaseRenewal, Notifier, Secrets, Store
+from crypto_bot.engine.ports import (
+    AlertPricedMarket,
+    AlertQueue,
+    Channel,
+    Exchange,
+    LeaseRenewal,
+    Notifier,
+    Secrets,
+    Store,
+)
 from crypto_bot.engine.retry import RetryPolicy
 from crypto_bot.engine.workflow import Workflow, WorkflowSettings
 from crypto_bot.entrypoints.paper_account import PaperAccount
@@ -110,6 +120,23 @@ def bootstrap(
         notifier=notifier,
         exchange=exchange,
     )
+
+
+def chat_channels(settings: Settings, clients: Clients, *, sleep: Sleep) -> list[Channel]:
+    """Build the configured chat channels (Telegram, Discord), each reading its secrets from SSM, cached."""
+    from crypto_bot.adapters.chat.discord import DiscordChannel
+    from crypto_bot.adapters.chat.telegram import TelegramChannel
+
+    chat = settings.chat
+    channels: list[Channel] = []
+    if chat.telegram_token_parameter and chat.telegram_chat_parameter:
+        token = CachedParameter(clients, chat.telegram_token_parameter)
+        chat_id = CachedParameter(clients, chat.telegram_chat_parameter)
+        channels.append(TelegramChannel(token, chat_id, api_url=chat.telegram_api_url, sleep=sleep))
+    if chat.discord_webhook_parameter:
+        webhook = CachedParameter(clients, chat.discord_webhook_parameter)
+        channels.append(DiscordChannel(webhook, api_url=chat.discord_api_url, sleep=sleep))
+    return channels
 
 
 class _LiveExchange:

@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from crypto_bot.adapters.chat import discord, telegram
 from crypto_bot.domain.config import ExecutionMode, parse_json_object
 from crypto_bot.domain.errors import ConfigError
 from crypto_bot.domain.money import ZERO, parse_decimal
@@ -43,6 +44,23 @@ class PaperSettings:
     """``live``: the venue's public ticker; ``alerts``: each alert's own order_price (local stack, tests)."""
     markets: str
     """``venue``, ``recorded:PATH`` or ``permissive`` (see crypto_bot.entrypoints.bootstrap)."""
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """The SSM parameters naming the chat channels' secrets (None: the channel is off), and their base URLs."""
+
+    telegram_token_parameter: str | None
+    telegram_chat_parameter: str | None
+    discord_webhook_parameter: str | None
+    telegram_api_url: str
+    """Telegram's Bot API; tests point it at an emulator on 127.0.0.1."""
+    discord_api_url: str
+    """What every Discord webhook URL starts with; a URL that does not is refused (a typo, or a foreign host)."""
+
+    @property
+    def any(self) -> bool:
+        return bool(self.telegram_token_parameter or self.discord_webhook_parameter)
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,8 @@ class Settings:
     sqs_wait_seconds: int
     notifications_topic_arn: str | None
     """Set on the finalize function only."""
+    chat: ChatSettings
+    """The chat channels the forwarder posts to (template.yaml's ChannelForwarderFunction); none elsewhere."""
 
     @property
     def schedule(self) -> Schedule:
@@ -129,10 +149,36 @@ class Settings:
             signals_queue_url=read.optional("SIGNALS_QUEUE_URL", str, None),
             sqs_wait_seconds=read.optional("SQS_WAIT_SECONDS", _count, DEFAULT_SQS_WAIT_SECONDS),
             notifications_topic_arn=read.optional("NOTIFICATIONS_TOPIC_ARN", str, None),
+            chat=_chat(read),
         )
         if read.problems:
             raise ConfigError("invalid settings: " + "; ".join(read.problems))
         return settings
+
+
+def _chat(read: _Reader) -> ChatSettings:
+    # Empty is off: the template passes its parameters' "" defaults through.
+    token = read.optional("TELEGRAM_BOT_TOKEN_PARAMETER", str, None)
+    chat = read.optional("TELEGRAM_CHAT_ID_PARAMETER", str, None)
+    if bool(token) != bool(chat):
+        read.problems.append(
+            f"TELEGRAM_BOT_TOKEN_PARAMETER={token or ''!r} and TELEGRAM_CHAT_ID_PARAMETER={chat or ''!r}: "
+            "Telegram needs both (or neither)"
+        )
+    # The vendors' own URLs, the same for every stack; tests and the local stack point them at emulators.
+    return ChatSettings(
+        telegram_token_parameter=token,
+        telegram_chat_parameter=chat,
+        discord_webhook_parameter=read.optional("DISCORD_WEBHOOK_PARAMETER", str, None),
+        telegram_api_url=read.optional("TELEGRAM_API_URL", _base_url, telegram.DEFAULT_API_URL),
+        discord_api_url=read.optional("DISCORD_API_URL", _base_url, discord.DEFAULT_API_URL),
+    )
+
+
+def _base_url(text: str) -> str:
+    if not text.startswith(("https://", "http://")):
+        raise ValueError("must be an http(s) URL")
+    return text
 
 
 class _Reader:
