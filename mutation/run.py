@@ -52,7 +52,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     # Issue 14: the protective stops book fills into the ledger; the controls decide which entries trade.
     "engine/stops.py": ("tests/unit/test_protective_stops.py", "tests/unit/test_stop_keeper.py"),
-    "domain/controls.py": ("tests/unit/test_kill_switch_and_guards.py",),
+    "domain/controls.py": ("tests/unit/test_controls.py", "tests/unit/test_kill_switch_and_guards.py"),
 }
 """Module (in crypto_bot/) → the fast unit tests that cover it."""
 
