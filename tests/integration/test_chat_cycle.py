@@ -8,14 +8,19 @@ local stack runs in-process), and the forwarder posts to emulated servers (tests
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
 from crypto_bot.domain.config import StrategyConfig
 from crypto_bot.engine.channel_text import channel_text
+from crypto_bot_tools.cli import build_parser
+from crypto_bot_tools.local.cli import _settings
 from crypto_bot_tools.local.controls import apply_request
+from crypto_bot_tools.local.server import LocalServer
 from crypto_bot_tools.local.template import load_template
 from tests.conftest import ROOT, AlertClock, load_event, paper_environment
 from tests.support.chat_servers import DiscordServer, TelegramServer
@@ -120,3 +125,43 @@ def test_no_chat_parameter_means_no_forwarder() -> None:
         "ChannelFailureAlarm",
         "ChannelForwarderErrorAlarm",
     }
+
+
+def test_crypto_bot_local_with_a_chat_file_posts_its_cycles_and_pauses_to_the_chats(
+    servers: tuple[TelegramServer, DiscordServer], tmp_path: Path
+) -> None:
+    telegram, discord = servers
+    chat_file = tmp_path / "chat.json"
+    chat_file.write_text(
+        json.dumps(
+            {
+                "telegram_bot_token": TOKEN,
+                "telegram_chat_id": CHAT_ID,
+                "discord_webhook_url": discord.webhook_url,
+                "telegram_api_url": telegram.url,
+                "discord_api_url": f"{discord.url}/api/webhooks/",
+            }
+        ),
+        encoding="utf-8",
+    )
+    settings = _settings(
+        build_parser().parse_args(["local", "--port", "0", "--token", "t0ken", "--chat-file", str(chat_file)])
+    )
+
+    with LocalServer(settings, log=lambda _line: None) as server:
+        server.serve_in_background()
+        assert server.parameters["TelegramBotTokenParameterName"] == "/crypto-bot/dev/telegram-bot-token"
+        alert = json.dumps(AlertClock()(README_ALERTS[0:1])[0]).encode()
+        request = urllib.request.Request(  # noqa: S310 (the local server's http URL)
+            f"{server.url}/signals?token=t0ken", data=alert, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (the local server)
+            assert response.status == 200
+        detail = server.run_cycle()
+        assert detail["status"] == "SUCCEEDED"
+        server.apply_controls({"command": "pause", "strategy": None, "reason": "", "by": "trader@local"})
+
+    summary, pause = telegram.delivered
+    assert "  BTCUSDT: buy 0.15817515" in summary
+    assert pause.startswith("crypto-bot paused by trader@local")
+    assert discord.delivered == telegram.delivered

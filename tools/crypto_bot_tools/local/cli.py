@@ -124,6 +124,14 @@ def register(commands: Any) -> None:
         metavar="PATH",
         help='JSON file with the venue\'s key: {"apiKey": ..., "secret": ...}; needed with --exchange',
     )
+    local.add_argument(
+        "--chat-file",
+        type=Path,
+        metavar="PATH",
+        help='JSON file with Telegram and/or Discord settings: {"telegram_bot_token", "telegram_chat_id", '
+        '"discord_webhook_url"} (and "telegram_api_url", "discord_api_url" for emulators); every '
+        "notification is posted there too, as a deployed stack does",
+    )
     local.set_defaults(run=_local)
 
     demo = commands.add_parser(
@@ -158,6 +166,30 @@ def _api_key(path: Path) -> dict[str, str]:
     if unknown:
         raise ConfigError(f"--api-key-file {path}: unknown fields {unknown}; expected apiKey, secret, password")
     return {str(k): str(v) for k, v in data.items()}
+
+
+CHAT_FIELDS = ("telegram_bot_token", "telegram_chat_id", "discord_webhook_url", "telegram_api_url", "discord_api_url")
+
+
+def _chat(path: Path) -> dict[str, str]:
+    """Read a chat settings file; errors name the file and the field, never a token or a webhook URL."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"--chat-file {path}: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"--chat-file {path}: not JSON; expected an object with {', '.join(CHAT_FIELDS)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--chat-file {path}: expected a JSON object with {', '.join(CHAT_FIELDS)}")
+    unknown = sorted(set(data) - set(CHAT_FIELDS))
+    if unknown:
+        raise ConfigError(f"--chat-file {path}: unknown fields {unknown}; expected {', '.join(CHAT_FIELDS)}")
+    chat = {str(k): str(v).strip() for k, v in data.items() if isinstance(v, str) and v.strip()}
+    if bool(chat.get("telegram_bot_token")) != bool(chat.get("telegram_chat_id")):
+        raise ConfigError(f"--chat-file {path}: telegram_bot_token and telegram_chat_id go together")
+    if not chat.get("telegram_bot_token") and not chat.get("discord_webhook_url"):
+        raise ConfigError(f"--chat-file {path}: neither telegram_bot_token nor discord_webhook_url is set")
+    return chat
 
 
 def _price_jump(text: str) -> Decimal:
@@ -200,6 +232,7 @@ def _settings(args: argparse.Namespace) -> Any:
         sandbox=args.sandbox,
         exchange_options=options,
         api_key=api_key,
+        chat=_chat(args.chat_file) if args.chat_file else None,
         config=args.config,
         quote=args.quote,
         host=args.host,

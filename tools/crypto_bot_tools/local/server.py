@@ -172,6 +172,7 @@ class LocalServer:
         ssm_values = {self.parameters["WebhookTokenParameterName"]: self.token}
         if settings.api_key:
             ssm_values[self.parameters["ApiKeyParameterName"]] = json.dumps(dict(settings.api_key))
+        ssm_values |= settings.chat_secrets(self.parameters["Stage"])
         self.stack = stack = self._exits.enter_context(
             local_stack(
                 settings.template,

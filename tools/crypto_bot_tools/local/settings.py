@@ -59,6 +59,18 @@ class LocalSettings:
     sandbox: bool = False
     exchange_options: Mapping[str, Any] = field(default_factory=dict)
     api_key: Mapping[str, str] | None = field(default=None, repr=False)  # {"apiKey", "secret"[, "password"]}
+    # Telegram and Discord (cli.CHAT_FIELDS): the stack's chat forwarder posts every notification there.
+    chat: Mapping[str, str] | None = field(default=None, repr=False)
+
+    def chat_secrets(self, stage: str) -> dict[str, str]:
+        """Return the chat parameters' SSM names (named after the stage, as deployed) and their values."""
+        chat = self.chat or {}
+        names = {
+            "telegram_bot_token": f"/crypto-bot/{stage}/telegram-bot-token",
+            "telegram_chat_id": f"/crypto-bot/{stage}/telegram-chat-id",
+            "discord_webhook_url": f"/crypto-bot/{stage}/discord-webhook-url",
+        }
+        return {name: chat[key] for key, name in names.items() if chat.get(key)}
 
     @property
     def live(self) -> bool:
@@ -156,6 +168,13 @@ def _parameters(s: LocalSettings, template: Mapping[str, Any]) -> dict[str, str]
         )
     if s.schedule and s.schedule.lower() not in NO_SCHEDULE:
         parameters["CycleSchedule"] = s.schedule
+    template_names = {
+        "telegram-bot-token": "TelegramBotTokenParameterName",
+        "telegram-chat-id": "TelegramChatIdParameterName",
+        "discord-webhook-url": "DiscordWebhookParameterName",
+    }
+    for name in s.chat_secrets(parameters["Stage"]):
+        parameters[template_names[name.rsplit("/", 1)[-1]]] = name
     if s.max_signal_age is not None and s.max_signal_age < 0:
         raise ConfigError(f"--max-signal-age {s.max_signal_age}: must be 0 (never expire) or more")
     if s.max_signal_age:
@@ -223,4 +242,8 @@ def _environment(s: LocalSettings) -> dict[str, str]:
         environment["MAX_PRICE_JUMP"] = str(s.max_price_jump)
     if not s.live:
         environment["FILL_TIMEOUT_SECONDS"] = "0"  # a market that cannot move: chase at once, as replay does
+    chat = s.chat or {}
+    for key, variable in (("telegram_api_url", "TELEGRAM_API_URL"), ("discord_api_url", "DISCORD_API_URL")):
+        if chat.get(key):
+            environment[variable] = chat[key]
     return environment
