@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -28,6 +28,9 @@ from crypto_bot.entrypoints.bootstrap import boto3_clients, chat_channels
 from crypto_bot.entrypoints.settings import Settings
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+# The metrics the handler emits; template.yaml's ChannelFailureAlarm watches FAILED_METRIC.
+DELIVERED_METRIC: Final = "NotificationsDelivered"
+FAILED_METRIC: Final = "NotificationsFailed"
 
 
 class Failure(TypedDict):
@@ -91,8 +94,8 @@ def forwarder_handler() -> Handler:
     @metrics.log_metrics(capture_cold_start_metric=not is_metrics_disabled())
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         result = forward(event, channels)
-        metrics.add_metric(name="NotificationsDelivered", unit=MetricUnit.Count, value=result["delivered"])
-        metrics.add_metric(name="NotificationsFailed", unit=MetricUnit.Count, value=result["failed"])
+        metrics.add_metric(name=DELIVERED_METRIC, unit=MetricUnit.Count, value=result["delivered"])
+        metrics.add_metric(name=FAILED_METRIC, unit=MetricUnit.Count, value=result["failed"])
         for failure in result["failures"]:
             logger.warning("chat delivery failed", extra=dict(failure))
         if result["failed"] and not result["delivered"] and all(f["transient"] for f in result["failures"]):
