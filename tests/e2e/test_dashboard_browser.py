@@ -201,11 +201,20 @@ def test_orders_page_lists_every_order_with_its_fills_and_attempts(driver: Any, 
     _screenshot(driver, "orders")
 
 
-def test_pause_button_asks_for_confirmation_then_shows_the_account_paused(driver: Any, stack: Local) -> None:
+def test_a_cancelled_flatten_sends_nothing_and_a_confirmed_pause_shows_as_paused(driver: Any, stack: Local) -> None:
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(_url(stack))
+    driver.execute_script("window.stayed = true;")
+    driver.find_element("css selector", "button.flatten").click()
+    cancelled = WebDriverWait(driver, WAIT).until(expected_conditions.alert_is_present())
+    assert cancelled.text == "Flatten the whole account?"
+    cancelled.dismiss()
+    # Nothing is sent: the same page, and nothing asked of the stack.
+    assert driver.execute_script("return window.stayed === true;")
+    assert stack.state()["controls"]["flatten"] is None
+
     driver.find_element("name", "reason").send_keys("checking the dashboard")
     driver.find_element("css selector", "button.pause").click()
     alert = WebDriverWait(driver, WAIT).until(expected_conditions.alert_is_present())

@@ -1,4 +1,5 @@
-"""The Source methods the dashboard added, on a deployed stack under moto: cycles and execution paths.
+"""The dashboard of a deployed stack under moto: the Source methods it added (cycles, execution paths), its pages
+and a pause through its form.
 
 The stack is test_ops_cli.py's: template.yaml's resources under moto, registered as a CloudFormation stack,
 after one README cycle (the BTCUSDT buy). ``crypto-bot local``'s side is read by the browser tests.
@@ -12,11 +13,11 @@ import pytest
 
 from crypto_bot.engine.records import IntentStatus, Phase
 from crypto_bot_tools.ops import aws_source
-from tests.integration.test_ops_cli import REGION, STACK, Deployed, deployed
+from tests.integration.test_ops_cli import REGION, STACK, Deployed, deployed, prices
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 
-__all__ = ["deployed"]
+__all__ = ["deployed", "prices"]  # the fixtures, shared with test_ops_cli.py
 
 
 def _source(deployed: Deployed) -> aws_source.AwsSource:
@@ -52,3 +53,45 @@ def test_execution_path_lists_each_state_entered_with_its_times_and_the_cycle(de
     assert collect.exited >= collect.entered
     assert all(state.entered is not None for state in path.states)
     assert REGION in deployed.outputs["TradeCycleStateMachineArn"]
+
+
+def test_the_dashboard_of_a_deployed_stack_shows_its_pages_and_pauses_it(
+    deployed: Deployed, prices: list[tuple[str, bool]]
+) -> None:
+    from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore
+    from crypto_bot_tools.dashboard.app import Dashboard, Request, allowed_hosts
+    from crypto_bot_tools.dashboard.reader import StackReader
+    from crypto_bot_tools.ops.stack import aws_errors
+
+    board = Dashboard(
+        StackReader(_source(deployed), ttl=0, errors=aws_errors),
+        stack=STACK,
+        hosts=allowed_hosts("127.0.0.1", 8050),
+        token="t",
+    )
+    host = {"host": "127.0.0.1:8050"}
+
+    def page(path: str) -> str:
+        answer = board.handle(Request("GET", path, host))
+        assert answer.status == 200, answer.body
+        return answer.body.decode()
+
+    overview = page("/")
+    # 0.15833333 BTC at the public ticker's 61000 (the prices fixture).
+    assert "<td>BTCUSDT</td><td>BTC/USDT</td><td class=num>0.15833333</td><td class=num>9,500.00</td>" in overview
+    assert "<td class=num>9,658.33</td>" in overview
+    assert "Running: nothing holds entries back." in overview
+    cycles = page("/cycles")
+    assert f"https://{REGION}.console.aws.amazon.com/states/home?region={REGION}#/v2/executions/details/" in cycles
+    assert "<li>Collect <span" in cycles
+    assert "<td>buy BTC/USDT</td>" in page("/orders")
+
+    form = b"csrf=t&command=pause&strategy=&reason=from+the+dashboard&confirmed=yes"
+    sent = board.handle(Request("POST", "/control", {**host, "origin": "http://127.0.0.1:8050"}, form))
+
+    assert sent.status == 303
+    controls = DynamoDBStore(deployed.outputs["TableName"], deployed.stack.client("dynamodb")).get_controls()
+    assert controls.paused is not None
+    assert controls.paused.by.startswith("arn:aws:")  # the caller's identity, as crypto-bot pause records it
+    assert "from the dashboard" in controls.paused.reason
+    assert "Entries are held back." in page("/")
