@@ -151,6 +151,21 @@ def test_a_refusal_that_only_the_trader_can_fix_is_permanent_and_not_retried(
     assert sleeps == []
 
 
+def test_the_waits_of_all_a_messages_parts_share_one_bound(telegram_server: TelegramServer) -> None:
+    sleeps = Sleeps()
+    # Three parts, each refused once for 2 s: the third would bring the wait to 6 s, past the 5 s bound.
+    telegram_server.queue(
+        TelegramServer.flood(2), Reply(200, {"ok": True, "result": {}}),
+        TelegramServer.flood(2), Reply(200, {"ok": True, "result": {}}),
+        TelegramServer.flood(2),
+    )  # fmt: skip
+
+    with pytest.raises(ChannelError, match=r"part 3 of 3\): rate limited, retry_after=2 s is more than the 1 s"):
+        telegram(telegram_server, sleeps).send(summary_lines(200))
+
+    assert sleeps == [2.0, 2.0]
+
+
 def test_a_server_error_is_transient(discord_server: DiscordServer) -> None:
     discord_server.queue(Reply(502, {"message": "Bad Gateway", "code": 0}))
 

@@ -19,7 +19,9 @@ from crypto_bot.domain.errors import CryptoBotError
 # Each POST waits at most this long for an answer; two channels and one retry each stay well inside the
 # forwarder's 60 s timeout (template.yaml).
 REQUEST_TIMEOUT: Final = 5.0
-# A 429's retry_after is honoured once when it is at most this long; longer, the delivery is counted as failed.
+# A 429's retry_after is honoured once per part when it fits in what is left of this much waiting per message (all
+# its parts together); longer, the delivery is counted as failed. With the requests' timeouts, two channels of
+# three parts each stay inside the forwarder's 60 s timeout.
 MAX_RETRY_WAIT: Final = 5.0
 REDACTED: Final = "[redacted]"
 
@@ -148,20 +150,32 @@ def retry_wait(seconds: object, where: str) -> float:
     return value
 
 
-def deliver_with_one_retry(attempt: Callable[[], float | None], sleep: Sleep, where: str) -> None:
+class WaitBudget:
+    """What is left of the :data:`MAX_RETRY_WAIT` seconds one message (all its parts) may wait for rate limits."""
+
+    def __init__(self, seconds: float = MAX_RETRY_WAIT) -> None:
+        self.left = seconds
+
+
+def deliver_with_one_retry(
+    attempt: Callable[[], float | None], sleep: Sleep, where: str, budget: WaitBudget | None = None
+) -> None:
     """Run ``attempt`` (None: delivered; a number: rate limited for that many seconds), once more after a short wait.
 
-    A wait longer than :data:`MAX_RETRY_WAIT`, or a second refusal, is a transient ChannelError: counted by the
+    A wait longer than what is left of ``budget``, or a second refusal, is a transient ChannelError: counted by the
     caller, never slept through (a cycle's notification is not worth a Lambda's minute).
     """
+    budget = budget or WaitBudget()
     wait = attempt()
     if wait is None:
         return
-    if wait > MAX_RETRY_WAIT:
+    if wait > budget.left:
         raise ChannelError(
-            f"{where}: rate limited, retry_after={wait:g} s is more than the {MAX_RETRY_WAIT:g} s a delivery waits",
+            f"{where}: rate limited, retry_after={wait:g} s is more than the {budget.left:g} s of the "
+            f"{MAX_RETRY_WAIT:g} s a message may wait that are left",
             transient=True,
         )
+    budget.left -= wait
     sleep(wait)
     again = attempt()
     if again is not None:

@@ -21,6 +21,7 @@ from crypto_bot.adapters.chat.delivery import (
     Redactor,
     SecretSource,
     Sleep,
+    WaitBudget,
     deliver_with_one_retry,
     post_json,
     retry_wait,
@@ -57,13 +58,14 @@ class DiscordChannel:
             raise ChannelError(f"discord: the webhook URL ({webhook[:24]!r}...) must start with {self.api_url!r}")
         url = webhook + ("&" if "?" in webhook else "?") + "wait=true"
         parts = split_text(redact(text), MAX_CONTENT, MAX_PARTS)
+        budget = WaitBudget()
         for number, part in enumerate(parts, 1):
             where = f"discord webhook (part {number} of {len(parts)})"
 
             def attempt(part: str = part, where: str = where) -> float | None:
                 return self._attempt(url, part, where, redact)
 
-            deliver_with_one_retry(attempt, self.sleep, where)
+            deliver_with_one_retry(attempt, self.sleep, where, budget)
 
     @staticmethod
     def _attempt(url: str, text: str, where: str, redact: Redactor) -> float | None:

@@ -20,6 +20,7 @@ from crypto_bot.adapters.chat.delivery import (
     Redactor,
     SecretSource,
     Sleep,
+    WaitBudget,
     deliver_with_one_retry,
     post_json,
     retry_wait,
@@ -52,13 +53,14 @@ class TelegramChannel:
         redact = Redactor([token])
         url = f"{self.api_url}/bot{token}/sendMessage"
         parts = split_text(redact(text), MAX_TEXT, MAX_PARTS)
+        budget = WaitBudget()
         for number, part in enumerate(parts, 1):
             where = f"telegram sendMessage (part {number} of {len(parts)})"
 
             def attempt(part: str = part, where: str = where) -> float | None:
                 return self._attempt(url, chat_id, part, where, redact)
 
-            deliver_with_one_retry(attempt, self.sleep, where)
+            deliver_with_one_retry(attempt, self.sleep, where, budget)
 
     @staticmethod
     def _attempt(url: str, chat_id: str, text: str, where: str, redact: Redactor) -> float | None:
