@@ -228,3 +228,9 @@ def test_a_cancelled_flatten_sends_nothing_and_a_confirmed_pause_shows_as_paused
     assert [(row[0], row[1], row[3], row[4]) for row in holds] == [("account", "paused", BY, why)]
     assert stack.state()["controls"]["paused"]["by"] == BY
     _screenshot(driver, "paused")
+    # The stack's log has the control, not the polls and reads that refresh the pages every 2 s.
+    log = stack.log.read_text(errors="replace")
+    assert " POST /dashboard/control 303 " in log
+    assert " POST /_local/controls 200 " in log
+    assert "/dashboard/fragment/" not in log
+    assert "GET /_local/cycles" not in log

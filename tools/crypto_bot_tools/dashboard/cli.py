@@ -45,6 +45,11 @@ def _run(args: argparse.Namespace) -> int:
     with open_source(args.stack, args.region, args.local) as source:
         errors: Callable[[], AbstractContextManager[None]] = nullcontext
         name = args.local or ""
+        if args.local:
+            from crypto_bot_tools.ops.local_source import DASHBOARD_AGENT, LocalSource
+
+            if isinstance(source, LocalSource):
+                source.client.agent = DASHBOARD_AGENT  # crypto-bot local does not log the polls
         if not args.local:
             from crypto_bot_tools.ops.aws_source import AwsSource
             from crypto_bot_tools.ops.stack import aws_errors

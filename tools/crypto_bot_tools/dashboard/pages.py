@@ -74,6 +74,7 @@ def page(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{h(title)} · crypto-bot {h(stack)}</title>"
+        '<link rel="icon" href="data:,">'  # no icon: the browser asks for none
         f'<link rel="stylesheet" href="{h(prefix)}/static/dashboard.css">'
         f'<script src="{h(prefix)}/static/dashboard.js" defer></script></head><body>'
         f'<header><h1>crypto-bot <span class="stack">{h(stack)}</span></h1><nav>{links}</nav>'

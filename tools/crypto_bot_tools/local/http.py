@@ -81,9 +81,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
         elapsed = (time.monotonic() - started) * 1000
+        if status < 400 and self._polling(parsed.path):
+            return
         # The path only: the query string holds the token, which never reaches a log.
         where = f"{self.client_address[0]} {self.command} {parsed.path}"
         local.log(f"{stamp()} {where} {status} {elapsed:.0f} ms {outcome}".rstrip())
+
+    def _polling(self, path: str) -> bool:
+        """Say whether the request is one of the dashboard's updates: a page's poll or its reads of the stack.
+
+        They come every few seconds while a page is open; logged, they would bury the requests and cycles.
+        """
+        from crypto_bot_tools.ops.local_source import DASHBOARD_AGENT
+
+        if self.command != "GET":
+            return False
+        return self.headers.get("User-Agent") == DASHBOARD_AGENT or path.startswith(
+            ("/dashboard/fragment/", "/dashboard/static/")
+        )
 
     def _answer(self, parsed: urllib.parse.SplitResult) -> tuple[int, str, dict[str, str], str]:
         """Read the request and answer it: status, body, headers, and what happened (for the log)."""

@@ -119,10 +119,10 @@ class LocalServer:
             if self._dashboard is None:
                 from crypto_bot_tools.dashboard.app import Dashboard, allowed_hosts
                 from crypto_bot_tools.dashboard.reader import StackReader
-                from crypto_bot_tools.ops.local_source import LocalClient, LocalSource
+                from crypto_bot_tools.ops.local_source import DASHBOARD_AGENT, LocalClient, LocalSource
 
                 port = int(self.parts.httpd.server_address[1])
-                reader = StackReader(LocalSource(LocalClient(self.url)), ttl=1.0)
+                reader = StackReader(LocalSource(LocalClient(self.url, agent=DASHBOARD_AGENT)), ttl=1.0)
                 self._dashboard = Dashboard(
                     reader,
                     stack=f"local {self.url}",

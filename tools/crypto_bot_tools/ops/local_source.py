@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from crypto_bot.domain.controls import Controls
 from crypto_bot.domain.errors import ConfigError
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = [
+    "DASHBOARD_AGENT",
     "LocalClient",
     "LocalSource",
     "follow_local_execution",
@@ -43,14 +44,19 @@ __all__ = [
 ]
 
 
-class LocalClient:
-    """Talk to ``crypto-bot local``'s ``/_local/*`` endpoints."""
+# The User-Agent of the dashboard's reads, which crypto-bot local does not log (one page polls every few seconds).
+DASHBOARD_AGENT: Final = "crypto-bot-dashboard"
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+
+class LocalClient:
+    """Talk to ``crypto-bot local``'s ``/_local/*`` endpoints; ``agent`` is the User-Agent sent, if any."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0, agent: str | None = None) -> None:
         if not re.match(r"^https?://[^/]+", url):
             raise ConfigError(f"--local {url!r}: expected a URL such as http://127.0.0.1:3000")
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.agent = agent
 
     def state(self) -> dict[str, Any]:
         """GET /_local/state."""
@@ -82,6 +88,8 @@ class LocalClient:
         if data is None and method == "POST":
             data = b""
         headers = {"Content-Type": "application/json"} if data else {}
+        if self.agent:
+            headers["User-Agent"] = self.agent
         request = urllib.request.Request(url, method=method, data=data, headers=headers)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) checked above)
