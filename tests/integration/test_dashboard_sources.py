@@ -8,6 +8,7 @@ after one README cycle (the BTCUSDT buy). ``crypto-bot local``'s side is read by
 from __future__ import annotations
 
 from decimal import Decimal as D
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,35 @@ def test_the_dashboard_of_a_deployed_stack_shows_its_pages_and_pauses_it(
     assert controls.paused.by.startswith("arn:aws:")  # the caller's identity, as crypto-bot pause records it
     assert "from the dashboard" in controls.paused.reason
     assert "Entries are held back." in page("/")
+
+
+class CountingQueries:
+    """A DynamoDB client that counts its Query calls (the intents' reads)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.queries = 0
+
+    def query(self, **request: Any) -> Any:
+        self.queries += 1
+        return self.inner.query(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_ended_cycles_intents_are_read_once(deployed: Deployed) -> None:
+    counting = CountingQueries(deployed.stack.client("dynamodb"))
+    client = deployed.stack.client
+    source = aws_source.AwsSource(
+        aws_source.stack_resources(client("cloudformation"), STACK),
+        lambda service: counting if service == "dynamodb" else client(service),
+    )
+
+    first = source.cycles(10)
+    read = counting.queries
+    again = source.cycles(10)
+
+    assert read >= 1
+    assert counting.queries == read  # the scan finds the same ended cycle: its intents are not read again
+    assert again == first

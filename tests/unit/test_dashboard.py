@@ -419,6 +419,18 @@ def test_the_reader_keeps_an_answer_for_its_ttl_and_forgets_after_a_control() ->
     assert reader.signals() == Reading([])
 
 
+def test_the_cycles_may_be_kept_longer_than_the_rest() -> None:
+    source = FakeSource()
+    ticks = [0.0]
+    reader = StackReader(source, ttl=5, cycles_ttl=30, clock=lambda: ticks[0])
+    cycles, signals = reader.cycles(), reader.signals()
+    ticks[0] = 10.0
+    assert reader.cycles() is cycles
+    assert reader.signals() is not signals
+    ticks[0] = 31.0
+    assert reader.cycles() is not cycles
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["--port", "http"], "'http' is not a port number"), (["--port", "70000"], "'70000' must be in 0-65535")],

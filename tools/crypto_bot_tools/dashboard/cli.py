@@ -6,9 +6,11 @@ import argparse
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["register"]
+__all__ = ["AWS_CYCLES_EVERY", "register"]
+
+AWS_CYCLES_EVERY: Final = 30.0  # seconds between two reads of a deployed stack's cycle records
 
 
 def register(commands: Any) -> None:
@@ -57,7 +59,11 @@ def _run(args: argparse.Namespace) -> int:
             errors = aws_errors
             if isinstance(source, AwsSource):
                 name = f"{source.resources.name} ({source.resources.region})"
-        reader = StackReader(source, ttl=args.refresh * 0.8, config_path=args.config, errors=errors)
+        # A deployed stack's cycles are a scan of its table (read units, billed): every 30 s at most.
+        cycles_ttl = None if args.local else max(AWS_CYCLES_EVERY, args.refresh)
+        reader = StackReader(
+            source, ttl=args.refresh * 0.8, cycles_ttl=cycles_ttl, config_path=args.config, errors=errors
+        )
         # Fail now, with the reason, when the stack cannot be read at all.
         reader.call(lambda: source.signals(1))
         dashboard = Dashboard(

@@ -1,9 +1,9 @@
 """What the pages show, read from a :class:`~crypto_bot_tools.ops.sources.Source` and kept for a few seconds.
 
 Every open page polls: the answers are kept for ``ttl`` seconds, so two tabs cost a deployed stack no more
-reads than one. An execution's path is kept for good once the execution has ended (its history is final).
-A failed read is an answer too (:class:`Reading` with its ``error``): the page says it, and the next poll
-tries again.
+reads than one. The cycles may be kept longer (``cycles_ttl``): on a deployed stack they are a scan of the
+table. An execution's path is kept for good once the execution has ended (its history is final). A failed
+read is an answer too (:class:`Reading` with its ``error``): the page says it, and the next poll tries again.
 """
 
 from __future__ import annotations
@@ -55,12 +55,14 @@ class StackReader:
         source: Source,
         *,
         ttl: float,
+        cycles_ttl: float | None = None,
         config_path: Path | None = None,
         errors: Callable[[], AbstractContextManager[None]] = nullcontext,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.ttl = ttl
+        self.cycles_ttl = ttl if cycles_ttl is None else cycles_ttl
         self.config_path = config_path
         self.errors = errors
         self.clock = clock
@@ -82,7 +84,7 @@ class StackReader:
 
     def cycles(self) -> Reading[list[CycleRow]]:
         """The newest cycle records with their intents, oldest first."""
-        return self._kept_for("cycles", lambda: self.source.cycles(CYCLES_SHOWN))
+        return self._kept_for("cycles", lambda: self.source.cycles(CYCLES_SHOWN), self.cycles_ttl)
 
     def executions(self) -> Reading[list[ExecutionView]]:
         """The newest executions, newest first, each with its state path."""
@@ -113,11 +115,11 @@ class StackReader:
             views.append(ExecutionView(row, path))
         return views
 
-    def _kept_for[T](self, key: str, read: Callable[[], T]) -> Reading[T]:
+    def _kept_for[T](self, key: str, read: Callable[[], T], ttl: float | None = None) -> Reading[T]:
         with self._lock:
             now = self.clock()
             kept = self._kept.get(key)
-            if kept is not None and now - kept[0] < self.ttl:
+            if kept is not None and now - kept[0] < (self.ttl if ttl is None else ttl):
                 return kept[1]
             try:
                 with self.errors():

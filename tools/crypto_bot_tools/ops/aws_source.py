@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from crypto_bot.domain.orders import Balance
+    from crypto_bot.engine.records import IntentRecord
 
 __all__ = [
     "AwsSource",
@@ -65,6 +66,7 @@ class AwsSource:
     def __init__(self, resources: StackResources, client: Callable[[str], Any]) -> None:
         self.resources = resources
         self.client = client
+        self._ended: dict[str, list[IntentRecord]] = {}  # the intents of each cycle seen ended: they are final
 
     @classmethod
     def open(cls, stack: str, region: str | None) -> AwsSource:
@@ -108,7 +110,9 @@ class AwsSource:
         return execution_path(self.client("stepfunctions"), arn)
 
     def cycles(self, limit: int) -> list[CycleRow]:
-        return deployed_cycles(self.client("dynamodb"), self.resources.output(TABLE_OUTPUT), limit=limit)
+        return deployed_cycles(
+            self.client("dynamodb"), self.resources.output(TABLE_OUTPUT), limit=limit, ended=self._ended
+        )
 
     def cycle(self, console: Console, *, follow: bool, poll: float, timeout: float | None) -> CycleOutcome:
         sfn = self.client("stepfunctions")
@@ -261,11 +265,14 @@ def _collected_cycle(output: object) -> str | None:
     return str(cycle["cycle_id"]) if isinstance(cycle, dict) and "cycle_id" in cycle else None
 
 
-def deployed_cycles(dynamodb: Any, table: str, *, limit: int = 50) -> list[CycleRow]:
+def deployed_cycles(
+    dynamodb: Any, table: str, *, limit: int = 50, ended: dict[str, list[IntentRecord]] | None = None
+) -> list[CycleRow]:
     """Read the ``limit`` most recent cycle records of the table, oldest first, each with its intents.
 
     Cycles have no index: the table is scanned for them (its items expire, so it stays small), then each
-    cycle's partition is queried for its intents.
+    cycle's partition is queried for its intents, except a cycle ``ended`` already holds: an ended cycle's
+    intents are final, so they are kept there and read once.
     """
     from crypto_bot.adapters.aws.dynamodb_store import DynamoDBStore, from_item
     from crypto_bot.engine.records import CycleRecord, Phase
@@ -286,10 +293,16 @@ def deployed_cycles(dynamodb: Any, table: str, *, limit: int = 50) -> list[Cycle
     store = DynamoDBStore(table, dynamodb)
     newest = sorted(records, key=lambda r: (r.at, r.cycle_id))[-limit:] if limit > 0 else []
     phases = list(Phase)
-    return [
-        CycleRow(r, sorted(store.intents(r.cycle_id), key=lambda i: (phases.index(i.phase), i.intent.strategy)))
-        for r in newest
-    ]
+    kept = {} if ended is None else ended
+    rows = []
+    for record in newest:
+        intents = kept.get(record.cycle_id) if record.status in ("done", "failed") else None
+        if intents is None:
+            intents = sorted(store.intents(record.cycle_id), key=lambda i: (phases.index(i.phase), i.intent.strategy))
+            if record.status in ("done", "failed"):
+                kept[record.cycle_id] = intents
+        rows.append(CycleRow(record, intents))
+    return rows
 
 
 def paper_balances(dynamodb: Any, table: str, starting_cash: Decimal, quote: str) -> Mapping[str, Balance]:
