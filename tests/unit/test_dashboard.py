@@ -6,9 +6,10 @@ series and its chart, the checks against cross-site requests on the controls, an
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
@@ -237,7 +238,43 @@ def test_the_chart_places_time_along_x_and_equity_along_y() -> None:
     assert plotted[-1].x == svg.WIDTH - svg.RIGHT
     assert plotted[2].x == pytest.approx(svg.LEFT + (svg.WIDTH - svg.LEFT - svg.RIGHT) / 3, abs=0.1)
     assert plotted[2].y == svg.TOP  # the highest equity at the top
-    assert plotted[0].y == svg.HEIGHT - svg.BOTTOM  # the lowest at the bottom
+    assert plotted[0].y == svg.MAIN_BOTTOM  # the lowest at the bottom
+    assert [p.drawdown for p in plotted] == [0, 0, 0, 0]  # each a new high
+    assert {p.drawdown_y for p in plotted} == {svg.DRAWDOWN_TOP}
+
+
+def test_the_drawdown_panel_shows_the_fall_below_the_running_peak() -> None:
+    values = ["100", "120", "90", "120"]
+    points = [EquityPoint(T0 + timedelta(hours=n), "cycle", f"c{n}", D(0), {}, D(v)) for n, v in enumerate(values)]
+    plotted = svg.plot(points)
+
+    assert [p.drawdown for p in plotted] == [0, 0, D(-25), 0]  # 90 is 25% below the peak of 120
+    assert [p.drawdown_y for p in plotted] == [
+        svg.DRAWDOWN_TOP,
+        svg.DRAWDOWN_TOP,
+        svg.DRAWDOWN_BOTTOM,
+        svg.DRAWDOWN_TOP,
+    ]
+    assert 'data-max-drawdown="-25.00"' in svg.equity_svg(points, "USDT")
+
+
+def test_each_cycle_that_traded_has_a_marker_naming_its_orders() -> None:
+    drawn = svg.equity_svg(equity_series(CYCLES, SIGNALS, FLAT, T0 + timedelta(days=1)), "USDT")
+
+    entry, exit_ = re.findall(r'<polygon class="marker (\w+)" points="[^"]*"><title>([^<]*)</title>', drawn)
+    assert entry == ("entry", "buy 0.1 BTC/USDT (entry)")
+    assert exit_ == ("exit", "sell 0.1 BTC/USDT (exit)")
+
+
+def test_overview_says_the_drawdown_now_and_the_deepest() -> None:
+    # Between the buy and the sale, an alert (ignored) at 50000 marks the position down: 8994 below 10094.
+    fell = cycle("c2", T0 + timedelta(hours=4), ["k9"], [])
+    rows = [CYCLES[0], fell, replace(CYCLES[1], record=replace(CYCLES[1].record, at=T0 + timedelta(hours=8)))]
+    signals = [*SIGNALS, signal("k9", "BTCUSDT", "ignored", price="50000", at=T0 + timedelta(hours=4))]
+    html = text(get(dashboard(FakeSource(cycle_rows=rows, signal_rows=signals)), "/fragment/overview"))
+
+    assert "<td class=num>8,994.00</td>" in html
+    assert "<strong>0.00% (deepest -10.90%)</strong>" in html
 
 
 def test_the_chart_is_inline_svg_with_each_point_and_its_value() -> None:
@@ -263,6 +300,7 @@ def test_overview_shows_cash_positions_controls_and_the_chart() -> None:
     assert "<td>BTCUSDT</td><td>BTC/USDT</td><td class=num>0.1</td><td class=num>6,000.00</td>" in html
     assert "<td class=num>6,600.00</td><td class=num>60.00%</td><td class=num>0</td>" in html
     assert "<strong>4,400.00 USDT (40.00%)</strong>" in html
+    assert "<strong>0.00% (deepest 0.00%)</strong>" in html
     assert "Entries are held back." in html
     assert "paused by the operator (me@local: &lt;script&gt;" in html
     assert "<svg" in html

@@ -32,6 +32,7 @@ class EquityPoint:
     cash: Decimal
     holdings: Mapping[str, Decimal]  # amount per symbol
     equity: Decimal | None  # None: a holding had no known price
+    trades: tuple[str, ...] = ()  # what the cycle's orders filled: "buy 0.1 BTC/USDT (entry)"
 
 
 def equity_series(
@@ -66,7 +67,12 @@ def equity_series(
     for row, (cash_then, held_then), known in zip(cycles, after, prices, strict=True):
         holdings = {symbol: amount for symbol, amount in held_then.items() if amount}
         value = _value(cash_then, holdings, known)
-        points.append(EquityPoint(row.record.at, "cycle", row.record.cycle_id, cash_then, holdings, value))
+        trades = tuple(
+            f"{r.intent.side.value} {r.filled.normalize():f} {r.intent.symbol} ({r.intent.purpose.value})"
+            for r in row.intents
+            if r.filled
+        )
+        points.append(EquityPoint(row.record.at, "cycle", row.record.cycle_id, cash_then, holdings, value, trades))
     if now.equity is not None:
         latest = max([p.at for p in points], default=at)
         points.append(EquityPoint(max(at, latest), "now", None, now.cash, held_now, now.equity))

@@ -106,8 +106,8 @@ def overview_content(
         return "".join(parts)
     quote = held.quote or _quote(cycles.value or [])
     parts.append(_controls_state(held.controls))
-    parts.append(_figures(held, quote))
     points = equity_series(cycles.value or [], signals.value or [], held, now) if cycles.value is not None else []
+    parts.append(_figures(held, quote, points))
     parts.append(f"<section><h2>Equity{f' ({h(quote)})' if quote else ''}</h2>{equity_svg(points, quote)}")
     parts.append(_equity_table(points) + "</section>")
     parts.append(_positions(held, quote))
@@ -115,13 +115,18 @@ def overview_content(
     return "".join(parts)
 
 
-def _figures(held: Holdings, quote: str) -> str:
+def _figures(held: Holdings, quote: str, points: Sequence[EquityPoint]) -> str:
+    from crypto_bot_tools.charts import Point, drawdown
+
     unit = f" {h(quote)}" if quote else ""
     cash_share = f" ({held.cash / held.equity:.2%})" if held.cash is not None and held.equity else ""
+    falls = drawdown([Point(p.at, p.equity) for p in points if p.equity is not None])
+    fall = f"{falls[-1].value:.2f}% (deepest {min(f.value for f in falls):.2f}%)" if falls else "-"
     figures = [
         ("equity", "-" if held.equity is None else f"{_money(held.equity)}{unit}"),
         ("cash", "-" if held.cash is None else f"{_money(held.cash)}{unit}{cash_share}"),
         ("positions", str(len(held.positions))),
+        ("drawdown", fall),
     ]
     cells = "".join(
         f'<div class="figure" id="figure-{k}"><span>{k}</span><strong>{v}</strong></div>' for k, v in figures
