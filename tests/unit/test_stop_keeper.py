@@ -105,7 +105,7 @@ def test_a_partly_filled_stop_that_ends_leaves_the_rest_long_and_says_it_is_unpr
     exchange.cancel_order(stop.order_id, "BTC/USDT")  # cancelled by hand on the venue, half filled
     notes = keeper(exchange).check(ledger)
     assert notes == {
-        "BTCUSDT": f"{STOP_FILLED}: sold 0.05 at 56900; 0.05 left unprotected until the next cycle places a stop for it"
+        "BTCUSDT": f"{STOP_FILLED}: sold 0.05 at 56900; 0.05 left unprotected until the cycle places a new stop for it"
     }
     position = ledger.position(CONFIG["BTCUSDT"])
     assert (position.amount, position.stop, position.stopped_at) == (D("0.05"), None, None)
@@ -237,3 +237,53 @@ def test_a_strategy_without_a_stop_gets_none(percent: None) -> None:
     assert not kept.wanted()
     assert kept.protect(ledger, "c1", {}) == {}
     assert keeper(exchange).wanted()
+
+
+def test_a_stop_cancelled_on_the_venue_without_a_fill_is_dropped_and_the_gap_told() -> None:
+    exchange, ledger = account()
+    placed(exchange, ledger)
+    stop = ledger.position(CONFIG["BTCUSDT"]).stop
+    assert stop is not None
+    exchange.cancel_order(stop.order_id, "BTC/USDT")  # by hand, on the venue
+    assert keeper(exchange).check(ledger) == {
+        "BTCUSDT": "protective stop canceled on the exchange; 0.1 left unprotected until the cycle places a new stop "
+        "for it"
+    }
+    position = ledger.position(CONFIG["BTCUSDT"])
+    assert (position.amount, position.stop, position.stopped_at) == (D("0.1"), None, None)
+
+
+def test_a_stop_is_placed_from_an_average_cost_that_is_not_a_whole_number() -> None:
+    exchange, ledger = account(fee="0")
+    ledger.positions["BTCUSDT"] = replace(ledger.position(CONFIG["BTCUSDT"]), cost_basis=D("6000.05"))
+    placed(exchange, ledger)
+    stop = ledger.position(CONFIG["BTCUSDT"]).stop
+    assert stop is not None
+    assert stop.stop_price == D("57000.48")  # 60,000.5 a coin, 5% below: 57,000.475, to the tick
+
+
+def test_a_stop_larger_than_the_position_is_replaced_by_one_for_what_is_held() -> None:
+    exchange, ledger = account(fee="0")
+    placed(exchange, ledger)
+    ledger.positions["BTCUSDT"] = replace(ledger.position(CONFIG["BTCUSDT"]), amount=D("0.06"))
+    keeper(exchange).protect(ledger, "c2", {})
+    stop = ledger.position(CONFIG["BTCUSDT"]).stop
+    assert stop is not None
+    assert stop.amount == D("0.06")
+
+
+def test_protect_reaches_the_later_strategies_past_each_one_it_leaves_alone() -> None:
+    # AAAUSDT sorts first: long without a stop asked for, then long with its stop already in place; BTCUSDT,
+    # after it, still gets its stop.
+    exchange, ledger = account()
+    config = StrategyConfig.from_mapping({"AAAUSDT": PLAIN, "BTCUSDT": STOPPED}, "USDT")
+    aaa = replace(config["BTCUSDT"], key="AAAUSDT", protective_stop=None)
+    ledger.apply_fill(aaa, Side.BUY, order_id="e2", filled=D("0.01"), cost=D(600), fees=(), at=AT)
+    exchange.balances["BTC"] += D("0.01")
+    assert set(placed(exchange, ledger)) == {"BTCUSDT"}
+    assert ledger.position(CONFIG["AAAUSDT"]).stop is None
+    both = StrategyConfig.from_mapping({"AAAUSDT": STOPPED, "BTCUSDT": STOPPED}, "USDT")
+    kept = StopKeeper(exchange, both, lambda: {"BTC/USDT": MARKET}, lambda: AT, lambda read: read())
+    kept.protect(ledger, "c2", {})  # AAAUSDT gets one; BTCUSDT's is in place and left alone
+    ledger.positions["BTCUSDT"] = replace(ledger.position(both["BTCUSDT"]), stop=None)
+    assert set(kept.protect(ledger, "c3", {})) == {"BTCUSDT"}

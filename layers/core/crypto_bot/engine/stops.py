@@ -199,8 +199,11 @@ class StopKeeper:
             ledger.sweep_dust(strategy, self.markets()[strategy.symbol])
         position = ledger.position(strategy)
         booked = replace(stop, filled=order.filled, cost=order.cost, fees=order.fees)
-        if done and position.is_long and filled > 0 and not lifted:
-            note += f"; {plain(position.amount)} left unprotected until the next cycle places a stop for it"
+        if done and position.is_long and not lifted:
+            # Ended on the venue with coins still held (cancelled by hand, expired, or filled only in part):
+            # finalize places a new stop for what is left, and the trader is told the gap.
+            ended = note or f"protective stop {order.status.value} on the exchange"
+            note = f"{ended}; {plain(position.amount)} left unprotected until the cycle places a new stop for it"
         stopped = now if (filled > 0 and not position.is_long) else position.stopped_at
         ledger.positions[strategy.key] = replace(position, stop=None if done else booked, stopped_at=stopped)
         return note
