@@ -247,3 +247,41 @@ def test_guards_parse_their_fields_and_refuse_each_bad_one_by_name() -> None:
         with pytest.raises(ConfigError, match="must be a fraction in"):
             Guards.from_mapping({"strategy_drawdown": edge}, "f")
     assert Guards.from_mapping({"cooldown_bars": 1}, "f").cooldown_bars == 1
+
+
+def test_a_fall_of_more_than_half_trips_the_account_guard() -> None:
+    guards = Guards(account_drawdown=D("0.5"))
+    peaked = check_guards(Controls(), guards, marks("10000"), AT)
+    assert check_guards(peaked, guards, marks("4000"), AT).account_trip is not None
+
+
+def test_resuming_one_strategy_keeps_every_other_strategys_pause_and_peak_whatever_their_names() -> None:
+    controls = Controls(
+        paused_strategies={k: Hold(f"{k} paused", AT) for k in ("AAAUSDT", "ETHUSDT", "ZZZUSDT")},
+        strategy_peaks={k: D(1) for k in ("AAAUSDT", "ETHUSDT", "ZZZUSDT")},
+    )
+    resumed = resume(controls, by="alice", at=AT, strategy="ETHUSDT")
+    assert set(resumed.paused_strategies) == {"AAAUSDT", "ZZZUSDT"}
+    assert set(resumed.strategy_peaks) == {"AAAUSDT", "ZZZUSDT"}
+
+
+def test_a_cooldown_holds_no_entry_timed_after_its_end_and_ends_at_any_later_check() -> None:
+    controls = Controls(cooldowns={"BTCUSDT": Hold("cooling", AT)})
+    assert controls.entry_hold("BTCUSDT", AT + timedelta(hours=1)) is None
+    assert check_guards(controls, Guards(cooldown_bars=1), marks("10000"), AT + timedelta(hours=3)).cooldowns == {}
+
+
+def test_a_strategy_flatten_is_recorded_under_its_strategy_and_the_accounts_under_the_account() -> None:
+    one = request_flatten(Controls(), by="alice", reason="", at=AT, strategy="ETHUSDT")
+    assert [(e.scope, e.what) for e in one.events] == [("ETHUSDT", "paused"), ("ETHUSDT", "flatten requested")]
+    every = request_flatten(Controls(), by="alice", reason="", at=AT)
+    assert [(e.scope, e.what) for e in every.events] == [(ACCOUNT, "paused"), (ACCOUNT, "flatten requested")]
+
+
+def test_a_strategy_drawdown_alone_is_read_and_a_later_strategy_trips_past_an_earlier_tripped_one() -> None:
+    assert Guards.from_mapping({"strategy_drawdown": "0.2"}, "f") == Guards(strategy_drawdown=D("0.2"))
+    guards = Guards(strategy_drawdown=D("0.2"))
+    tripped = Controls(strategy_trips={"AAAUSDT": Hold("tripped before", AT)}, strategy_peaks={"BTCUSDT": D(500)})
+    checked = check_guards(tripped, guards, marks("10000", AAAUSDT="-900", BTCUSDT="-600"), AT)
+    assert set(checked.strategy_trips) == {"AAAUSDT", "BTCUSDT"}
+    assert checked.strategy_trips["AAAUSDT"].reason == "tripped before"
