@@ -285,3 +285,10 @@ def test_a_strategy_drawdown_alone_is_read_and_a_later_strategy_trips_past_an_ea
     checked = check_guards(tripped, guards, marks("10000", AAAUSDT="-900", BTCUSDT="-600"), AT)
     assert set(checked.strategy_trips) == {"AAAUSDT", "BTCUSDT"}
     assert checked.strategy_trips["AAAUSDT"].reason == "tripped before"
+
+
+def test_every_bad_guard_is_reported_even_after_one_that_is_not_a_number() -> None:
+    with pytest.raises(ConfigError) as bad:
+        Guards.from_mapping({"account_drawdown": "lots", "strategy_drawdown": "2"}, "f")
+    assert "guards.account_drawdown: " in str(bad.value)
+    assert "guards.strategy_drawdown: must be a fraction in (0, 1)" in str(bad.value)
