@@ -82,7 +82,7 @@ browser: ## install Debian's chromium and chromium-driver for the dashboard's br
 		apt-get install -y --no-install-recommends chromium chromium-driver; }
 
 unit: sync dynamodb-local browser ## pytest (the store's tests on moto and on DynamoDB Local, which pytest starts)
-	@$(RUN) pytest -q
+	@$(RUN) pytest -q -m "not load"
 
 screenshots: sync browser ## regenerate docs/images/dashboard.png (README's Overview) from the browser tests
 	@mkdir -p docs/images
@@ -91,6 +91,9 @@ screenshots: sync browser ## regenerate docs/images/dashboard.png (README's Over
 # The suites that feed docs/reliability.md, run whole; a plain pytest run writes .build/reports/reliability.md
 # instead, so that the gate leaves no tracked file modified (tests/faults/report.py).
 RELIABILITY_SUITES := tests/faults tests/venues tests/e2e/test_abuse.py tests/e2e/test_burst.py
+
+load: sync ## the load test (1,100 alerts over HTTP to crypto-bot local), kept out of make test for its minute
+	@$(RUN) pytest -q -m load
 
 reports: sync ## regenerate docs/reliability.md (fault suite, venue lane, abuse and load) for committing
 	@RELIABILITY_REPORT=docs/reliability.md $(RUN) pytest -q $(RELIABILITY_SUITES)

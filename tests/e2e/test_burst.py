@@ -132,6 +132,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(fraction * len(ordered) + 0.999999) - 1))]
 
 
+# A minute of load on the 2-core machine: `make load` and `make reports` run it, `make test` does not (the abuse
+# suite, the local stack's duplicate test and the fault suite hold the same dedupe and ledger rules every run).
+@pytest.mark.load
 def test_burst_of_1000_alerts_over_200_strategies_is_stored_once_each_and_traded_without_duplicates(
     burst_local: Local,
 ) -> None:
