@@ -292,3 +292,11 @@ def test_every_bad_guard_is_reported_even_after_one_that_is_not_a_number() -> No
         Guards.from_mapping({"account_drawdown": "lots", "strategy_drawdown": "2"}, "f")
     assert "guards.account_drawdown: " in str(bad.value)
     assert "guards.strategy_drawdown: must be a fraction in (0, 1)" in str(bad.value)
+
+
+def test_resume_matches_a_strategy_key_by_value_not_by_identity() -> None:
+    # A key read from a CLI argument is an equal string, not the record's own object.
+    key = "".join(["ETH", "USDT"])
+    controls = Controls(paused_strategies={"ETHUSDT": Hold("paused", AT)}, strategy_peaks={"ETHUSDT": D(1)})
+    resumed = resume(controls, by="alice", at=AT, strategy=key)
+    assert (resumed.paused_strategies, resumed.strategy_peaks) == ({}, {})

@@ -287,3 +287,22 @@ def test_protect_reaches_the_later_strategies_past_each_one_it_leaves_alone() ->
     kept.protect(ledger, "c2", {})  # AAAUSDT gets one; BTCUSDT's is in place and left alone
     ledger.positions["BTCUSDT"] = replace(ledger.position(both["BTCUSDT"]), stop=None)
     assert set(kept.protect(ledger, "c3", {})) == {"BTCUSDT"}
+
+
+def test_a_stops_fees_are_matched_by_currency_value_not_identity() -> None:
+    # Fee currencies parsed from a venue's JSON are equal strings, not the same objects as the booked ones.
+    exchange, ledger = account()
+    placed(exchange, ledger)
+    exchange.partial_fill_ratio = D("0.5")
+    exchange.set_price("BTC/USDT", D(56900))
+    keeper(exchange).check(ledger)
+    stop = ledger.position(CONFIG["BTCUSDT"]).stop
+    assert stop is not None
+    usdt = "".join(["US", "DT"])
+    ledger.positions["BTCUSDT"] = replace(
+        ledger.position(CONFIG["BTCUSDT"]), stop=replace(stop, fees=tuple(Fee(f.cost, usdt) for f in stop.fees))
+    )
+    exchange.set_price("BTC/USDT", D(57000))
+    keeper(exchange).check(ledger)
+    sold = [e for e in ledger.entries if e.order_id != "entry"]
+    assert [e.fees for e in sold] == [(Fee(D("2.845"), "USDT"),), (Fee(D("2.8243215"), "USDT"),)]
