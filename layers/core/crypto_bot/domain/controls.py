@@ -287,17 +287,20 @@ class Marks:
     quote: str
 
 
+def end_cooldowns(controls: Controls, at: datetime, *, cycle: str = "") -> Controls:
+    """End every cooldown whose end is at or before ``at``, recording each release."""
+    ended = {k: v for k, v in sorted(controls.cooldowns.items()) if v.at <= at}
+    if not ended:
+        return controls
+    kept = {k: v for k, v in controls.cooldowns.items() if k not in ended}
+    released = [Event(at, k, "released", f"cooldown ended {v.at:%Y-%m-%d %H:%M} UTC", cycle) for k, v in ended.items()]
+    return replace(controls, cooldowns=kept).with_events(*released)
+
+
 def check_guards(controls: Controls, guards: Guards, marks: Marks, at: datetime, *, cycle: str = "") -> Controls:
     """Raise the running peaks, trip the drawdown guards that are beyond their limit, and end past cooldowns."""
     events: list[Event] = []
-    changed = controls
-    ended = {k: v for k, v in controls.cooldowns.items() if v.at <= at}
-    if ended:
-        cooldowns = {k: v for k, v in controls.cooldowns.items() if k not in ended}
-        changed = replace(changed, cooldowns=cooldowns)
-        events += [
-            Event(at, k, "released", f"cooldown ended {v.at:%Y-%m-%d %H:%M} UTC", cycle) for k, v in ended.items()
-        ]
+    changed = end_cooldowns(controls, at, cycle=cycle)
     if guards.account_drawdown is not None and marks.equity > 0:
         peak = max(changed.peak_equity or marks.equity, marks.equity)
         changed = replace(changed, peak_equity=peak)

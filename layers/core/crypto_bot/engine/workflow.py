@@ -42,7 +42,16 @@ from crypto_bot.domain.allocation import (
     size_entries,
 )
 from crypto_bot.domain.config import ExecutionMode, StrategyConfig
-from crypto_bot.domain.controls import ACCOUNT, Controls, Event, Flatten, Marks, check_guards, start_cooldown
+from crypto_bot.domain.controls import (
+    ACCOUNT,
+    Controls,
+    Event,
+    Flatten,
+    Marks,
+    check_guards,
+    end_cooldowns,
+    start_cooldown,
+)
 from crypto_bot.domain.errors import (
     MISSING,
     ConfigError,
@@ -631,7 +640,7 @@ class Workflow:
             else:
                 marks = _marks(self.config, ledger, balances, prices)
         if marks is None:
-            self._change_controls(partial(_end_cooldowns, at, cycle_id))
+            self._change_controls(lambda c: end_cooldowns(c, at, cycle=cycle_id))
         else:
             self._change_controls(lambda c: check_guards(c, self.config.guards, marks, at, cycle=cycle_id))
         if problem and (self.config.guards.account_drawdown or self.config.guards.strategy_drawdown):
@@ -738,18 +747,6 @@ def _marks(
         pnl[key] = position.realized_pnl + unrealized
     capital = {key: strategy.percentage * equity for key, strategy in config.strategies.items()}
     return Marks(equity=equity, pnl=pnl, capital=capital, quote=config.quote)
-
-
-def _end_cooldowns(at: datetime, cycle_id: str, controls: Controls) -> Controls:
-    ended = {k for k, v in controls.cooldowns.items() if v.at <= at}
-    if not ended:
-        return controls
-    events = [
-        Event(at, k, "released", f"cooldown ended {controls.cooldowns[k].at:%Y-%m-%d %H:%M} UTC", cycle_id)
-        for k in ended
-    ]
-    kept = {k: v for k, v in controls.cooldowns.items() if k not in ended}
-    return replace(controls, cooldowns=kept).with_events(*sorted(events, key=lambda e: e.scope))
 
 
 def _hold_entries(netting: Netting, signals: list[Signal], controls: Controls) -> Netting:
